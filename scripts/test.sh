@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the repository: the one command the README names and
+# .ci/run calls. Extra `go test` flags (for example -v or -run) pass through.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test (all packages)"
+go test -count=1 "$@" ./...
+
+# Packages with concurrency of their own also run under the race detector.
+race_pkgs=()
+for p in ./wire/... ./zerocopy/... ./storage/... ./batch/...; do
+	if go list "$p" >/dev/null 2>&1; then race_pkgs+=("$p"); fi
+done
+if [ ${#race_pkgs[@]} -gt 0 ]; then
+	echo "== go test -race ${race_pkgs[*]}"
+	go test -race -count=1 "$@" "${race_pkgs[@]}"
+fi
