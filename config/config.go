@@ -1,0 +1,350 @@
+// Package config turns a node's command line and environment into a
+// validated Config, per SPEC §1: long kebab-case flags, each also readable
+// from EDGEKV_<FLAG_IN_CAPS> (dashes become underscores), a flag given on the
+// command line winning over its variable, and unknown EDGEKV_ variables
+// ignored with a warning.
+//
+// It must never start anything, touch the data dir or the network, or
+// return a Config that failed validation: a bad value is one error naming
+// the flag (or variable) and the problem, so main can exit with one clear
+// line instead of starting a half-working node.
+//
+// Flags join this package together with the feature that uses them (the
+// batching, membership and tracing flags come with those features), so
+// that --help never documents a knob that does nothing.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvPrefix starts every environment variable this package reads.
+const EnvPrefix = "EDGEKV_"
+
+// Member is one entry of --initial-cluster.
+type Member struct {
+	Name     string
+	PeerAddr string
+}
+
+// Config is a validated node configuration.
+type Config struct {
+	Name            string
+	DataDir         string
+	ListenClient    string
+	ListenPeer      string
+	AdvertiseClient string
+	AdvertisePeer   string
+	// InitialCluster lists the bootstrap members in the order given; it
+	// always contains this node under Name with AdvertisePeer.
+	InitialCluster      []Member
+	InitialClusterToken string
+
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	RequestTimeout    time.Duration
+
+	QuotaBytes      int64
+	MaxValueBytes   int64
+	MaxRequestBytes int64
+	MaxTxnOps       int
+
+	Compression     string
+	SnapshotEntries uint64
+	SnapshotKeep    int
+
+	IdempotencyTTL     time.Duration
+	IdempotencyMaxKeys int
+
+	LogLevel  slog.Level
+	LogFormat string
+}
+
+// ErrHelp is returned when -h or --help was asked for; the usage text has
+// already been written.
+var ErrHelp = flag.ErrHelp
+
+// maxKeyBytes is SPEC §2's key limit; a value limit below it is useless.
+const maxKeyBytes = 4096
+
+// electionToHeartbeatMin: an election timeout shorter than this many
+// heartbeats makes a single delayed heartbeat start an election (the same
+// rule etcd applies).
+const electionToHeartbeatMin = 5
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+var compressions = []string{"none", "snappy", "zstd", "auto"}
+
+// Parse reads args (without the program name) and environ (KEY=VALUE
+// pairs, as os.Environ returns) into a validated Config. Usage text for
+// --help goes to usage. Warnings (unknown EDGEKV_ variables) are returned
+// for the caller to log once a logger exists.
+func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("edgekv", flag.ContinueOnError)
+	fs.SetOutput(usage)
+
+	fs.StringVar(&cfg.Name, "name", "node1", "this node's unique name in the cluster")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./edgekv-data", "directory for the WAL, snapshots and metadata")
+	fs.StringVar(&cfg.ListenClient, "listen-client", "127.0.0.1:7379", "HTTP address (host:port)")
+	fs.StringVar(&cfg.ListenPeer, "listen-peer", "127.0.0.1:7380", "raw TCP address for peers (host:port)")
+	fs.StringVar(&cfg.AdvertiseClient, "advertise-client", "", "client address told to other nodes and clients (default: --listen-client)")
+	fs.StringVar(&cfg.AdvertisePeer, "advertise-peer", "", "peer address told to other nodes (default: --listen-peer)")
+	initialCluster := fs.String("initial-cluster", "", "bootstrap members `n1=host:port,n2=host:port,...` (default: <name>=<advertise-peer>)")
+	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", "edgekv", "the cluster id is derived from it: nodes of two clusters never talk")
+
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 100*time.Millisecond, "leader heartbeat period; also the Raft tick")
+	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", time.Second, "election timeout t, randomized in [t, 2t); at least 5 heartbeats")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 5*time.Second, "a write not committed by then gets 504, a read 503")
+
+	quota := byteSize(2 << 30)
+	maxValue := byteSize(1 << 20)
+	maxRequest := byteSize(4 << 20)
+	fs.Var(&quota, "quota-bytes", "size of the store; writes that would pass it get 507 (e.g. 2GiB)")
+	fs.Var(&maxValue, "max-value-bytes", "larger values get 413")
+	fs.Var(&maxRequest, "max-request-bytes", "larger request bodies get 413")
+	fs.IntVar(&cfg.MaxTxnOps, "max-txn-ops", 10000, "batches (PutAll) with more ops get 413")
+
+	fs.StringVar(&cfg.Compression, "compression", "auto", "replication and snapshot compression: none, snappy, zstd, auto")
+	fs.Uint64Var(&cfg.SnapshotEntries, "snapshot-entries", 100000, "log entries between snapshots")
+	fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 2, "snapshot files kept on disk")
+
+	fs.DurationVar(&cfg.IdempotencyTTL, "idempotency-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
+	fs.IntVar(&cfg.IdempotencyMaxKeys, "idempotency-max-keys", 1000000, "bound on remembered idempotency keys; the oldest are forgotten first")
+
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
+
+	fs.Usage = func() {
+		printUsage(usage, fs)
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, nil, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	warnings, err := applyEnv(fs, environ)
+	if err != nil {
+		return Config{}, nil, err
+	}
+
+	cfg.QuotaBytes, cfg.MaxValueBytes, cfg.MaxRequestBytes = int64(quota), int64(maxValue), int64(maxRequest)
+	if cfg.AdvertiseClient == "" {
+		cfg.AdvertiseClient = cfg.ListenClient
+	}
+	if cfg.AdvertisePeer == "" {
+		cfg.AdvertisePeer = cfg.ListenPeer
+	}
+	if cfg.LogLevel, err = parseLogLevel(*logLevel); err != nil {
+		return Config{}, nil, err
+	}
+	if cfg.InitialCluster, err = parseInitialCluster(*initialCluster, cfg.Name, cfg.AdvertisePeer); err != nil {
+		return Config{}, nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, nil, err
+	}
+	return cfg, warnings, nil
+}
+
+// printUsage documents every flag with its default and its variable.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: edgekv [flags]\n\nRuns a node. Every flag can also be set through its environment variable;\na flag on the command line wins.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		typeName, help := flag.UnquoteUsage(f)
+		def := "default " + f.DefValue + ", "
+		switch {
+		case f.DefValue == "":
+			def = "" // the help text says what an empty value means
+		case typeName == "string":
+			def = "default " + strconv.Quote(f.DefValue) + ", "
+		}
+		fmt.Fprintf(w, "  --%s %s\n        %s\n        %senv %s\n", f.Name, typeName, help, def, envName(f.Name))
+	})
+}
+
+// envName maps a flag name to its environment variable.
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, and lists unknown EDGEKV_ variables as warnings.
+func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
+	setOnCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setOnCommandLine[f.Name] = true })
+	byEnv := map[string]*flag.Flag{}
+	fs.VisitAll(func(f *flag.Flag) { byEnv[envName(f.Name)] = f })
+
+	var warnings []string
+	for _, kv := range environ {
+		key, value, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(key, EnvPrefix) {
+			continue
+		}
+		f, known := byEnv[key]
+		if !known {
+			warnings = append(warnings, fmt.Sprintf("ignoring unknown environment variable %s", key))
+			continue
+		}
+		if setOnCommandLine[f.Name] {
+			continue
+		}
+		if err := fs.Set(f.Name, value); err != nil {
+			return nil, fmt.Errorf("invalid value %q for %s: %w", value, key, err)
+		}
+	}
+	sort.Strings(warnings)
+	return warnings, nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// parseInitialCluster reads "n1=host:port,n2=host:port". Empty means a
+// single-node cluster of this node.
+func parseInitialCluster(s, self, selfPeer string) ([]Member, error) {
+	if strings.TrimSpace(s) == "" {
+		return []Member{{Name: self, PeerAddr: selfPeer}}, nil
+	}
+	var members []Member
+	seenName := map[string]bool{}
+	seenAddr := map[string]bool{}
+	foundSelf := false
+	for _, part := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--initial-cluster: %q is not name=host:port", part)
+		}
+		if !namePattern.MatchString(name) {
+			return nil, fmt.Errorf("--initial-cluster: bad member name %q (letters, digits, '.', '_', '-', at most 63)", name)
+		}
+		if err := checkHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--initial-cluster: member %s: %w", name, err)
+		}
+		if seenName[name] {
+			return nil, fmt.Errorf("--initial-cluster: member name %q appears twice", name)
+		}
+		if seenAddr[addr] {
+			return nil, fmt.Errorf("--initial-cluster: peer address %s appears twice", addr)
+		}
+		seenName[name], seenAddr[addr] = true, true
+		if name == self {
+			foundSelf = true
+			if addr != selfPeer {
+				return nil, fmt.Errorf("--initial-cluster: this node %q is listed at %s but --advertise-peer is %s", self, addr, selfPeer)
+			}
+		}
+		members = append(members, Member{Name: name, PeerAddr: addr})
+	}
+	if !foundSelf {
+		return nil, fmt.Errorf("--initial-cluster does not list this node (--name %q)", self)
+	}
+	return members, nil
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("address %q has no host", addr)
+	}
+	if p, err := net.LookupPort("tcp", port); err != nil || p == 0 {
+		return fmt.Errorf("address %q: bad port", addr)
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(namePattern.MatchString(c.Name), "--name %q: letters, digits, '.', '_', '-', at most 63", c.Name)
+	check(strings.TrimSpace(c.DataDir) != "", "--data-dir is empty")
+	for _, a := range []struct{ flag, addr string }{
+		{"--listen-client", c.ListenClient}, {"--listen-peer", c.ListenPeer},
+		{"--advertise-client", c.AdvertiseClient}, {"--advertise-peer", c.AdvertisePeer},
+	} {
+		if err := checkHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.flag, err))
+		}
+	}
+	check(c.ListenClient != c.ListenPeer, "--listen-client and --listen-peer are both %s", c.ListenClient)
+	check(c.InitialClusterToken != "", "--initial-cluster-token is empty")
+	check(c.HeartbeatInterval >= time.Millisecond, "--heartbeat-interval %v: at least 1ms", c.HeartbeatInterval)
+	check(c.ElectionTimeout >= electionToHeartbeatMin*c.HeartbeatInterval,
+		"--election-timeout %v must be at least %d times --heartbeat-interval %v", c.ElectionTimeout, electionToHeartbeatMin, c.HeartbeatInterval)
+	check(c.RequestTimeout > 0, "--request-timeout %v: must be positive", c.RequestTimeout)
+	check(c.QuotaBytes > 0, "--quota-bytes must be positive")
+	check(c.MaxValueBytes > 0, "--max-value-bytes must be positive")
+	check(c.MaxRequestBytes >= c.MaxValueBytes+maxKeyBytes,
+		"--max-request-bytes %d must hold at least one value of --max-value-bytes %d plus a key", c.MaxRequestBytes, c.MaxValueBytes)
+	check(c.MaxTxnOps > 0, "--max-txn-ops must be positive")
+	check(contains(compressions, c.Compression), "--compression %q: want one of %s", c.Compression, strings.Join(compressions, ", "))
+	check(c.SnapshotEntries > 0, "--snapshot-entries must be positive")
+	check(c.SnapshotKeep >= 1, "--snapshot-keep %d: at least 1", c.SnapshotKeep)
+	check(c.IdempotencyTTL > 0, "--idempotency-ttl must be positive")
+	check(c.IdempotencyMaxKeys > 0, "--idempotency-max-keys must be positive")
+	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// NewLogger builds the node's logger per --log-level and --log-format.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// ClusterID derives the cluster id from --initial-cluster-token alone (SPEC
+// §1: never from addresses, so moving a node does not change it), as its
+// 64-bit FNV-1a hash. Zero is reserved for "unknown", so it maps to one.
+func (c *Config) ClusterID() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(c.InitialClusterToken))
+	if id := h.Sum64(); id != 0 {
+		return id
+	}
+	return 1
+}
