@@ -320,6 +320,10 @@ func (n *Node) LastIndex() uint64 { return n.log.lastIndex() }
 // in the log kept in memory.
 func (n *Node) LogTerm(i uint64) (uint64, bool) { return n.log.term(i) }
 
+// HardState returns the current term, vote and commit index (durable or
+// not).
+func (n *Node) HardState() raftmsg.HardState { return n.hardState() }
+
 // SoftState returns the current role, leader and term.
 func (n *Node) SoftState() SoftState { return n.softState() }
 

@@ -86,7 +86,6 @@ const (
 	maxPipelined     = 4 // Readys taken and not yet durable, per node
 	maxInflightMsgs  = 4
 	maxInflightBytes = 1024
-	maxMsgBytes      = 512
 	bigEntryBytes    = 1500 // larger than the window: must go alone
 )
 
@@ -133,6 +132,10 @@ type sim struct {
 	stats    Stats
 	seedHash maphash.Seed
 	nextReq  uint64
+	// Per-seed knobs, so that seeds differ in kind, not just in order.
+	maxMsgBytes     uint64 // 64 puts almost every entry in its own message
+	crashPerMille   int
+	leaderCrashRate int
 
 	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
@@ -159,6 +162,9 @@ func Run(opts Options) (Stats, error) {
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
 		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}}
 	s.seedHash = maphash.MakeSeed()
+	s.maxMsgBytes = []uint64{64, 512, 4096}[s.rng.IntN(3)]
+	s.crashPerMille = 4 + s.rng.IntN(16)
+	s.leaderCrashRate = s.rng.IntN(12)
 	n := opts.Nodes
 	if n == 0 {
 		n = 3 + 2*s.rng.IntN(2)
@@ -197,7 +203,7 @@ func (s *sim) start(sn *simNode) error {
 	cfg := consensus.Config{
 		ID: sn.id, Voters: s.voters(), HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
 		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
-		MaxInflightMsgs: maxInflightMsgs, MaxInflightBytes: maxInflightBytes, MaxMsgBytes: maxMsgBytes,
+		MaxInflightMsgs: maxInflightMsgs, MaxInflightBytes: maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
 		MaxUncommittedBytes: 64 << 10, MaxApplyBytes: 2048,
 	}
 	node, err := consensus.New(cfg)
@@ -257,9 +263,19 @@ func (s *sim) run() error {
 }
 
 func (s *sim) chaos() error {
+	if s.rng.IntN(1000) < s.leaderCrashRate {
+		// Crash whoever leads: the interesting histories (paper Figure 8)
+		// need leaders to die with entries half replicated.
+		for _, sn := range s.nodes {
+			if sn.node != nil && sn.node.SoftState().Role == consensus.RoleLeader {
+				s.crash(sn)
+				break
+			}
+		}
+	}
 	r := s.rng.IntN(1000)
 	switch {
-	case r < 12: // crash
+	case r < s.crashPerMille: // crash
 		sn := s.nodes[s.rng.IntN(len(s.nodes))]
 		if sn.node != nil {
 			s.crash(sn)
@@ -606,34 +622,16 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 		return fmt.Errorf("%w: node %d applies %d beyond its handed-out log %d", ErrViolation, sn.id, e.Index, sn.view.len())
 	}
 	h := sn.view.prefix[e.Index-1]
-	switch {
-	case e.Index <= uint64(len(s.global)):
-		if s.global[e.Index-1] != h {
-			return fmt.Errorf("%w: state machine safety: node %d applies entry %d (term %d) different from the one applied before", ErrViolation, sn.id, e.Index, e.Term)
+	if e.Index > uint64(len(s.global)) {
+		// Applied before any leader was seen committing it (possible when
+		// the leader's commit reached this node before the leader's next
+		// step was checked).
+		if err := s.commitUpTo(sn, e.Index); err != nil {
+			return err
 		}
-	default:
-		s.global = append(s.global, h)
-		s.globalTerm = append(s.globalTerm, e.Term)
-		durable := 0
-		for _, o := range s.nodes {
-			if o.dur.len() >= e.Index && o.dur.prefix[e.Index-1] == h {
-				durable++
-			}
-		}
-		if durable < quorum.Majority(len(s.nodes)) {
-			return fmt.Errorf("%w: entry %d (term %d) applied by %d while durable on only %d of %d nodes", ErrViolation, e.Index, e.Term, sn.id, durable, len(s.nodes))
-		}
-		// Leader Completeness (paper §5.4): a leader of a later term has
-		// every committed entry.
-		for _, o := range s.nodes {
-			if o.node != nil {
-				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > e.Term {
-					if t, ok := o.node.LogTerm(e.Index); !ok || t != e.Term {
-						return fmt.Errorf("%w: leader completeness: leader %d of term %d lacks committed entry %d of term %d", ErrViolation, o.id, ss.Term, e.Index, e.Term)
-					}
-				}
-			}
-		}
+	}
+	if s.global[e.Index-1] != h {
+		return fmt.Errorf("%w: state machine safety: node %d applies entry %d (term %d) different from the one committed", ErrViolation, sn.id, e.Index, e.Term)
 	}
 	sn.lastApplied = e.Index
 	s.stats.EntriesApplied++
@@ -647,6 +645,40 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 		if all {
 			s.liveDone = true
 		}
+	}
+	return nil
+}
+
+// commitUpTo extends the committed sequence with sn's handed-out log up to
+// index, checking that each newly committed entry is durable on a quorum
+// (persist before acknowledging, thesis §10.2.1) and present in the log of
+// every leader of a later term (Leader Completeness, paper §5.4).
+func (s *sim) commitUpTo(sn *simNode, index uint64) error {
+	if index > sn.view.len() {
+		return fmt.Errorf("%w: node %d commits %d beyond its handed-out log %d", ErrViolation, sn.id, index, sn.view.len())
+	}
+	for i := uint64(len(s.global)) + 1; i <= index; i++ {
+		h, term := sn.view.prefix[i-1], sn.view.terms[i-1]
+		durable := 0
+		for _, o := range s.nodes {
+			if o.dur.len() >= i && o.dur.prefix[i-1] == h {
+				durable++
+			}
+		}
+		if durable < quorum.Majority(len(s.nodes)) {
+			return fmt.Errorf("%w: entry %d (term %d) committed by %d while durable on only %d of %d nodes", ErrViolation, i, term, sn.id, durable, len(s.nodes))
+		}
+		for _, o := range s.nodes {
+			if o.node != nil {
+				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > term {
+					if t, ok := o.node.LogTerm(i); !ok || t != term {
+						return fmt.Errorf("%w: leader completeness: leader %d of term %d lacks committed entry %d of term %d", ErrViolation, o.id, ss.Term, i, term)
+					}
+				}
+			}
+		}
+		s.global = append(s.global, h)
+		s.globalTerm = append(s.globalTerm, term)
 	}
 	return nil
 }
@@ -671,6 +703,13 @@ func (s *sim) afterStep(sn *simNode) error {
 		s.tracef("leader %d term %d", sn.id, ss.Term)
 	} else if l != sn.id {
 		return fmt.Errorf("%w: election safety: %d and %d both lead term %d", ErrViolation, l, sn.id, ss.Term)
+	}
+	if c := sn.node.HardState().Commit; c > uint64(len(s.global)) {
+		if err := s.commitUpTo(sn, c); err != nil {
+			return err
+		}
+	} else if c > 0 && (c > sn.view.len() || sn.view.prefix[c-1] != s.global[c-1]) {
+		return fmt.Errorf("%w: leader %d of term %d has a commit index %d whose entries differ from the committed ones", ErrViolation, sn.id, ss.Term, c)
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
