@@ -37,6 +37,7 @@ func (n *Node) tickLeader() {
 			if i == n.selfPos {
 				continue
 			}
+			pr.AckedRecently = false
 			n.send(raftmsg.Message{Type: raftmsg.MsgHeartbeat, To: n.voters[i], Term: n.term,
 				Commit: min(pr.Match, n.log.committed)})
 		}
@@ -279,13 +280,18 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 	case raftmsg.MsgAppResp:
 		return n.handleAppendResp(m, pr)
 	case raftmsg.MsgHeartbeatResp:
-		if pr.State == tracker.StateProbe {
-			pr.ProbeSent = false
+		if pr.Match >= n.log.lastIndex() {
+			return nil
 		}
-		if pr.Match < n.log.lastIndex() {
-			// Either resume probing, or (pipelining) send an empty append
-			// probing Next-1: it detects a lost message or a lost answer
-			// that would otherwise hold the window shut forever.
+		switch {
+		case pr.State == tracker.StateProbe:
+			// The follower is alive: resend the probe (it may be lost).
+			pr.ProbeSent = false
+			n.maybeSendAppend(i, false)
+		case !pr.AckedRecently:
+			// Pipelining, but no acknowledgement for a heartbeat period:
+			// an empty append probing Next-1 detects a lost message or a
+			// lost answer that would otherwise hold the window shut.
 			n.maybeSendAppend(i, true)
 		}
 	}

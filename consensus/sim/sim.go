@@ -32,10 +32,13 @@ type Options struct {
 	// Nodes is the cluster size; 0 lets the seed pick 3 or 5.
 	Nodes int
 	// ChaosTicks is how long faults are injected (default 300); then the
-	// cluster heals and must make progress within LivenessTicks (default
-	// 150).
+	// cluster heals, must commit a new proposal within LivenessTicks
+	// (default 150), and every node must apply it within CatchUpTicks more
+	// (default 500: a node that missed the whole chaos phase replays it at
+	// the small window sizes used here).
 	ChaosTicks    int
 	LivenessTicks int
+	CatchUpTicks  int
 	// Trace, when set, receives one line per event.
 	Trace io.Writer
 }
@@ -133,7 +136,7 @@ type sim struct {
 	seedHash maphash.Seed
 	nextReq  uint64
 	// Per-seed knobs, so that seeds differ in kind, not just in order.
-	maxMsgBytes     uint64 // 64 puts almost every entry in its own message
+	maxMsgBytes     uint64 // 200: a few entries per message
 	crashPerMille   int
 	leaderCrashRate int
 
@@ -142,8 +145,10 @@ type sim struct {
 	global     []uint64                  // prefix hash of the applied sequence, by index-1
 	globalTerm []uint64
 	// liveness
+	linkLast     map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
 	healed       bool
 	livenessReqs map[uint64]bool
+	liveIndex    uint64 // index of the first liveness proposal committed
 	liveDone     bool
 }
 
@@ -159,10 +164,13 @@ func Run(opts Options) (Stats, error) {
 	if opts.LivenessTicks == 0 {
 		opts.LivenessTicks = 150
 	}
+	if opts.CatchUpTicks == 0 {
+		opts.CatchUpTicks = 500
+	}
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
-		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}}
+		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}}
 	s.seedHash = maphash.MakeSeed()
-	s.maxMsgBytes = []uint64{64, 512, 4096}[s.rng.IntN(3)]
+	s.maxMsgBytes = []uint64{200, 1024, 4096}[s.rng.IntN(3)]
 	s.crashPerMille = 4 + s.rng.IntN(16)
 	s.leaderCrashRate = s.rng.IntN(12)
 	n := opts.Nodes
@@ -221,8 +229,11 @@ func (s *sim) start(sn *simNode) error {
 }
 
 func (s *sim) run() error {
-	total := s.opts.ChaosTicks + s.opts.LivenessTicks
+	total := s.opts.ChaosTicks + s.opts.LivenessTicks + s.opts.CatchUpTicks
 	for s.now = 0; s.now < total; s.now++ {
+		if s.now == s.opts.ChaosTicks+s.opts.LivenessTicks && s.liveIndex == 0 {
+			return fmt.Errorf("%w: liveness: no proposal committed within %d ticks of healing", ErrViolation, s.opts.LivenessTicks)
+		}
 		if s.now == s.opts.ChaosTicks {
 			if err := s.heal(); err != nil {
 				return err
@@ -259,7 +270,11 @@ func (s *sim) run() error {
 			return s.finalChecks()
 		}
 	}
-	return fmt.Errorf("%w: liveness: no proposal committed on every node within %d ticks of healing", ErrViolation, s.opts.LivenessTicks)
+	lag := ""
+	for _, sn := range s.nodes {
+		lag += fmt.Sprintf(" %d:%d", sn.id, sn.lastApplied)
+	}
+	return fmt.Errorf("%w: liveness: entry %d committed but not applied everywhere within %d more ticks (applied:%s)", ErrViolation, s.liveIndex, s.opts.CatchUpTicks, lag)
 }
 
 func (s *sim) chaos() error {
@@ -352,7 +367,15 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 			s.stats.MsgsDropped++
 			continue
 		}
-		s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
+		at := s.now + s.rng.IntN(maxDelayTicks+1)
+		if s.rng.IntN(100) < 80 {
+			// Mostly FIFO per link, like a TCP connection; the rest is
+			// reordered, like messages across a reconnection.
+			link := [2]raftmsg.NodeID{m.From, m.To}
+			at = max(at, s.linkLast[link])
+			s.linkLast[link] = at
+		}
+		s.net = append(s.net, inFlight{m: m, deliverAt: at})
 		if s.rng.IntN(100) < 3 {
 			s.stats.MsgsDup++
 			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
@@ -373,7 +396,9 @@ func (s *sim) deliver() error {
 		}
 	}
 	s.net = kept
-	s.rng.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+	// Interleave the links at random, keeping each link's send order (the
+	// reordering comes from the delivery times).
+	due = s.interleave(due)
 	for _, f := range due {
 		to := s.nodeByID(f.m.To)
 		if to.node == nil || to.part != s.nodeByID(f.m.From).part {
@@ -397,6 +422,31 @@ func (s *sim) deliver() error {
 	return nil
 }
 
+func (s *sim) interleave(due []inFlight) []inFlight {
+	var links [][]inFlight
+	index := map[[2]raftmsg.NodeID]int{}
+	for _, f := range due {
+		k := [2]raftmsg.NodeID{f.m.From, f.m.To}
+		i, ok := index[k]
+		if !ok {
+			i = len(links)
+			index[k] = i
+			links = append(links, nil)
+		}
+		links[i] = append(links[i], f)
+	}
+	out := make([]inFlight, 0, len(due))
+	for len(links) > 0 {
+		i := s.rng.IntN(len(links))
+		out = append(out, links[i][0])
+		links[i] = links[i][1:]
+		if len(links[i]) == 0 {
+			links = append(links[:i], links[i+1:]...)
+		}
+	}
+	return out
+}
+
 func cloneEntries(ents []raftmsg.Entry) []raftmsg.Entry {
 	if ents == nil {
 		return nil
@@ -414,13 +464,15 @@ func (s *sim) propose() error {
 	if len(live) == 0 {
 		return nil
 	}
-	tries := 1
+	// After healing, a trickle: liveness is about the cluster recovering,
+	// not about draining an unbounded load.
+	rate := 40
 	if s.healed {
-		tries = 2
+		rate = 10
 	}
-	for t := 0; t < tries; t++ {
-		if s.rng.IntN(100) >= 40 {
-			continue
+	{
+		if s.rng.IntN(100) >= rate {
+			return nil
 		}
 		sn := live[s.rng.IntN(len(live))]
 		k := 1 + s.rng.IntN(3)
@@ -635,16 +687,17 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 	}
 	sn.lastApplied = e.Index
 	s.stats.EntriesApplied++
-	if s.livenessReqs[e.RequestID] {
+	if s.livenessReqs[e.RequestID] && s.liveIndex == 0 {
+		s.liveIndex = e.Index
+	}
+	if s.liveIndex != 0 {
 		all := true
 		for _, o := range s.nodes {
-			if o.node == nil || o.lastApplied < e.Index {
+			if o.node == nil || o.lastApplied < s.liveIndex {
 				all = false
 			}
 		}
-		if all {
-			s.liveDone = true
-		}
+		s.liveDone = all
 	}
 	return nil
 }

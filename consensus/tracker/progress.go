@@ -36,6 +36,10 @@ type Progress struct {
 	// ProbeSent: in StateProbe, an append is outstanding; send no other
 	// until an answer or a heartbeat answer arrives.
 	ProbeSent bool
+	// AckedRecently: an append was acknowledged since the last heartbeat
+	// went out. A pipelining leader probes a follower only when its
+	// acknowledgements stalled, not while they flow.
+	AckedRecently bool
 	// LastHeardTick is the leader's tick count when it last heard from this
 	// follower in the current term (check-quorum, thesis §6.2).
 	LastHeardTick uint64
@@ -82,6 +86,7 @@ func (p *Progress) MaybeUpdate(index uint64) bool {
 		p.Match = index
 		updated = true
 		p.ProbeSent = false
+		p.AckedRecently = true
 	}
 	if p.Next < index+1 {
 		p.Next = index + 1
