@@ -1,0 +1,789 @@
+// Package sim is a deterministic simulator of a Raft cluster built from the
+// pure consensus core: a seeded network that delays, drops, duplicates and
+// reorders messages and partitions the nodes; crashes that lose everything
+// not yet persisted, and restarts from what was; a runtime that pipelines
+// Readys (takes the next before the previous is durable) and releases
+// MessagesAfterPersist only once they are durable. After every step it
+// checks the safety properties of Raft (paper §5.4, Figure 3), and after the
+// chaos ends, liveness.
+//
+// A run is a pure function of its seed: Run(Options{Seed: s}) replays a
+// failure exactly. It must never read the clock, spawn goroutines or share
+// state between runs.
+package sim
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/edgekv/edgekv/consensus"
+	"github.com/edgekv/edgekv/consensus/quorum"
+	"github.com/edgekv/edgekv/consensus/raftmsg"
+)
+
+// Options configures one run.
+type Options struct {
+	Seed uint64
+	// Nodes is the cluster size; 0 lets the seed pick 3 or 5.
+	Nodes int
+	// ChaosTicks is how long faults are injected (default 300); then the
+	// cluster heals, must commit a new proposal within LivenessTicks
+	// (default 150), and every node must apply it within CatchUpTicks more
+	// (default 500: a node that missed the whole chaos phase replays it at
+	// the small window sizes used here).
+	ChaosTicks    int
+	LivenessTicks int
+	CatchUpTicks  int
+	// Trace, when set, receives one line per event.
+	Trace io.Writer
+}
+
+// Stats are the coverage counts of a run.
+type Stats struct {
+	Steps, Ticks                                  int
+	MsgsSent, MsgsDelivered, MsgsDropped, MsgsDup int
+	Crashes, Restarts, Partitions, Heals          int
+	Proposals, ProposalsRefused, EntriesApplied   int
+	Leaders, MaxPipelined, Truncations            int
+	StepErrors                                    int
+}
+
+// Add accumulates o into s (MaxPipelined takes the maximum).
+func (s *Stats) Add(o Stats) {
+	s.Steps += o.Steps
+	s.Ticks += o.Ticks
+	s.MsgsSent += o.MsgsSent
+	s.MsgsDelivered += o.MsgsDelivered
+	s.MsgsDropped += o.MsgsDropped
+	s.MsgsDup += o.MsgsDup
+	s.Crashes += o.Crashes
+	s.Restarts += o.Restarts
+	s.Partitions += o.Partitions
+	s.Heals += o.Heals
+	s.Proposals += o.Proposals
+	s.ProposalsRefused += o.ProposalsRefused
+	s.EntriesApplied += o.EntriesApplied
+	s.Leaders += o.Leaders
+	s.MaxPipelined = max(s.MaxPipelined, o.MaxPipelined)
+	s.Truncations += o.Truncations
+	s.StepErrors += o.StepErrors
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d",
+		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined)
+}
+
+// Cluster parameters: small windows so that byte bounds, oversized entries
+// and backtracking are exercised constantly.
+const (
+	electionTicks    = 10
+	heartbeatTicks   = 2
+	maxDelayTicks    = 3
+	maxPipelined     = 4 // Readys taken and not yet durable, per node
+	maxInflightMsgs  = 4
+	maxInflightBytes = 1024
+	bigEntryBytes    = 1500 // larger than the window: must go alone
+)
+
+type inFlight struct {
+	m         raftmsg.Message
+	deliverAt int
+}
+
+type pendingReady struct {
+	seq   uint64
+	hs    raftmsg.HardState
+	ents  []raftmsg.Entry
+	after []raftmsg.Message
+}
+
+// logView is a log as some party holds it, with the hash of every prefix so
+// that log matching is checked in O(new entries).
+type logView struct {
+	terms  []uint64 // terms[i] is the term at index i+1
+	prefix []uint64 // prefix[i] hashes entries 1..i+1
+}
+
+func (v *logView) len() uint64 { return uint64(len(v.terms)) }
+
+type simNode struct {
+	id          raftmsg.NodeID
+	node        *consensus.Node // nil while crashed
+	durHS       raftmsg.HardState
+	durLog      []raftmsg.Entry
+	dur         logView // the durable log
+	view        logView // the log as handed out in Readys (durable or not)
+	pending     []pendingReady
+	lastApplied uint64
+	leaderTerm  uint64 // last term in which this node was seen leading and checked
+	part        int
+}
+
+type sim struct {
+	opts     Options
+	rng      *rand.Rand
+	nodes    []*simNode
+	net      []inFlight
+	now      int
+	stats    Stats
+	seedHash maphash.Seed
+	nextReq  uint64
+	// Per-seed knobs, so that seeds differ in kind, not just in order.
+	maxMsgBytes     uint64 // 200: a few entries per message
+	crashPerMille   int
+	leaderCrashRate int
+
+	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
+	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
+	global     []uint64                  // prefix hash of the applied sequence, by index-1
+	globalTerm []uint64
+	// liveness
+	linkLast     map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
+	healed       bool
+	livenessReqs map[uint64]bool
+	liveIndex    uint64 // index of the first liveness proposal committed
+	liveDone     bool
+}
+
+// ErrViolation wraps every property violation.
+var ErrViolation = errors.New("sim: property violated")
+
+// Run simulates one seed and returns its coverage counts, or an error
+// wrapping ErrViolation naming the broken property.
+func Run(opts Options) (Stats, error) {
+	if opts.ChaosTicks == 0 {
+		opts.ChaosTicks = 300
+	}
+	if opts.LivenessTicks == 0 {
+		opts.LivenessTicks = 150
+	}
+	if opts.CatchUpTicks == 0 {
+		opts.CatchUpTicks = 500
+	}
+	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
+		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}}
+	s.seedHash = maphash.MakeSeed()
+	s.maxMsgBytes = []uint64{200, 1024, 4096}[s.rng.IntN(3)]
+	s.crashPerMille = 4 + s.rng.IntN(16)
+	s.leaderCrashRate = s.rng.IntN(12)
+	n := opts.Nodes
+	if n == 0 {
+		n = 3 + 2*s.rng.IntN(2)
+	}
+	for i := 1; i <= n; i++ {
+		s.nodes = append(s.nodes, &simNode{id: raftmsg.NodeID(i)})
+	}
+	for _, sn := range s.nodes {
+		if err := s.start(sn); err != nil {
+			return s.stats, err
+		}
+	}
+	err := s.run()
+	if err != nil {
+		err = fmt.Errorf("seed %d, tick %d, step %d: %w", opts.Seed, s.now, s.stats.Steps, err)
+	}
+	return s.stats, err
+}
+
+func (s *sim) tracef(format string, args ...any) {
+	if s.opts.Trace != nil {
+		fmt.Fprintf(s.opts.Trace, "t=%d step=%d ", s.now, s.stats.Steps)
+		fmt.Fprintf(s.opts.Trace, format+"\n", args...)
+	}
+}
+
+func (s *sim) voters() []raftmsg.NodeID {
+	ids := make([]raftmsg.NodeID, len(s.nodes))
+	for i, sn := range s.nodes {
+		ids[i] = sn.id
+	}
+	return ids
+}
+
+func (s *sim) start(sn *simNode) error {
+	cfg := consensus.Config{
+		ID: sn.id, Voters: s.voters(), HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
+		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
+		MaxInflightMsgs: maxInflightMsgs, MaxInflightBytes: maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
+		MaxUncommittedBytes: 64 << 10, MaxApplyBytes: 2048,
+	}
+	node, err := consensus.New(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: restart of %d: %v", ErrViolation, sn.id, err)
+	}
+	sn.node = node
+	sn.pending = nil
+	sn.lastApplied = 0 // the state machine is volatile: re-applied from 1
+	sn.leaderTerm = 0
+	// What the runtime knows after a restart is exactly the durable log.
+	sn.view.terms = append(sn.view.terms[:0], sn.dur.terms...)
+	sn.view.prefix = append(sn.view.prefix[:0], sn.dur.prefix...)
+	return nil
+}
+
+func (s *sim) run() error {
+	total := s.opts.ChaosTicks + s.opts.LivenessTicks + s.opts.CatchUpTicks
+	for s.now = 0; s.now < total; s.now++ {
+		if s.now == s.opts.ChaosTicks+s.opts.LivenessTicks && s.liveIndex == 0 {
+			return fmt.Errorf("%w: liveness: no proposal committed within %d ticks of healing", ErrViolation, s.opts.LivenessTicks)
+		}
+		if s.now == s.opts.ChaosTicks {
+			if err := s.heal(); err != nil {
+				return err
+			}
+		}
+		if !s.healed {
+			if err := s.chaos(); err != nil {
+				return err
+			}
+		}
+		for _, i := range s.rng.Perm(len(s.nodes)) {
+			sn := s.nodes[i]
+			// 10% of ticks are skipped: clocks drift apart.
+			if sn.node != nil && s.rng.IntN(10) != 0 {
+				sn.node.Tick()
+				s.stats.Ticks++
+				if err := s.afterStep(sn); err != nil {
+					return err
+				}
+			}
+		}
+		if err := s.deliver(); err != nil {
+			return err
+		}
+		if err := s.propose(); err != nil {
+			return err
+		}
+		for _, i := range s.rng.Perm(len(s.nodes)) {
+			if err := s.runtime(s.nodes[i]); err != nil {
+				return err
+			}
+		}
+		if s.liveDone {
+			return s.finalChecks()
+		}
+	}
+	lag := ""
+	for _, sn := range s.nodes {
+		lag += fmt.Sprintf(" %d:%d", sn.id, sn.lastApplied)
+	}
+	return fmt.Errorf("%w: liveness: entry %d committed but not applied everywhere within %d more ticks (applied:%s)", ErrViolation, s.liveIndex, s.opts.CatchUpTicks, lag)
+}
+
+func (s *sim) chaos() error {
+	if s.rng.IntN(1000) < s.leaderCrashRate {
+		// Crash whoever leads: the interesting histories (paper Figure 8)
+		// need leaders to die with entries half replicated.
+		for _, sn := range s.nodes {
+			if sn.node != nil && sn.node.SoftState().Role == consensus.RoleLeader {
+				s.crash(sn)
+				break
+			}
+		}
+	}
+	r := s.rng.IntN(1000)
+	switch {
+	case r < s.crashPerMille: // crash
+		sn := s.nodes[s.rng.IntN(len(s.nodes))]
+		if sn.node != nil {
+			s.crash(sn)
+		}
+	case r < 60: // restart
+		for _, sn := range s.nodes {
+			if sn.node == nil {
+				s.tracef("restart %d", sn.id)
+				s.stats.Restarts++
+				return s.start(sn)
+			}
+		}
+	case r < 75: // partition
+		s.stats.Partitions++
+		for _, sn := range s.nodes {
+			sn.part = s.rng.IntN(2)
+		}
+		s.tracef("partition %v", s.parts())
+	case r < 100: // heal
+		if s.parts() != "" {
+			s.stats.Heals++
+			s.tracef("heal")
+		}
+		for _, sn := range s.nodes {
+			sn.part = 0
+		}
+	}
+	return nil
+}
+
+func (s *sim) parts() string {
+	out := ""
+	for _, sn := range s.nodes {
+		if sn.part != 0 {
+			out += fmt.Sprintf("%d,", sn.id)
+		}
+	}
+	return out
+}
+
+func (s *sim) crash(sn *simNode) {
+	s.tracef("crash %d (%d readys not durable)", sn.id, len(sn.pending))
+	s.stats.Crashes++
+	sn.node = nil
+	sn.pending = nil
+}
+
+func (s *sim) heal() error {
+	s.healed = true
+	s.tracef("heal all")
+	for _, sn := range s.nodes {
+		sn.part = 0
+		if sn.node == nil {
+			s.stats.Restarts++
+			if err := s.start(sn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *sim) dropRate() int {
+	if s.healed {
+		return 0
+	}
+	return 5
+}
+
+func (s *sim) sendAll(msgs []raftmsg.Message) {
+	for _, m := range msgs {
+		s.stats.MsgsSent++
+		if s.nodeByID(m.From).part != s.nodeByID(m.To).part || s.rng.IntN(100) < s.dropRate() {
+			s.stats.MsgsDropped++
+			continue
+		}
+		at := s.now + s.rng.IntN(maxDelayTicks+1)
+		if s.rng.IntN(100) < 80 {
+			// Mostly FIFO per link, like a TCP connection; the rest is
+			// reordered, like messages across a reconnection.
+			link := [2]raftmsg.NodeID{m.From, m.To}
+			at = max(at, s.linkLast[link])
+			s.linkLast[link] = at
+		}
+		s.net = append(s.net, inFlight{m: m, deliverAt: at})
+		if s.rng.IntN(100) < 3 {
+			s.stats.MsgsDup++
+			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
+		}
+	}
+}
+
+func (s *sim) nodeByID(id raftmsg.NodeID) *simNode { return s.nodes[id-1] }
+
+func (s *sim) deliver() error {
+	var due []inFlight
+	kept := s.net[:0]
+	for _, f := range s.net {
+		if f.deliverAt <= s.now {
+			due = append(due, f)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	s.net = kept
+	// Interleave the links at random, keeping each link's send order (the
+	// reordering comes from the delivery times).
+	due = s.interleave(due)
+	for _, f := range due {
+		to := s.nodeByID(f.m.To)
+		if to.node == nil || to.part != s.nodeByID(f.m.From).part {
+			s.stats.MsgsDropped++
+			continue
+		}
+		s.stats.MsgsDelivered++
+		m := f.m
+		// The wire decodes into fresh buffers: the receiver must not share
+		// the sender's entries.
+		m.Entries = cloneEntries(m.Entries)
+		s.tracef("deliver %v %d->%d term=%d idx=%d logterm=%d commit=%d n=%d reject=%v hint=%d", m.Type, m.From, m.To, m.Term, m.Index, m.LogTerm, m.Commit, len(m.Entries), m.Reject, m.RejectHint)
+		if err := to.node.Step(m); err != nil {
+			// A correct peer never sends what Step refuses.
+			return fmt.Errorf("%w: node %d refused %v from %d: %v", ErrViolation, m.To, m.Type, m.From, err)
+		}
+		if err := s.afterStep(to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sim) interleave(due []inFlight) []inFlight {
+	var links [][]inFlight
+	index := map[[2]raftmsg.NodeID]int{}
+	for _, f := range due {
+		k := [2]raftmsg.NodeID{f.m.From, f.m.To}
+		i, ok := index[k]
+		if !ok {
+			i = len(links)
+			index[k] = i
+			links = append(links, nil)
+		}
+		links[i] = append(links[i], f)
+	}
+	out := make([]inFlight, 0, len(due))
+	for len(links) > 0 {
+		i := s.rng.IntN(len(links))
+		out = append(out, links[i][0])
+		links[i] = links[i][1:]
+		if len(links[i]) == 0 {
+			links = append(links[:i], links[i+1:]...)
+		}
+	}
+	return out
+}
+
+func cloneEntries(ents []raftmsg.Entry) []raftmsg.Entry {
+	if ents == nil {
+		return nil
+	}
+	out := make([]raftmsg.Entry, len(ents))
+	for i, e := range ents {
+		e.Data = slices.Clone(e.Data)
+		out[i] = e
+	}
+	return out
+}
+
+func (s *sim) propose() error {
+	live := s.liveNodes()
+	if len(live) == 0 {
+		return nil
+	}
+	// After healing, a trickle: liveness is about the cluster recovering,
+	// not about draining an unbounded load.
+	rate := 40
+	if s.healed {
+		rate = 10
+	}
+	{
+		if s.rng.IntN(100) >= rate {
+			return nil
+		}
+		sn := live[s.rng.IntN(len(live))]
+		k := 1 + s.rng.IntN(3)
+		ents := make([]raftmsg.Entry, k)
+		for i := range ents {
+			s.nextReq++
+			size := 8 + s.rng.IntN(64)
+			if s.rng.IntN(40) == 0 {
+				size = bigEntryBytes
+			}
+			data := make([]byte, size)
+			binary.LittleEndian.PutUint64(data, s.nextReq)
+			ents[i] = raftmsg.Entry{RequestID: s.nextReq, Data: data}
+			if s.healed {
+				s.livenessReqs[s.nextReq] = true
+			}
+		}
+		s.stats.Proposals++
+		err := sn.node.Propose(ents)
+		s.tracef("propose %d entries at %d: %v", k, sn.id, err)
+		if err != nil {
+			if consensus.RejectReasonOf(err) == raftmsg.RejectNone {
+				return fmt.Errorf("%w: propose at %d: %v", ErrViolation, sn.id, err)
+			}
+			s.stats.ProposalsRefused++
+		}
+		if err := s.afterStep(sn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sim) liveNodes() []*simNode {
+	var out []*simNode
+	for _, sn := range s.nodes {
+		if sn.node != nil {
+			out = append(out, sn)
+		}
+	}
+	return out
+}
+
+// runtime plays the node runtime: take Readys (pipelining up to
+// maxPipelined not yet durable), persist the oldest, send, apply.
+func (s *sim) runtime(sn *simNode) error {
+	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
+		if err := s.takeReady(sn); err != nil {
+			return err
+		}
+	}
+	for sn.node != nil && len(sn.pending) > 0 && s.rng.IntN(10) < 6 {
+		if err := s.persistOldest(sn); err != nil {
+			return err
+		}
+		// A crash between fsync and the next step: loses nothing durable.
+		if !s.healed && s.rng.IntN(400) == 0 {
+			s.crash(sn)
+		}
+	}
+	return nil
+}
+
+func (s *sim) takeReady(sn *simNode) error {
+	rd := sn.node.Ready()
+	s.tracef("ready %d seq=%d role=%v term=%d lead=%d hs=%+v ents=%d committed=%d msgs=%d after=%d",
+		sn.id, rd.Seq, rd.SoftState.Role, rd.SoftState.Term, rd.SoftState.Leader, rd.HardState, len(rd.Entries), len(rd.CommittedEntries), len(rd.Messages), len(rd.MessagesAfterPersist))
+	if len(rd.Entries) > 0 {
+		if err := s.extend(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
+			return err
+		}
+	}
+	s.sendAll(rd.Messages)
+	// Copy the entries' headers: the durable log must not alias the core's.
+	sn.pending = append(sn.pending, pendingReady{seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist})
+	s.stats.MaxPipelined = max(s.stats.MaxPipelined, len(sn.pending))
+	for _, e := range rd.CommittedEntries {
+		if err := s.apply(sn, e); err != nil {
+			return err
+		}
+	}
+	if k := len(rd.CommittedEntries); k > 0 {
+		if err := sn.node.AckApplied(rd.CommittedEntries[k-1].Index); err != nil {
+			return fmt.Errorf("%w: %v", ErrViolation, err)
+		}
+	}
+	return s.afterStep(sn)
+}
+
+func (s *sim) persistOldest(sn *simNode) error {
+	p := sn.pending[0]
+	sn.pending = sn.pending[1:]
+	if !p.hs.IsEmpty() {
+		if p.hs.Term < sn.durHS.Term || p.hs.Term == sn.durHS.Term && sn.durHS.Vote != raftmsg.None && p.hs.Vote != sn.durHS.Vote {
+			return fmt.Errorf("%w: node %d durable hard state went from %+v to %+v", ErrViolation, sn.id, sn.durHS, p.hs)
+		}
+		sn.durHS = p.hs
+	}
+	if len(p.ents) > 0 {
+		first := p.ents[0].Index
+		if first > uint64(len(sn.durLog))+1 {
+			return fmt.Errorf("%w: node %d persists entries from %d after a durable log ending at %d", ErrViolation, sn.id, first, len(sn.durLog))
+		}
+		if first <= uint64(len(sn.durLog)) {
+			s.stats.Truncations++
+		}
+		before := s.committedPrefix(&sn.dur)
+		sn.durLog = append(sn.durLog[:first-1], p.ents...)
+		if err := s.extend(&sn.dur, p.ents, fmt.Sprintf("node %d durable log", sn.id)); err != nil {
+			return err
+		}
+		// No committed entry is ever lost: what a node durably held of the
+		// committed sequence it keeps.
+		if after := s.committedPrefix(&sn.dur); after < before {
+			return fmt.Errorf("%w: node %d overwrote committed entry %d (durably held %d committed entries, now %d)", ErrViolation, sn.id, after+1, before, after)
+		}
+	}
+	s.tracef("persisted %d seq=%d hs=%+v ents=%d durable-last=%d", sn.id, p.seq, p.hs, len(p.ents), len(sn.durLog))
+	s.sendAll(p.after)
+	if err := sn.node.AckPersisted(p.seq); err != nil {
+		return fmt.Errorf("%w: %v", ErrViolation, err)
+	}
+	return s.afterStep(sn)
+}
+
+// committedPrefix is how many entries of the applied sequence v holds.
+func (s *sim) committedPrefix(v *logView) uint64 {
+	n := min(v.len(), uint64(len(s.global)))
+	// Prefix hashes match up to some point and then never again.
+	lo, hi := uint64(0), n
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if v.prefix[mid-1] == s.global[mid-1] {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
+}
+
+func (s *sim) entryHash(prev uint64, e *raftmsg.Entry) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seedHash)
+	var b [33]byte
+	binary.LittleEndian.PutUint64(b[0:], prev)
+	binary.LittleEndian.PutUint64(b[8:], e.Index)
+	binary.LittleEndian.PutUint64(b[16:], e.Term)
+	binary.LittleEndian.PutUint64(b[24:], e.RequestID)
+	b[32] = byte(e.Type)
+	h.Write(b[:])
+	h.Write(e.Data)
+	return h.Sum64()
+}
+
+// extend replaces v from ents[0].Index on with ents and checks Log Matching
+// (paper §5.3, Figure 3): entries with the same index and term have the same
+// prefix, in every log ever seen.
+func (s *sim) extend(v *logView, ents []raftmsg.Entry, what string) error {
+	first := ents[0].Index
+	if first == 0 || first > v.len()+1 {
+		return fmt.Errorf("%w: %s: entries from %d after last %d", ErrViolation, what, first, v.len())
+	}
+	v.terms = v.terms[:first-1]
+	v.prefix = v.prefix[:first-1]
+	for i := range ents {
+		e := &ents[i]
+		if e.Index != first+uint64(i) {
+			return fmt.Errorf("%w: %s: entry %d has index %d", ErrViolation, what, first+uint64(i), e.Index)
+		}
+		var prev, prevTerm uint64
+		if k := len(v.prefix); k > 0 {
+			prev, prevTerm = v.prefix[k-1], v.terms[k-1]
+		}
+		if e.Term < prevTerm {
+			return fmt.Errorf("%w: %s: term goes down from %d to %d at %d", ErrViolation, what, prevTerm, e.Term, e.Index)
+		}
+		h := s.entryHash(prev, e)
+		key := [2]uint64{e.Index, e.Term}
+		if old, ok := s.prefixAt[key]; !ok {
+			s.prefixAt[key] = h
+		} else if old != h {
+			return fmt.Errorf("%w: log matching: %s has entry %d of term %d with a prefix differing from another log's", ErrViolation, what, e.Index, e.Term)
+		}
+		v.terms = append(v.terms, e.Term)
+		v.prefix = append(v.prefix, h)
+	}
+	return nil
+}
+
+// apply checks State Machine Safety (paper Figure 3): every node applies a
+// prefix of one global sequence; and that an entry is durable on a quorum
+// when it is first applied anywhere.
+func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
+	if e.Index != sn.lastApplied+1 {
+		return fmt.Errorf("%w: node %d applies %d after %d", ErrViolation, sn.id, e.Index, sn.lastApplied)
+	}
+	if e.Index > sn.view.len() {
+		return fmt.Errorf("%w: node %d applies %d beyond its handed-out log %d", ErrViolation, sn.id, e.Index, sn.view.len())
+	}
+	h := sn.view.prefix[e.Index-1]
+	if e.Index > uint64(len(s.global)) {
+		// Applied before any leader was seen committing it (possible when
+		// the leader's commit reached this node before the leader's next
+		// step was checked).
+		if err := s.commitUpTo(sn, e.Index); err != nil {
+			return err
+		}
+	}
+	if s.global[e.Index-1] != h {
+		return fmt.Errorf("%w: state machine safety: node %d applies entry %d (term %d) different from the one committed", ErrViolation, sn.id, e.Index, e.Term)
+	}
+	sn.lastApplied = e.Index
+	s.stats.EntriesApplied++
+	if s.livenessReqs[e.RequestID] && s.liveIndex == 0 {
+		s.liveIndex = e.Index
+	}
+	if s.liveIndex != 0 {
+		all := true
+		for _, o := range s.nodes {
+			if o.node == nil || o.lastApplied < s.liveIndex {
+				all = false
+			}
+		}
+		s.liveDone = all
+	}
+	return nil
+}
+
+// commitUpTo extends the committed sequence with sn's handed-out log up to
+// index, checking that each newly committed entry is durable on a quorum
+// (persist before acknowledging, thesis §10.2.1) and present in the log of
+// every leader of a later term (Leader Completeness, paper §5.4).
+func (s *sim) commitUpTo(sn *simNode, index uint64) error {
+	if index > sn.view.len() {
+		return fmt.Errorf("%w: node %d commits %d beyond its handed-out log %d", ErrViolation, sn.id, index, sn.view.len())
+	}
+	for i := uint64(len(s.global)) + 1; i <= index; i++ {
+		h, term := sn.view.prefix[i-1], sn.view.terms[i-1]
+		durable := 0
+		for _, o := range s.nodes {
+			if o.dur.len() >= i && o.dur.prefix[i-1] == h {
+				durable++
+			}
+		}
+		if durable < quorum.Majority(len(s.nodes)) {
+			return fmt.Errorf("%w: entry %d (term %d) committed by %d while durable on only %d of %d nodes", ErrViolation, i, term, sn.id, durable, len(s.nodes))
+		}
+		for _, o := range s.nodes {
+			if o.node != nil {
+				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > term {
+					if t, ok := o.node.LogTerm(i); !ok || t != term {
+						return fmt.Errorf("%w: leader completeness: leader %d of term %d lacks committed entry %d of term %d", ErrViolation, o.id, ss.Term, i, term)
+					}
+				}
+			}
+		}
+		s.global = append(s.global, h)
+		s.globalTerm = append(s.globalTerm, term)
+	}
+	return nil
+}
+
+// afterStep checks the node that just acted.
+func (s *sim) afterStep(sn *simNode) error {
+	s.stats.Steps++
+	if sn.node == nil {
+		return nil
+	}
+	if err := sn.node.CheckInvariants(false); err != nil {
+		return fmt.Errorf("%w: %v", ErrViolation, err)
+	}
+	ss := sn.node.SoftState()
+	if ss.Role != consensus.RoleLeader {
+		return nil
+	}
+	// Election Safety (Figure 3): at most one leader per term.
+	if l, ok := s.leaders[ss.Term]; !ok {
+		s.leaders[ss.Term] = sn.id
+		s.stats.Leaders++
+		s.tracef("leader %d term %d", sn.id, ss.Term)
+	} else if l != sn.id {
+		return fmt.Errorf("%w: election safety: %d and %d both lead term %d", ErrViolation, l, sn.id, ss.Term)
+	}
+	if c := sn.node.HardState().Commit; c > uint64(len(s.global)) {
+		if err := s.commitUpTo(sn, c); err != nil {
+			return err
+		}
+	} else if c > 0 && (c > sn.view.len() || sn.view.prefix[c-1] != s.global[c-1]) {
+		return fmt.Errorf("%w: leader %d of term %d has a commit index %d whose entries differ from the committed ones", ErrViolation, sn.id, ss.Term, c)
+	}
+	if sn.leaderTerm != ss.Term {
+		sn.leaderTerm = ss.Term
+		// Leader Completeness (§5.4.3): the new leader holds every entry
+		// applied anywhere so far.
+		for i, t := range s.globalTerm {
+			if lt, ok := sn.node.LogTerm(uint64(i) + 1); !ok || lt != t {
+				return fmt.Errorf("%w: leader completeness: new leader %d of term %d lacks committed entry %d of term %d (has term %d)", ErrViolation, sn.id, ss.Term, i+1, t, lt)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *sim) finalChecks() error {
+	for _, sn := range s.nodes {
+		if sn.node != nil {
+			if err := sn.node.CheckInvariants(true); err != nil {
+				return fmt.Errorf("%w: %v", ErrViolation, err)
+			}
+		}
+	}
+	return nil
+}
