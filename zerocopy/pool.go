@@ -12,10 +12,11 @@
 // to the pool when the count reaches zero.
 //
 // Sizing rule: a pool serves requests between its minimum and maximum size
-// in power-of-two classes, and retains at most retainBytes per class; the
-// bound on memory held idle by a pool is therefore classes × retainBytes,
-// computed by RetainedBoundBytes and asserted at construction. Buffers
-// beyond the retention bound are left to the garbage collector.
+// in power-of-two classes, and retains at most retainBytes per class
+// (classes larger than retainBytes keep nothing idle); the bound on memory
+// held idle by a pool is therefore classes × retainBytes, computed by
+// RetainedBoundBytes and asserted at construction. Buffers beyond the
+// retention bound are left to the garbage collector.
 //
 // The package must never hand the same buffer to two owners (a release
 // while still referenced, or a double release, panics: that is a bug in
@@ -84,7 +85,7 @@ func NewPool(minBytes, maxBytes, retainBytes int) *Pool {
 	p := &Pool{minShift: minShift, retainBytes: retainBytes}
 	for s := minShift; s <= maxShift; s++ {
 		size := 1 << s
-		keep := max(retainBytes/size, 1)
+		keep := retainBytes / size // 0 for classes larger than retainBytes: never kept idle
 		p.classes = append(p.classes, make(chan *Buffer, keep))
 	}
 	if got, bound := p.retainedCapacityBytes(), p.RetainedBoundBytes(); got > bound {
@@ -93,15 +94,9 @@ func NewPool(minBytes, maxBytes, retainBytes int) *Pool {
 	return p
 }
 
-// RetainedBoundBytes is the most memory the pool keeps idle: per class,
-// retainBytes or one buffer of that class, whichever is larger.
-func (p *Pool) RetainedBoundBytes() int {
-	total := 0
-	for i := range p.classes {
-		total += max(p.retainBytes, p.classSize(i))
-	}
-	return total
-}
+// RetainedBoundBytes is the most memory the pool keeps idle: retainBytes
+// per class.
+func (p *Pool) RetainedBoundBytes() int { return len(p.classes) * p.retainBytes }
 
 func (p *Pool) retainedCapacityBytes() int {
 	total := 0

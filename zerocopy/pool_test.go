@@ -71,8 +71,8 @@ func TestGetBeyondMaxPanics(t *testing.T) {
 }
 
 func TestRetentionIsBounded(t *testing.T) {
-	p := NewPool(4096, 8192, 8192) // class 4096 keeps 2, class 8192 keeps 1
-	if got, want := p.RetainedBoundBytes(), 8192+8192; got != want {
+	p := NewPool(4096, 16384, 8192) // class 4096 keeps 2, 8192 keeps 1, 16384 none
+	if got, want := p.RetainedBoundBytes(), 3*8192; got != want {
 		t.Fatalf("RetainedBoundBytes = %d, want %d", got, want)
 	}
 	var bufs []*Buffer
@@ -84,6 +84,10 @@ func TestRetentionIsBounded(t *testing.T) {
 	}
 	if n := len(p.classes[0]); n != 2 {
 		t.Fatalf("class 0 retains %d buffers, want 2", n)
+	}
+	p.Get(16384).Release()
+	if n := len(p.classes[2]); n != 0 {
+		t.Fatalf("class 2 (larger than retainBytes) retains %d buffers, want 0", n)
 	}
 }
 
