@@ -1,0 +1,328 @@
+// Package wire is the edgekv peer transport: it carries Raft messages,
+// snapshot streams and forwarded client requests between nodes over raw
+// TCP, using the handshake, frame and codec packages below it.
+//
+// Connections. For every peer, a node dials three long-lived connections,
+// one per lane, each with its own bounded queue and writer goroutine:
+//
+//	lane      carries                                      codec (auto)
+//	control   votes, heartbeats, responses, read-index,    snappy above threshold
+//	          forwarded read requests, outcomes
+//	append    MsgApp, MsgProp, forwarded proposals         snappy above threshold
+//	snapshot  one snapshot stream per connection, chunked  zstd
+//
+// so a heartbeat or vote never waits behind a large append or snapshot.
+// Messages flow from dialer to acceptor; the acceptor answers only on the
+// snapshot lane (flow-control acks). Outcomes of forwarded requests travel
+// back on the leader's own control connection to the follower.
+//
+// Sending never blocks: Send puts the message in the peer's bounded queue
+// or returns false (queue full, peer unknown), and the runtime tells Raft
+// the peer is unreachable. Each writer takes one message, then drains the
+// queue without waiting up to MaxBatchBytes and writes the batch as one
+// record (header and payload in one writev). A broken connection is
+// redialled with exponential backoff and jitter.
+//
+// Receiving: one goroutine per inbound connection reads records into
+// pooled buffers (zerocopy), decodes them without copying and hands each
+// batch to Handler.HandleBatch, which owns it until Release.
+//
+// Lifetime rule of received data: entry Data, forwarded payloads and
+// outcome bodies in a *Batch point into the receive buffer; the handler
+// releases the batch exactly once when it no longer needs them (after the
+// Raft core has copied entries into its log, or after they were written to
+// the WAL). Outcome bodies returned by Forward are copies owned by the
+// caller. Data given to Send, Forward, Respond must not be modified until
+// it has been sent (Raft entries are immutable, so this holds naturally).
+//
+// Every goroutine is owned by the Transport (accept loop, inbound
+// connections) or by a peer (lane writers, snapshot sender); Close and
+// RemovePeer stop them and wait for them. The package must never block a
+// caller of Send, never trust a length from the wire before bounding it,
+// and never let one slow peer hold memory beyond its queue bounds.
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/wire/codec"
+	"github.com/edgekv/edgekv/wire/frame"
+	"github.com/edgekv/edgekv/wire/handshake"
+	"github.com/edgekv/edgekv/zerocopy"
+)
+
+// Lanes of a peer pair.
+const (
+	laneControl uint8 = iota
+	laneAppend
+	laneSnapshot
+	laneCount
+)
+
+func laneName(l uint8) string {
+	return [...]string{"control", "append", "snapshot", "?"}[min(int(l), 3)]
+}
+
+// Errors returned by the Transport.
+var (
+	ErrClosed      = errors.New("wire: transport closed")
+	ErrUnknownPeer = errors.New("wire: unknown peer")
+	ErrQueueFull   = errors.New("wire: send queue full")
+	ErrBusy        = errors.New("wire: a snapshot to this peer is already being sent")
+	ErrTooLarge    = errors.New("wire: message larger than the record limit")
+)
+
+// Transport connects this node to its peers.
+type Transport struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener
+	pool     *zerocopy.Pool
+	batches  codec.BatchPool
+	local    handshake.Local
+	waiters  waiters
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup // accept loop and inbound connections
+
+	// peers is replaced, never modified, under mu: Send reads it without a
+	// lock.
+	peers atomic.Pointer[map[raftmsg.NodeID]*peer]
+
+	mu struct {
+		sync.Mutex
+		closed  bool
+		inbound map[net.Conn]raftmsg.NodeID
+	}
+}
+
+// NewTransport listens on cfg.ListenAddr and starts accepting peers.
+func NewTransport(cfg Config) (*Transport, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("wire: listen: %w", err)
+	}
+	t := &Transport{
+		cfg:  c,
+		log:  c.Logger.With("local", c.LocalName),
+		ln:   ln,
+		pool: zerocopy.NewPool(4096, c.MaxRecordBytes, c.ReceiveRetainBytes),
+		stop: make(chan struct{}),
+	}
+	t.waiters.init()
+	t.mu.inbound = make(map[net.Conn]raftmsg.NodeID)
+	empty := map[raftmsg.NodeID]*peer{}
+	t.peers.Store(&empty)
+	t.local = handshake.Local{
+		MinVersion: c.versionMin, MaxVersion: c.versionMax,
+		ClusterID: c.ClusterID, ID: c.LocalID, Name: c.LocalName,
+		Lanes:  1<<laneControl | 1<<laneAppend | 1<<laneSnapshot,
+		Codecs: supportedCodecs,
+		PeerName: func(id raftmsg.NodeID) (string, bool) {
+			if p := t.peer(id); p != nil {
+				return p.name, true
+			}
+			return "", false
+		},
+	}
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return t, nil
+}
+
+// supportedCodecs: every codec this build decodes.
+const supportedCodecs = 1<<frame.CodecNone | 1<<frame.CodecSnappy | 1<<frame.CodecZstd
+
+// Addr is the address the transport listens on.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+func (t *Transport) peer(id raftmsg.NodeID) *peer { return (*t.peers.Load())[id] }
+
+// AddPeer starts talking to a member (at start, or when a membership change
+// adds it). Adding a known id with another name or address replaces it.
+func (t *Transport) AddPeer(id raftmsg.NodeID, name, addr string) error {
+	if id == raftmsg.None || id == t.cfg.LocalID || name == "" || len(name) > handshake.MaxNameBytes {
+		return fmt.Errorf("wire: AddPeer(%#x, %q): bad id or name", uint64(id), name)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.closed {
+		return ErrClosed
+	}
+	old := *t.peers.Load()
+	if p := old[id]; p != nil {
+		if p.name == name && p.addr == addr {
+			return nil
+		}
+		p.shutdown()
+	}
+	next := make(map[raftmsg.NodeID]*peer, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[id] = t.startPeer(id, name, addr)
+	t.peers.Store(&next)
+	return nil
+}
+
+// RemovePeer stops talking to a member: its queues, writers and inbound
+// connections are closed.
+func (t *Transport) RemovePeer(id raftmsg.NodeID) {
+	t.mu.Lock()
+	old := *t.peers.Load()
+	p := old[id]
+	if p != nil {
+		next := make(map[raftmsg.NodeID]*peer, len(old))
+		for k, v := range old {
+			if k != id {
+				next[k] = v
+			}
+		}
+		t.peers.Store(&next)
+		for c, from := range t.mu.inbound {
+			if from == id {
+				c.Close() // its goroutine unregisters it
+			}
+		}
+	}
+	t.mu.Unlock()
+	if p != nil {
+		p.shutdown()
+	}
+}
+
+// laneFor picks the lane of a Raft message: everything that may be large
+// goes to the append lane, everything latency-critical to the control lane.
+func laneFor(t raftmsg.MessageType) uint8 {
+	switch t {
+	case raftmsg.MsgApp, raftmsg.MsgProp:
+		return laneAppend
+	}
+	return laneControl
+}
+
+// Send queues m for m.To and returns at once: false when the peer is
+// unknown, the message does not fit a record, or the queue is full (the
+// message is dropped; tell Raft the peer is unreachable). m.Entries are
+// referenced, not copied, until sent. MsgSnap goes through SendSnapshot.
+func (t *Transport) Send(m raftmsg.Message) bool {
+	p := t.peer(m.To)
+	if p == nil || m.Type == raftmsg.MsgSnap || !m.Type.Valid() {
+		return false
+	}
+	return p.lanes[laneFor(m.Type)].enqueue(outItem{kind: itemMessage, msg: m, bytes: codec.MessageBytes(&m)})
+}
+
+// Respond sends the outcome of a request that peer `to` forwarded
+// (received in a Batch's Forwards). False if it could not be queued; the
+// follower's Forward then ends with its context (outcome unknown).
+func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
+	p := t.peer(to)
+	if p == nil {
+		return false
+	}
+	lane := laneControl
+	if len(o.Body) > 64<<10 {
+		lane = laneAppend
+	}
+	return p.lanes[lane].enqueue(outItem{kind: itemOutcome, out: o, bytes: codec.OutcomeBytes(&o)})
+}
+
+// Forward sends a client request to the leader `to` and waits for its
+// outcome or ctx. Request ids must be unique among this node's requests in
+// flight. An error means the outcome is unknown (the request may still
+// commit) unless it is ErrQueueFull or ErrUnknownPeer (not sent).
+func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardRequest) (Outcome, error) {
+	p := t.peer(to)
+	if p == nil {
+		return Outcome{}, fmt.Errorf("%w %#x", ErrUnknownPeer, uint64(to))
+	}
+	w, err := t.waiters.add(req.RequestID, to)
+	if err != nil {
+		return Outcome{}, err
+	}
+	lane := laneControl
+	if req.Op == ForwardPropose {
+		lane = laneAppend
+	}
+	if !p.lanes[lane].enqueue(outItem{kind: itemForward, fwd: req, bytes: codec.ForwardRequestBytes(&req)}) {
+		t.waiters.remove(req.RequestID, w)
+		return Outcome{}, ErrQueueFull
+	}
+	select {
+	case o := <-w:
+		t.waiters.remove(req.RequestID, w)
+		return o, nil
+	case <-ctx.Done():
+		t.waiters.remove(req.RequestID, w)
+		return Outcome{RequestID: req.RequestID, Status: StatusUnknown}, fmt.Errorf("wire: forward %d to %#x: %w", req.RequestID, uint64(to), ctx.Err())
+	case <-t.stop:
+		t.waiters.remove(req.RequestID, w)
+		return Outcome{RequestID: req.RequestID, Status: StatusUnknown}, ErrClosed
+	}
+}
+
+// SendSnapshot streams a snapshot to msg.To in the background: msg is the
+// MsgSnap, data holds sizeBytes of snapshot and is read from offset 0 on
+// each attempt (a broken connection restarts the stream on a new one, up
+// to SnapshotAttempts). The result arrives in Handler.SnapshotDone. It
+// returns ErrBusy if a snapshot to that peer is already in flight.
+func (t *Transport) SendSnapshot(msg raftmsg.Message, data io.ReaderAt, sizeBytes int64) error {
+	p := t.peer(msg.To)
+	if p == nil {
+		return fmt.Errorf("%w %#x", ErrUnknownPeer, uint64(msg.To))
+	}
+	if msg.Type != raftmsg.MsgSnap || sizeBytes < 0 {
+		return fmt.Errorf("wire: SendSnapshot of %s with %d bytes", msg.Type, sizeBytes)
+	}
+	select {
+	case p.snapJobs <- snapJob{msg: msg, data: data, size: sizeBytes}:
+		return nil
+	default:
+		return ErrBusy
+	}
+}
+
+// Close stops every goroutine the transport started and waits for them.
+// Forward calls in flight return ErrClosed.
+func (t *Transport) Close() error {
+	t.stopOnce.Do(func() {
+		t.mu.Lock()
+		t.mu.closed = true
+		close(t.stop)
+		for c := range t.mu.inbound {
+			c.Close()
+		}
+		peers := *t.peers.Load()
+		empty := map[raftmsg.NodeID]*peer{}
+		t.peers.Store(&empty)
+		t.mu.Unlock()
+		t.ln.Close()
+		for _, p := range peers {
+			p.shutdown()
+		}
+		t.wg.Wait()
+	})
+	return nil
+}
+
+func (t *Transport) closed() bool {
+	select {
+	case <-t.stop:
+		return true
+	default:
+		return false
+	}
+}
