@@ -154,7 +154,7 @@ func TestApplyScenarios(t *testing.T) {
 				{cmd: cmdPut("b", "0123456789"), status: StatusOK, revision: 2},
 				{cmd: cmdPut("c", "0123456789"), status: StatusQuotaExceeded, revision: 2},
 				{cmd: cmdPut("a", "01234567890"), status: StatusQuotaExceeded, revision: 2},
-				{cmd: cmdPut("a", "012345678"), status: StatusOK, revision: 3},   // shrinking passes
+				{cmd: cmdPut("a", "012345678"), status: StatusOK, revision: 3}, // shrinking passes
 				{cmd: cmdBatch(opPut("c", "x")), status: StatusQuotaExceeded, revision: 3},
 				{cmd: cmdBatch(opPut("c", "0123456789"), opDel("b")), status: StatusOK, revision: 4}, // net zero
 				{cmd: cmdDel("c"), status: StatusOK, revision: 5},
