@@ -20,6 +20,10 @@ var snapshotMagic = [8]byte{'E', 'K', 'V', 'S', 'N', 'A', 'P', 0}
 // snapshotHeaderBytes: magic, version, seven u64 fields, header CRC.
 const snapshotHeaderBytes = 8 + 4 + 7*8 + 4
 
+// maxCounter bounds the applied index, the revision and the idempotency
+// sequence read from a snapshot.
+const maxCounter = 1 << 63
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorruptSnapshot wraps every error of Restore caused by the input.
@@ -188,6 +192,14 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 	f := func(i int) uint64 { return binary.LittleEndian.Uint64(b[12+8*i:]) }
 	h = snapshotHeader{applied: f(0), revision: f(1), lastTsNs: int64(f(2)), idemSeq: f(3),
 		keyCount: f(4), idemCount: f(5), sizeBytes: f(6)}
+	// Counters that apply increments must be far from wrapping: 2^63
+	// writes is out of reach, so a larger value is damage.
+	if h.applied >= maxCounter || h.revision >= maxCounter || h.idemSeq >= maxCounter {
+		return h, corruptf("counter beyond 2^63 (applied %d, revision %d, seq %d)", h.applied, h.revision, h.idemSeq)
+	}
+	if h.lastTsNs < 0 {
+		return h, corruptf("negative clock %d", h.lastTsNs)
+	}
 	return h, nil
 }
 
