@@ -542,3 +542,29 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("defaults %+v", got)
 	}
 }
+
+// TestExpiryBeyondThePruneBudget: when more records expire at once than
+// one command prunes, lookups still treat the unpruned ones as forgotten,
+// and later commands finish the pruning.
+func TestExpiryBeyondThePruneBudget(t *testing.T) {
+	const n = 3 * pruneBudget
+	h := newHarness(t, Config{IdempotencyTTL: time.Second})
+	for i := range n {
+		h.apply(at(withIdem(cmdPut("k", "v"), fmt.Sprint("r", i)), 0))
+	}
+	// Exactly at the expiry instant, the newest record is forgotten though
+	// it is beyond this command's prune budget.
+	res := h.apply(at(withIdem(cmdPut("k", "v"), fmt.Sprint("r", n-1)), time.Second))
+	if res.Replayed || res.Revision != n+1 {
+		t.Fatalf("retry at expiry: %+v", res)
+	}
+	if got := h.m.View().IdempotencyKeys(); got != n-pruneBudget {
+		t.Fatalf("%d records after one prune, want %d (the re-remembered one replaced an expired one)", got, n-pruneBudget)
+	}
+	for range 3 {
+		h.apply(at(cmdPut("x", "y"), time.Second))
+	}
+	if got := h.m.View().IdempotencyKeys(); got != 1 {
+		t.Fatalf("%d records after pruning, want the one live record", got)
+	}
+}

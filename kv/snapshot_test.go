@@ -3,9 +3,9 @@ package kv
 import (
 	"bytes"
 	"encoding/binary"
-	"hash/crc32"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"testing"
