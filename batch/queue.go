@@ -70,21 +70,23 @@ const wakeNever = int64(^uint64(0) >> 1)
 // the ring's CAS) and never allocates. Consumer: exactly one goroutine
 // calls Pop, Peek, Park and Unpark.
 //
-// Admission reserves count and bytes before the item enters the ring and
-// the consumer releases them after it leaves, so at every instant
-// count <= maxCount and bytes <= maxBytes hold (a reservation that would
-// pass a bound is undone at once; two racing producers at the bound may
-// both be refused, never both admitted). Nothing is sticky: the bounds are
+// Admission reserves count and bytes (one CAS on one word) before the
+// item enters the ring and the consumer releases them after it leaves, so
+// at every instant count <= maxCount and bytes <= maxBytes hold, and an
+// item is refused only if admitting it would really pass a bound. Nothing
+// is sticky: the bounds are
 // live counters, so once the consumer drains, the next push is admitted —
 // there is no "busy" mode to leave.
 type Queue[T any] struct {
 	ring *Ring[queued[T]]
 
-	_     [cacheLineBytes]byte
-	count atomic.Int64 // admitted and not yet popped; <= maxCount
-	_     [cacheLineBytes - 8]byte
-	bytes atomic.Int64 // sum of sizeBytes of those items; <= maxBytes
-	_     [cacheLineBytes - 8]byte
+	_ [cacheLineBytes]byte
+	// admitted packs, for the items admitted and not yet popped, their
+	// number (low admittedCountBits bits; <= maxCount) and the sum of their
+	// sizes (high bits; <= maxBytes), so that one CAS reserves both bounds
+	// exactly and a gauge never shows more than the bound.
+	admitted atomic.Uint64
+	_        [cacheLineBytes - 8]byte
 	// wakeAt is 0 while the consumer is awake; while it is parked it is the
 	// queued-bytes level at which a producer must wake it (1: any item;
 	// wakeNever: none). Producers read it after publishing their item and
@@ -107,8 +109,8 @@ type Queue[T any] struct {
 // NewQueue returns a queue admitting at most maxCount items and maxBytes
 // bytes. clock stamps each accepted item.
 func NewQueue[T any](maxCount int, maxBytes int64, clock Clock) (*Queue[T], error) {
-	if maxBytes < 1 {
-		return nil, fmt.Errorf("batch: queue byte bound %d must be positive", maxBytes)
+	if maxBytes < 1 || maxBytes > maxQueueBytes {
+		return nil, fmt.Errorf("batch: queue byte bound %d outside [1, %d]", maxBytes, int64(maxQueueBytes))
 	}
 	if clock == nil {
 		return nil, fmt.Errorf("batch: queue needs a clock")
@@ -138,14 +140,8 @@ func (q *Queue[T]) TryPush(v T, sizeBytes int64) Reason {
 	if sizeBytes > q.maxBytes {
 		return q.reject(ReasonTooLarge)
 	}
-	if q.count.Add(1) > q.maxCount {
-		q.count.Add(-1)
-		return q.reject(ReasonFullCount)
-	}
-	if q.bytes.Add(sizeBytes) > q.maxBytes {
-		q.bytes.Add(-sizeBytes)
-		q.count.Add(-1)
-		return q.reject(ReasonFullBytes)
+	if r := q.reserve(sizeBytes); r != ReasonNone {
+		return q.reject(r)
 	}
 	// The reservation guarantees a free cell: items in the ring never
 	// outnumber count <= maxCount <= Cap, and the consumer frees a cell
@@ -158,6 +154,47 @@ func (q *Queue[T]) TryPush(v T, sizeBytes int64) Reason {
 	return ReasonNone
 }
 
+// reserve admits one item of sizeBytes against both bounds, or says which
+// bound refuses it. The CAS loop is lock-free: it retries only when another
+// producer or the consumer changed the word, i.e. made progress.
+func (q *Queue[T]) reserve(sizeBytes int64) Reason {
+	for {
+		cur := q.admitted.Load()
+		count, bytes := unpackAdmitted(cur)
+		switch {
+		case count+1 > q.maxCount:
+			return ReasonFullCount
+		case bytes+sizeBytes > q.maxBytes:
+			return ReasonFullBytes
+		}
+		if q.admitted.CompareAndSwap(cur, cur+packAdmitted(1, sizeBytes)) {
+			return ReasonNone
+		}
+	}
+}
+
+// release gives back the reservation of one popped item.
+func (q *Queue[T]) release(sizeBytes int64) {
+	// Subtracting never borrows across the fields: the item was counted in
+	// both, so each field is at least its share.
+	q.admitted.Add(^(packAdmitted(1, sizeBytes) - 1))
+}
+
+const (
+	admittedCountBits = 25 // holds maxRingCapacity
+	admittedCountMask = 1<<admittedCountBits - 1
+	// maxQueueBytes is what the remaining 39 bits hold, halved for margin.
+	maxQueueBytes = 1 << (64 - admittedCountBits - 1)
+)
+
+func packAdmitted(count, bytes int64) uint64 {
+	return uint64(bytes)<<admittedCountBits | uint64(count)
+}
+
+func unpackAdmitted(w uint64) (count, bytes int64) {
+	return int64(w & admittedCountMask), int64(w >> admittedCountBits)
+}
+
 func (q *Queue[T]) reject(r Reason) Reason {
 	q.rejected[r].Add(1)
 	return r
@@ -167,7 +204,7 @@ func (q *Queue[T]) reject(r Reason) Reason {
 // path (consumer awake: the common case under load) is one atomic load.
 func (q *Queue[T]) maybeWake() {
 	at := q.wakeAt.Load()
-	if at == 0 || (at > 1 && q.bytes.Load() < at) {
+	if at == 0 || (at > 1 && q.Bytes() < at) {
 		return
 	}
 	if q.wakeAt.CompareAndSwap(at, 0) {
@@ -194,10 +231,16 @@ func (q *Queue[T]) Closed() bool { return q.closed.Load() }
 
 // Len is the number of admitted items not yet popped (including ones whose
 // producer has not finished publishing them).
-func (q *Queue[T]) Len() int { return int(q.count.Load()) }
+func (q *Queue[T]) Len() int {
+	count, _ := unpackAdmitted(q.admitted.Load())
+	return int(count)
+}
 
 // Bytes is the sum of the sizes of those items.
-func (q *Queue[T]) Bytes() int64 { return q.bytes.Load() }
+func (q *Queue[T]) Bytes() int64 {
+	_, bytes := unpackAdmitted(q.admitted.Load())
+	return bytes
+}
 
 // MaxCount and MaxBytes are the admission bounds.
 func (q *Queue[T]) MaxCount() int    { return int(q.maxCount) }
@@ -219,8 +262,7 @@ func (q *Queue[T]) Pop() (v T, sizeBytes int64, acceptedAtNanos int64, ok bool) 
 		return v, 0, 0, false
 	}
 	// Release after the ring freed the cell (see TryPush).
-	q.bytes.Add(-it.sizeBytes)
-	q.count.Add(-1)
+	q.release(it.sizeBytes)
 	return it.v, it.sizeBytes, it.acceptedAtNanos, true
 }
 
@@ -261,7 +303,7 @@ func (q *Queue[T]) readyFor(wakeAtBytes int64) bool {
 		_, ok := q.ring.peek()
 		return ok
 	}
-	return q.bytes.Load() >= wakeAtBytes
+	return q.Bytes() >= wakeAtBytes
 }
 
 // Unpark ends a sleep that Park began (whatever woke the consumer).
