@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -82,7 +83,9 @@ func NewRegistry[R any](capacity int, epoch uint16) (*Registry[R], error) {
 	if capacity < 1 || capacity > maxRegistrySlot {
 		return nil, fmt.Errorf("batch: registry capacity %d outside [1, %d]", capacity, maxRegistrySlot)
 	}
-	free, err := NewRing[uint32](capacity)
+	// Twice the capacity, so that a release only rarely meets a cell whose
+	// pop is still being published (see release).
+	free, err := NewRing[uint32](2 * capacity)
 	if err != nil {
 		return nil, fmt.Errorf("batch: registry free list: %w", err)
 	}
@@ -195,10 +198,23 @@ func (w *Waiter[R]) finish() R {
 func (w *Waiter[R]) release() {
 	w.state.Store(0)
 	w.reg.inUse.Add(-1)
-	if !w.reg.free.TryPush(w.index) {
-		panic("batch: registry free list overflow (waiter released twice?)")
+	// The free list has room for every index, yet a push can find its cell
+	// not yet released by an Acquire that claimed it and was preempted
+	// before publishing the release (the ring's one blocking window). That
+	// lasts until the acquirer runs again, so yield and retry; a bound turns
+	// a double release (our bug: the list would really be full) into a
+	// panic instead of a hang.
+	for tries := 0; !w.reg.free.TryPush(w.index); tries++ {
+		if tries >= maxFreeListRetries {
+			panic("batch: registry free list full (waiter released twice?)")
+		}
+		runtime.Gosched()
 	}
 }
+
+// maxFreeListRetries bounds release's retry loop: far more yields than a
+// preempted acquirer needs to be rescheduled.
+const maxFreeListRetries = 1 << 20
 
 // RegistryStats is a snapshot of a registry's counters.
 type RegistryStats struct {
