@@ -17,7 +17,7 @@ const (
 	DefaultMaxBatchDelay      = 2 * time.Millisecond // --max-batch-delay
 	DefaultMaxPending         = 10000                // --max-pending
 	DefaultMaxPendingBytes    = 64 << 20             // the 64 MiB bound beside --max-pending
-	DefaultMaxInflightBatches = 64
+	DefaultMaxInflightBatches = 4
 	DefaultInflightTimeout    = 5 * time.Second // --request-timeout
 )
 

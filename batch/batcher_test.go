@@ -229,7 +229,9 @@ func TestHoldFollowsLatencyUpAndDownCapped(t *testing.T) {
 // No batch passes MaxBatchBytes, except a lone oversized proposal, and a
 // full batch leaves without waiting for the hold.
 func TestByteBoundAndFullTrigger(t *testing.T) {
-	b, clk := newTestBatcher(t, Config{MaxBatchBytes: 1000})
+	// A deep window: this test finishes batches out of order, and a
+	// finished batch behind an unfinished one still occupies the window.
+	b, clk := newTestBatcher(t, Config{MaxBatchBytes: 1000, MaxInflightBatches: 64})
 	mustSubmit(t, b, prop(1, 64))
 	bt := mustNext(t, b, clk.Now())
 	b.Finish(bt.ID, clk.Advance(time.Millisecond), true)
@@ -286,7 +288,7 @@ func TestOversizedProposalAloneWhenIdle(t *testing.T) {
 // MaxBatchDelay while the pipeline has room.
 func TestDelayBoundHoldsUnderSlowCommits(t *testing.T) {
 	const maxDelay = 2 * time.Millisecond
-	b, clk := newTestBatcher(t, Config{MaxBatchDelay: maxDelay, MaxBatchBytes: 1 << 30, MaxPendingBytes: 1 << 30})
+	b, clk := newTestBatcher(t, Config{MaxBatchDelay: maxDelay, MaxBatchBytes: 1 << 30, MaxPendingBytes: 1 << 30, MaxInflightBatches: 64})
 	// Teach it a 50ms latency.
 	mustSubmit(t, b, prop(1, 64))
 	bt := mustNext(t, b, clk.Now())
