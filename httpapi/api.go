@@ -598,13 +598,29 @@ func (a *API) headerRevision(m Meta) uint64 {
 	return a.backend.Meta().Revision
 }
 
+// isKVTarget reports whether a raw request target names a key-value
+// endpoint (whose every response carries X-Edgekv-Revision).
+func isKVTarget(target []byte) bool {
+	path, _ := cutByte(target, '?')
+	return bytes.HasPrefix(path, []byte(kvPrefix)) || string(path) == kvRangePath || string(path) == batchPath
+}
+
 // writeMeta sets X-Edgekv-Revision and, on a follower, X-Edgekv-Leader.
+// s may be nil (answers written outside the handler).
 func (a *API) writeMeta(ctx *fasthttp.RequestCtx, s *scratch, m Meta) {
 	if m.Revision == 0 {
 		m = a.backend.Meta()
 	}
-	s.num = strconv.AppendUint(s.num[:0], m.Revision, 10)
-	ctx.Response.Header.SetBytesV(HeaderRevision, s.num)
+	var nb [20]byte
+	num := nb[:0]
+	if s != nil {
+		num = s.num[:0]
+	}
+	num = strconv.AppendUint(num, m.Revision, 10)
+	ctx.Response.Header.SetBytesV(HeaderRevision, num)
+	if s != nil {
+		s.num = num
+	}
 	if m.Follower && m.Leader != "" {
 		ctx.Response.Header.Set(HeaderLeader, m.Leader)
 	}
@@ -729,6 +745,9 @@ func (a *API) expectContinue(ctx *fasthttp.RequestCtx) int {
 	if n := ctx.Request.Header.ContentLength(); n > limit {
 		e := Errorf(KindTooLarge, "request body of %d bytes is over the limit of %d bytes", n, limit)
 		a.logProtocolError(ctx, e)
+		if isKVTarget(ctx.Request.Header.RequestURI()) {
+			a.writeMeta(ctx, nil, a.backend.Meta())
+		}
 		writeErrorBody(ctx, nil, e)
 		return fasthttp.StatusRequestEntityTooLarge
 	}
@@ -753,6 +772,9 @@ func (a *API) serveProtocolError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	a.logProtocolError(ctx, fmt.Errorf("%s: %w", e.Message, err))
 	ctx.Response.Reset()
+	if isKVTarget(ctx.Request.Header.RequestURI()) {
+		a.writeMeta(ctx, nil, a.backend.Meta())
+	}
 	writeErrorBody(ctx, nil, e)
 }
 
