@@ -237,8 +237,8 @@ func parseConsistency(raw []byte) (Consistency, *Error) {
 	return 0, errBadConsistency
 }
 
-// parseIfMatch parses an If-Match header value: exactly one quoted decimal
-// revision >= 1 ("12"). Weak tags, lists and * are refused: a condition we
+// parseIfMatch parses an If-Match header value: exactly one quoted
+// canonical decimal revision >= 1 ("12"). Weak tags, lists and * are refused: a condition we
 // do not understand must not turn into an unconditional write.
 func parseIfMatch(v []byte) (uint64, *Error) {
 	v = trimOWS(v)
@@ -246,7 +246,9 @@ func parseIfMatch(v []byte) (uint64, *Error) {
 		return 0, errBadIfMatch
 	}
 	digits := v[1 : len(v)-1]
-	if len(digits) > 20 {
+	// Canonical decimal only (as this server's ETags are): no sign, no
+	// leading zero, at most 20 digits.
+	if len(digits) > 20 || digits[0] == '0' {
 		return 0, errBadIfMatch
 	}
 	var n uint64

@@ -119,6 +119,7 @@ func TestBadInput(t *testing.T) {
 		// Headers.
 		{"If-Match unquoted", "PUT", "/v1/kv/k", []string{"If-Match: 12"}, "v", 400, "bad_request"},
 		{"If-Match not a number", "PUT", "/v1/kv/k", []string{`If-Match: "abc"`}, "v", 400, "bad_request"},
+		{"If-Match leading zero", "PUT", "/v1/kv/k", []string{`If-Match: "01"`}, "v", 400, "bad_request"},
 		{"If-Match zero", "PUT", "/v1/kv/k", []string{`If-Match: "0"`}, "v", 400, "bad_request"},
 		{"If-Match negative", "PUT", "/v1/kv/k", []string{`If-Match: "-1"`}, "v", 400, "bad_request"},
 		{"If-Match weak", "PUT", "/v1/kv/k", []string{`If-Match: W/"1"`}, "v", 400, "bad_request"},
