@@ -1,0 +1,156 @@
+package httpapi
+
+import (
+	"bufio"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Tests of what fasthttp does before the handler runs: body limits,
+// Expect: 100-continue, malformed HTTP, oversized headers. Every answer
+// must be the JSON error shape.
+
+func TestBodyLimitBeforeReading(t *testing.T) {
+	h := newHarness(t, Config{MaxValueBytes: 1 << 10, MaxRequestBytes: 4 << 10})
+	// Announce a huge body and send none of it: the answer must come from
+	// the headers alone (the harness's 10 s deadline fails the test if the
+	// server waits for the body).
+	for _, c := range []struct{ method, target string }{
+		{"PUT", "/v1/kv/k"},   // bounded by MaxValueBytes
+		{"POST", "/v1/batch"}, // bounded by MaxRequestBytes
+	} {
+		resp := h.raw(c.method+" "+c.target+" HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n", false)
+		wantError(t, resp, 413, "too_large")
+		if header(resp, HeaderRevision) == "" {
+			t.Errorf("%s %s: 413 without %s", c.method, c.target, HeaderRevision)
+		}
+	}
+	// The PUT limit is the value limit, not the request limit.
+	wantError(t, h.do("PUT", "/v1/kv/k", nil, strings.Repeat("v", 1<<10+1)), 413, "too_large")
+	wantRevisionBody(t, h.do("PUT", "/v1/kv/k", nil, strings.Repeat("v", 1<<10)))
+	// A batch may be larger than one value.
+	if resp := h.do("POST", "/v1/batch", nil, `{"ops":[{"op":"delete","key":"k"}]}`+strings.Repeat(" ", 2<<10)); resp.StatusCode() != 200 {
+		t.Errorf("2 KiB batch under a 4 KiB limit: %d %s", resp.StatusCode(), resp.Body())
+	}
+}
+
+func TestChunkedBodyOverLimit(t *testing.T) {
+	h := newHarness(t, Config{MaxValueBytes: 1 << 10})
+	chunk := strings.Repeat("x", 800)
+	raw := "PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"320\r\n" + chunk + "\r\n" + "320\r\n" + chunk + "\r\n" + "0\r\n\r\n"
+	wantError(t, h.raw(raw, false), 413, "too_large")
+	// Under the limit, chunked works.
+	raw = "PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n320\r\n" + chunk + "\r\n0\r\n\r\n"
+	wantRevisionBody(t, h.raw(raw, false))
+	if string(h.be.lastPut.Value) != chunk {
+		t.Errorf("chunked value not stored")
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	h := newHarness(t, Config{MaxValueBytes: 1 << 10})
+	// Over the limit: a JSON 413 instead of "100 Continue".
+	c := h.dial()
+	defer c.Close()
+	if _, err := io.WriteString(c, "PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var resp fasthttp.Response
+	if err := resp.Read(br); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, &resp, 413, "too_large")
+
+	// Within the limit: 100 Continue, then the answer.
+	c2 := h.dial()
+	defer c2.Close()
+	if _, err := io.WriteString(c2, "PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br2 := bufio.NewReader(c2)
+	line, err := br2.ReadString('\n')
+	if err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("first line %q (%v), want 100 Continue", line, err)
+	}
+	if _, err := br2.ReadString('\n'); err != nil { // blank line after 100
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c2, "abc"); err != nil {
+		t.Fatal(err)
+	}
+	var resp2 fasthttp.Response
+	if err := resp2.Read(br2); err != nil {
+		t.Fatal(err)
+	}
+	wantRevisionBody(t, &resp2)
+	if string(h.be.lastPut.Value) != "abc" {
+		t.Errorf("value %q", h.be.lastPut.Value)
+	}
+}
+
+func TestMalformedHTTPIsJSON(t *testing.T) {
+	h := newHarness(t, Config{})
+	for _, raw := range []string{
+		"GARBAGE\r\n\r\n",
+		"GET /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+		"PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"GET /v1/kv/a\x01b HTTP/1.1\r\nHost: t\r\n\r\n",
+	} {
+		resp := h.raw(raw, false)
+		if resp.StatusCode() < 400 || resp.StatusCode() > 499 {
+			t.Errorf("%q: status %d, want 4xx", raw, resp.StatusCode())
+		}
+		wantError(t, resp, resp.StatusCode(), "bad_request")
+	}
+	// Headers over the read buffer: 413, JSON.
+	wantError(t, h.raw("GET /v1/kv/k HTTP/1.1\r\nHost: t\r\nX-Big: "+strings.Repeat("b", 40<<10)+"\r\n\r\n", false), 413, "too_large")
+}
+
+func TestMultipartBodyIsOpaque(t *testing.T) {
+	h := newHarness(t, Config{})
+	body := "--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f\"\r\n\r\ndata\r\n--XX--\r\n"
+	wantRevisionBody(t, h.do("PUT", "/v1/kv/k", []string{"Content-Type: multipart/form-data; boundary=XX"}, body))
+	if string(h.be.lastPut.Value) != body {
+		t.Errorf("multipart body was not stored verbatim: %q", h.be.lastPut.Value)
+	}
+}
+
+func TestKeepAliveAndPipelining(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := h.dial()
+	defer c.Close()
+	raw := buildRequest("PUT", "/v1/kv/a", nil, "1") + buildRequest("PUT", "/v1/kv/b%2F..", nil, "2") +
+		buildRequest("GET", "/v1/kv/b%2F..", nil, "") + buildRequest("GET", "/v1/kv/zz", nil, "")
+	go io.WriteString(c, raw) //nolint:errcheck // the reads below fail if it does
+	br := bufio.NewReader(c)
+	wantStatus := []int{200, 200, 200, 404}
+	for i, want := range wantStatus {
+		var resp fasthttp.Response
+		if err := resp.Read(br); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		if resp.StatusCode() != want {
+			t.Errorf("response %d: status %d, want %d", i, resp.StatusCode(), want)
+		}
+		if i == 2 && string(resp.Body()) != "2" {
+			t.Errorf("pipelined GET: %q", resp.Body())
+		}
+	}
+}
+
+func TestAbsoluteFormAndHTTP10(t *testing.T) {
+	h := newHarness(t, Config{})
+	wantRevisionBody(t, h.raw("PUT http://t/v1/kv/a%2F..%2Fb HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nv", false))
+	if string(h.be.lastPut.Key) != "a/../b" {
+		t.Errorf("absolute-form key %q", h.be.lastPut.Key)
+	}
+	resp := h.raw("GET /v1/kv/a%2F..%2Fb HTTP/1.0\r\n\r\n", false)
+	if resp.StatusCode() != 200 || string(resp.Body()) != "v" {
+		t.Errorf("HTTP/1.0 GET: %d %q", resp.StatusCode(), resp.Body())
+	}
+}
