@@ -3,6 +3,7 @@ module github.com/edgekv/edgekv
 go 1.26
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0 // indirect
 	github.com/VictoriaMetrics/metrics v1.35.1 // indirect
 	github.com/anishathalye/porcupine v1.3.1 // indirect
 	github.com/cilium/ebpf v0.22.0 // indirect

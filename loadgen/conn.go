@@ -1,0 +1,194 @@
+package loadgen
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// bufferBytes sizes each connection's read and write buffers: one small
+// value and its headers fit, larger bodies stream through.
+const bufferBytes = 8 << 10
+
+// maxResponseBodyBytes bounds what one response may make us buffer: a GET
+// can return a value written by someone else, up to the node's
+// --max-value-bytes (1 MiB by default), and error bodies are small.
+const maxResponseBodyBytes = 64 << 20
+
+// conn is one worker's HTTP/1.1 connection to one endpoint. The worker
+// owns it: one request at a time, written with fasthttp's Request.Write
+// and read with Response.ReadLimitBody on our own buffers. Owning the
+// socket (instead of going through a fasthttp.HostClient pool) means no
+// pool lock, no hidden retries that would hide errors and distort
+// latency, and no background goroutine per client; see BenchmarkClientCost
+// for the CPU cost of each choice.
+//
+// A failed exchange closes the socket; the next request dials again.
+type conn struct {
+	addr        string
+	dialTimeout time.Duration
+
+	// mu guards nc against interrupt, which another goroutine calls to
+	// unblock a worker when the run is cancelled. The worker is the only
+	// goroutine that changes nc (under mu), so it reads nc without mu.
+	mu sync.Mutex
+	nc net.Conn
+	// cancelled is set by interrupt: a connection dialed afterwards is
+	// closed at once instead of blocking until its deadline.
+	cancelled bool
+
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func newConn(addr string, dialTimeout time.Duration) *conn {
+	return &conn{addr: addr, dialTimeout: dialTimeout}
+}
+
+// roundTrip sends req and reads its response into resp, all before
+// deadline. It returns a classified error when no complete response
+// arrived.
+func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (errClass, error) {
+	if c.nc == nil {
+		if class, err := c.dial(); err != nil {
+			return class, err
+		}
+	}
+	if err := c.nc.SetDeadline(deadline); err != nil {
+		c.close()
+		return classifyError(err), err
+	}
+	if err := req.Write(c.bw); err != nil {
+		c.close()
+		return classifyError(err), err
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.close()
+		return classifyError(err), err
+	}
+	if err := resp.ReadLimitBody(c.br, maxResponseBodyBytes); err != nil {
+		c.close()
+		return classifyError(err), err
+	}
+	if resp.ConnectionClose() {
+		c.close()
+	}
+	return errNone, nil
+}
+
+func (c *conn) dial() (errClass, error) {
+	nc, err := net.DialTimeout("tcp", c.addr, c.dialTimeout)
+	if err != nil {
+		if class := classifyError(err); class != errOther {
+			return class, err
+		}
+		return errDial, err
+	}
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(nc, bufferBytes)
+		c.bw = bufio.NewWriterSize(nc, bufferBytes)
+	} else {
+		c.br.Reset(nc)
+		c.bw.Reset(nc)
+	}
+	c.mu.Lock()
+	cancelled := c.cancelled
+	if !cancelled {
+		c.nc = nc
+	}
+	c.mu.Unlock()
+	if cancelled {
+		_ = nc.Close() // never used
+		return errOther, errCancelled
+	}
+	return errNone, nil
+}
+
+func (c *conn) close() {
+	c.mu.Lock()
+	nc := c.nc
+	c.nc = nil
+	c.mu.Unlock()
+	if nc != nil {
+		_ = nc.Close() // the connection is being dropped; nothing to report
+	}
+}
+
+// errCancelled: the run was cancelled while dialing.
+var errCancelled = errors.New("run cancelled")
+
+// interrupt makes a blocked roundTrip return at once, and every later one
+// fail: the run is over. Safe to call from any goroutine.
+func (c *conn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelled = true
+	if c.nc != nil {
+		_ = c.nc.SetDeadline(time.Unix(1, 0)) // a past deadline fails pending I/O
+	}
+}
+
+// errClass is the kind of transport failure, for the result's error
+// counts. A fixed set keeps counting allocation-free.
+type errClass uint8
+
+const (
+	errNone errClass = iota
+	errTimeout
+	errRefused
+	errReset
+	errClosed // the server closed the connection before a full response
+	errDial   // any other failure to connect
+	errBadResponse
+	errOther
+	numErrClasses
+)
+
+var errClassNames = [numErrClasses]string{
+	errNone:        "none",
+	errTimeout:     "timeout",
+	errRefused:     "connection_refused",
+	errReset:       "connection_reset",
+	errClosed:      "connection_closed",
+	errDial:        "dial",
+	errBadResponse: "bad_response",
+	errOther:       "other",
+}
+
+func (e errClass) String() string { return errClassNames[e] }
+
+func classifyError(err error) errClass {
+	switch {
+	case err == nil:
+		return errNone
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout):
+		return errTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return errReset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return errClosed
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errTimeout
+	}
+	var smallBuf *fasthttp.ErrSmallBuffer
+	if errors.As(err, &smallBuf) || errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		return errBadResponse
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return errOther
+	}
+	// fasthttp reports a malformed status line or header as a plain error.
+	return errBadResponse
+}
