@@ -736,9 +736,64 @@ func (s *sim) commitUpTo(sn *simNode, index uint64) error {
 	return nil
 }
 
+// lastOf is the (index, term) of a node's last entry: its in-memory log
+// when up, the durable one (what it restarts with) when down.
+func (s *sim) lastOf(sn *simNode) (uint64, uint64) {
+	if sn.node != nil {
+		i := sn.node.LastIndex()
+		t, _ := sn.node.LogTerm(i)
+		return i, t
+	}
+	if k := len(sn.dur.terms); k > 0 {
+		return uint64(k), sn.dur.terms[k-1]
+	}
+	return 0, 0
+}
+
+func (s *sim) hasEntry(sn *simNode, index, term uint64) bool {
+	if sn.node != nil {
+		t, ok := sn.node.LogTerm(index)
+		return ok && t == term
+	}
+	return sn.dur.len() >= index && sn.dur.terms[index-1] == term
+}
+
+// checkCommittedSafe checks the heart of the Leader Completeness proof
+// (paper §5.4.3): no node lacking the last committed entry is as
+// up-to-date (§5.4.1) as a majority of the nodes, so none can ever be
+// elected without it. Checking the last committed entry suffices: a log
+// lacking an earlier one lacks it too (Log Matching).
+func (s *sim) checkCommittedSafe() error {
+	c := uint64(len(s.global))
+	if c == 0 {
+		return nil
+	}
+	term := s.globalTerm[c-1]
+	for _, x := range s.nodes {
+		if s.hasEntry(x, c, term) {
+			continue
+		}
+		xi, xt := s.lastOf(x)
+		voters := 0
+		for _, v := range s.nodes {
+			vi, vt := s.lastOf(v)
+			if xt > vt || xt == vt && xi >= vi {
+				voters++
+			}
+		}
+		if voters >= quorum.Majority(len(s.nodes)) {
+			return fmt.Errorf("%w: leader completeness: node %d (last %d/%d) lacks committed entry %d of term %d yet could be elected by %d of %d nodes", ErrViolation, x.id, xi, xt, c, term, voters, len(s.nodes))
+		}
+	}
+	return nil
+}
+
 // afterStep checks the node that just acted.
 func (s *sim) afterStep(sn *simNode) error {
 	s.stats.Steps++
+	if err := s.checkCommittedSafe(); err != nil {
+		return err
+	}
 	if sn.node == nil {
 		return nil
 	}

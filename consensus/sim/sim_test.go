@@ -41,6 +41,7 @@ func TestSimulation(t *testing.T) {
 	var mu sync.Mutex
 	var total Stats
 	var failures []string
+	var firstFailing uint64
 	var wg sync.WaitGroup
 	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
 		wg.Add(1)
@@ -51,6 +52,9 @@ func TestSimulation(t *testing.T) {
 				mu.Lock()
 				total.Add(st)
 				if err != nil {
+					if firstFailing == 0 || seed < firstFailing {
+						firstFailing = seed
+					}
 					failures = append(failures, fmt.Sprintf("%v\n    replay: %s", err, replayCommand(seed)))
 				}
 				mu.Unlock()
@@ -71,6 +75,9 @@ func TestSimulation(t *testing.T) {
 	t.Logf("%d seeds from %d in %v: %v", *flagSeeds, *flagStart, time.Since(start).Round(time.Millisecond), total)
 	for _, f := range failures {
 		t.Error(f)
+	}
+	if firstFailing != 0 {
+		t.Errorf("lowest failing seed: %d (caught after %d seeds)", firstFailing, firstFailing-*flagStart+1)
 	}
 	// Coverage that must be there, or the simulator tests nothing.
 	if len(failures) == 0 && *flagSeeds >= 100 {

@@ -1,0 +1,80 @@
+// Package consensus is edgekv's Raft core: leader election with pre-vote
+// and check-quorum, log replication with per-follower flow control, and
+// commitment (Raft paper §5, thesis §3, §6.2, §9.6, §10.2.1), written as a
+// pure, single-threaded, deterministic state machine.
+//
+// It must never start goroutines, read a clock, touch the network or the
+// disk, or use global randomness: it imports none of net, os, time or sync.
+// Time moves only through Tick, input arrives only through Step and
+// Propose, and everything the node wants done leaves in a Ready. The same
+// inputs and Config.RandSeed always give the same outputs, which is what
+// lets consensus/sim replay any failure from its seed.
+//
+// # The runtime's loop
+//
+// One goroutine owns a Node and repeats, in any interleaving:
+//
+//	n.Tick()                       // every heartbeat interval / HeartbeatTicks
+//	n.Step(msg)                    // for each message from a peer
+//	n.Propose(entries)             // for each batch of client commands
+//	if n.HasReady() {
+//	    rd := n.Ready()
+//	    // 1. Send rd.Messages now (they may leave before the fsync below:
+//	    //    a leader's appends go out while it writes them, §10.2.1).
+//	    // 2. Persist, in Seq order: if !rd.HardState.IsEmpty() write it;
+//	    //    write rd.Entries, where the first entry replaces the entry at
+//	    //    its index and everything after it; fsync.
+//	    // 3. Then send rd.MessagesAfterPersist (votes, append
+//	    //    acknowledgements) and call n.AckPersisted(rd.Seq).
+//	    // 4. Apply rd.CommittedEntries in order; call
+//	    //    n.AckApplied(lastAppliedIndex).
+//	    // 5. Report rd.RejectedProposals to the waiting clients.
+//	}
+//
+// Steps 2-3 may lag behind: the runtime may take further Readys before an
+// earlier one is durable (pipelining), as long as it persists them in Seq
+// order and releases each Ready's MessagesAfterPersist only once that
+// Ready and all earlier ones are durable. AckPersisted(seq) is cumulative.
+// Step 4 may run at once: CommittedEntries are always durable locally
+// already. A runtime that does everything in order may call Advance(rd)
+// instead of the two acknowledgements.
+//
+// Persist before send is data, not convention: a message that reports
+// durable state (a granted vote, a candidate's own vote request, an append
+// acknowledgement) is only ever put in MessagesAfterPersist. The leader
+// counts itself toward a commit quorum only up to the index acknowledged by
+// AckPersisted.
+//
+// # Ownership
+//
+// Ready's Messages and RejectedProposals are valid until the next call to
+// Ready; MessagesAfterPersist until AckPersisted covers its Seq (send or
+// copy them first); Entries and CommittedEntries are never modified by the
+// core and stay valid while held. The runtime modifies and appends to none
+// of them; reusing these buffers is how the leader's hot path allocates
+// nothing. Entries inside messages point into the log: the transport must
+// encode (or copy) them before the log could be discarded. Propose keeps
+// each entry's Data without copying on the leader; Step copies the Data of
+// the entries it appends (a decoder may point them into a pooled buffer).
+//
+// # Proposals
+//
+// Propose takes a batch of EntryNormal entries, each with the request id
+// the runtime uses to find the waiting client (Entry.RequestID comes back
+// in CommittedEntries). A leader appends them; a follower forwards them to
+// its leader in a MsgProp. With no leader, on a leader that has not heard
+// from a quorum for half an election timeout, or with too many uncommitted
+// bytes, Propose refuses at once (ErrNoLeader, ErrNotQuorum, ErrOverloaded;
+// RejectReasonOf gives the raftmsg.RejectReason). A leader that refuses a
+// forwarded batch answers with a MsgPropResp, which surfaces in the
+// forwarding node's Ready.RejectedProposals. A proposal can still be lost
+// (dropped message, leader change before commit): the runtime's request
+// timeout covers that, and the request id lets it recognise the entry if it
+// commits after all.
+//
+// # Not yet
+//
+// ReadIndex, leases, leadership transfer, snapshots and membership changes
+// (issue 3) are not implemented: Step returns ErrUnsupported for their
+// messages, and the log is kept whole in memory since Config.Snapshot.
+package consensus
