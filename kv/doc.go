@@ -96,6 +96,8 @@
 //	(*View).Revision(), AppliedIndex(), Len(), SizeBytes(), IdempotencyKeys(), LastTimestampNs()
 //	(*View).WriteSnapshot(io.Writer) error     serialize this view (apply continues meanwhile)
 //
+//	NewPut(key, value, cond, ifMatch), NewDelete(key, cond, ifMatch), NewDeletePrefix(prefix),
+//	NewBatch(ops) Command                      build commands (Op{Kind, Cond, IfMatch, Key, Value})
 //	AppendCommand(dst []byte, c *Command, lim Limits) ([]byte, error)   validate and encode
 //	DecodeCommand(data []byte, lim Limits, c *Command) error            decode and validate
 //	(*Command).Validate(Limits) error, (*Command).ComputeFingerprint() Fingerprint
