@@ -354,6 +354,12 @@ func (m *Machine) applyCommand(index, requestID uint64, data []byte) Result {
 	if len(c.IdempotencyKey) > 0 && o.remembered() {
 		m.rememberIdem(c.IdempotencyKey, c.Fingerprint, o)
 	}
+	// Keep the decode scratch small: one huge batch must not pin its op
+	// slice (and, through it, the entry's bytes) for the machine's life.
+	const keepOps = 1024
+	if cap(c.Ops) > keepOps {
+		c.Ops = nil
+	}
 	return res
 }
 
