@@ -111,6 +111,24 @@ type Command struct {
 	Ops []Op
 }
 
+// NewPut returns a put command; cond and ifMatch as in Op.
+func NewPut(key, value []byte, cond Cond, ifMatch uint64) Command {
+	return Command{Kind: KindPut, Op: Op{Kind: KindPut, Cond: cond, IfMatch: ifMatch, Key: key, Value: value}}
+}
+
+// NewDelete returns a delete command (cond CondNone or CondIfMatch).
+func NewDelete(key []byte, cond Cond, ifMatch uint64) Command {
+	return Command{Kind: KindDelete, Op: Op{Kind: KindDelete, Cond: cond, IfMatch: ifMatch, Key: key}}
+}
+
+// NewDeletePrefix returns a command deleting every key under prefix.
+func NewDeletePrefix(prefix []byte) Command {
+	return Command{Kind: KindDeletePrefix, Op: Op{Kind: KindDeletePrefix, Key: prefix}}
+}
+
+// NewBatch returns an all-or-nothing batch of puts and deletes.
+func NewBatch(ops []Op) Command { return Command{Kind: KindBatch, Ops: ops} }
+
 // Limits are the configurable bounds enforced by the codec. Every member
 // of a cluster must use the same Limits: a replica that refused to decode
 // a committed command another one applied would diverge.

@@ -9,36 +9,39 @@ import (
 )
 
 func cmdPut(key, value string) *Command {
-	return &Command{Kind: KindPut, Op: Op{Kind: KindPut, Key: []byte(key), Value: []byte(value)}}
+	c := NewPut([]byte(key), []byte(value), CondNone, 0)
+	return &c
 }
 
 func cmdPutIfMatch(key, value string, rev uint64) *Command {
-	c := cmdPut(key, value)
-	c.Op.Cond, c.Op.IfMatch = CondIfMatch, rev
-	return c
+	c := NewPut([]byte(key), []byte(value), CondIfMatch, rev)
+	return &c
 }
 
 func cmdPutIfAbsent(key, value string) *Command {
-	c := cmdPut(key, value)
-	c.Op.Cond = CondIfAbsent
-	return c
+	c := NewPut([]byte(key), []byte(value), CondIfAbsent, 0)
+	return &c
 }
 
 func cmdDel(key string) *Command {
-	return &Command{Kind: KindDelete, Op: Op{Kind: KindDelete, Key: []byte(key)}}
+	c := NewDelete([]byte(key), CondNone, 0)
+	return &c
 }
 
 func cmdDelIfMatch(key string, rev uint64) *Command {
-	c := cmdDel(key)
-	c.Op.Cond, c.Op.IfMatch = CondIfMatch, rev
-	return c
+	c := NewDelete([]byte(key), CondIfMatch, rev)
+	return &c
 }
 
 func cmdDelPrefix(prefix string) *Command {
-	return &Command{Kind: KindDeletePrefix, Op: Op{Kind: KindDeletePrefix, Key: []byte(prefix)}}
+	c := NewDeletePrefix([]byte(prefix))
+	return &c
 }
 
-func cmdBatch(ops ...Op) *Command { return &Command{Kind: KindBatch, Ops: ops} }
+func cmdBatch(ops ...Op) *Command {
+	c := NewBatch(ops)
+	return &c
+}
 
 func opPut(key, value string) Op {
 	return Op{Kind: KindPut, Key: []byte(key), Value: []byte(value)}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -353,6 +354,12 @@ func (m *Machine) applyCommand(index, requestID uint64, data []byte) Result {
 	if len(c.IdempotencyKey) > 0 && o.remembered() {
 		m.rememberIdem(c.IdempotencyKey, c.Fingerprint, o)
 	}
+	// Keep the decode scratch small: one huge batch must not pin its op
+	// slice (and, through it, the entry's bytes) for the machine's life.
+	const keepOps = 1024
+	if cap(c.Ops) > keepOps {
+		c.Ops = nil
+	}
 	return res
 }
 
@@ -394,6 +401,7 @@ func growth(op *Op, cur item, found bool) int64 {
 // Keys and values are copied out of the entry's buffer in one allocation
 // per put: key and value share it, the key as an immutable string.
 func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
+	m.dataDirty = true
 	if op.Kind == KindDelete {
 		if found {
 			m.st.tree.Delete(cur)
@@ -420,7 +428,6 @@ func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	it.rev = rev
 	m.st.tree.Set(it)
 	m.st.sizeBytes += itemSize(len(it.key), len(it.value))
-	m.dataDirty = true
 }
 
 func (m *Machine) lookup(key []byte) (item, bool) {
@@ -450,7 +457,6 @@ func (m *Machine) delete(op *Op) outcome {
 	}
 	m.st.revision++
 	m.write(op, cur, found, m.st.revision)
-	m.dataDirty = true
 	return outcome{status: StatusOK, revision: m.st.revision}
 }
 
@@ -517,7 +523,6 @@ func (m *Machine) batch(ops []Op) outcome {
 		cur, found := m.lookup(ops[i].Key)
 		m.write(&ops[i], cur, found, m.st.revision)
 	}
-	m.dataDirty = true
 	return outcome{status: StatusOK, revision: m.st.revision}
 }
 
@@ -546,9 +551,8 @@ func (m *Machine) rememberIdem(key []byte, fp Fingerprint, o outcome) {
 	if old, ok := m.st.idemByKey.Get(&idemRecord{key: keyString(key)}); ok {
 		m.forgetIdem(old) // expired, or lookupIdem would have found it
 	}
-	if len(o.failed) > MaxRememberedFailed {
-		o.failed = o.failed[:MaxRememberedFailed:MaxRememberedFailed]
-	}
+	// The record keeps its own copy: Result.Failed belongs to the caller.
+	o.failed = slices.Clone(o.failed[:min(len(o.failed), MaxRememberedFailed)])
 	ttl := m.cfg.IdempotencyTTL.Nanoseconds()
 	expires := m.st.lastTsNs + ttl
 	if m.st.lastTsNs > math.MaxInt64-ttl {

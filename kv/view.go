@@ -72,22 +72,21 @@ func (v *View) Range(prefix, after string, limit int, dst []Item) (items []Item,
 	if after >= prefix {
 		start = after
 	}
-	iter := v.st.tree.Iter()
-	defer iter.Release()
 	taken := 0
-	for ok := iter.Seek(item{key: start}); ok; ok = iter.Next() {
-		it := iter.Item()
+	v.st.tree.Ascend(item{key: start}, func(it item) bool {
 		if !strings.HasPrefix(it.key, prefix) {
-			break
+			return false
 		}
 		if it.key == after {
-			continue // after is exclusive
+			return true // after is exclusive
 		}
 		if taken == limit {
-			return dst, true
+			more = true
+			return false
 		}
 		dst = append(dst, Item{Key: it.key, Value: it.value, Revision: it.rev})
 		taken++
-	}
-	return dst, false
+		return true
+	})
+	return dst, more
 }
