@@ -36,6 +36,11 @@ type API struct {
 	// /debug/pprof/). Written only before serving, read-only after.
 	exact    map[string]fasthttp.RequestHandler
 	prefixes []prefixRoute
+
+	// Canonical response header names as bytes, for SetCanonical (which
+	// skips fasthttp's per-call key normalization). Never modified.
+	hdrRevision []byte
+	hdrETag     []byte
 }
 
 type prefixRoute struct {
@@ -82,6 +87,9 @@ func New(cfg Config, backend Backend, log *slog.Logger) (*API, error) {
 		backend: backend,
 		log:     log,
 		exact:   make(map[string]fasthttp.RequestHandler),
+
+		hdrRevision: []byte(HeaderRevision),
+		hdrETag:     []byte(fasthttp.HeaderETag),
 	}
 	a.scratch.New = func() any { return new(scratch) }
 	a.server = &fasthttp.Server{
@@ -611,15 +619,12 @@ func (a *API) writeMeta(ctx *fasthttp.RequestCtx, s *scratch, m Meta) {
 	if m.Revision == 0 {
 		m = a.backend.Meta()
 	}
-	var nb [20]byte
-	num := nb[:0]
 	if s != nil {
-		num = s.num[:0]
-	}
-	num = strconv.AppendUint(num, m.Revision, 10)
-	ctx.Response.Header.SetBytesV(HeaderRevision, num)
-	if s != nil {
-		s.num = num
+		s.num = strconv.AppendUint(s.num[:0], m.Revision, 10)
+		ctx.Response.Header.SetCanonical(a.hdrRevision, s.num)
+	} else {
+		var nb [20]byte
+		ctx.Response.Header.SetBytesV(HeaderRevision, strconv.AppendUint(nb[:0], m.Revision, 10))
 	}
 	if m.Follower && m.Leader != "" {
 		ctx.Response.Header.Set(HeaderLeader, m.Leader)
@@ -636,7 +641,7 @@ func (a *API) setETag(ctx *fasthttp.RequestCtx, s *scratch, rev uint64) {
 	s.num = append(s.num[:0], '"')
 	s.num = strconv.AppendUint(s.num, rev, 10)
 	s.num = append(s.num, '"')
-	ctx.Response.Header.SetBytesV(fasthttp.HeaderETag, s.num)
+	ctx.Response.Header.SetCanonical(a.hdrETag, s.num)
 }
 
 // writeRevisionBody writes {"revision":N}.

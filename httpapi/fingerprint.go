@@ -19,10 +19,15 @@ import (
 //	  batch:         count u64, then per op: kind u8, len key, key,
 //	                 len value, value, ifMatch u64, ifAbsent u8
 type fingerprinter struct {
-	h   hash.Hash
-	num [8]byte
-	sum [sha256.Size]byte
+	h      hash.Hash
+	domain []byte // fingerprintDomain, converted once
+	num    [8]byte
+	sum    [sha256.Size]byte
 }
+
+// fingerprintDomain separates our fingerprints from any other SHA-256
+// use; bump its version if the encoding changes.
+const fingerprintDomain = "edgekv/fingerprint/v1"
 
 const (
 	fpPut          = 'P'
@@ -34,9 +39,10 @@ const (
 func (f *fingerprinter) begin(op byte) {
 	if f.h == nil {
 		f.h = sha256.New()
+		f.domain = []byte(fingerprintDomain)
 	}
 	f.h.Reset()
-	f.h.Write([]byte("edgekv/fingerprint/v1"))
+	f.h.Write(f.domain)
 	f.num[0] = op
 	f.h.Write(f.num[:1])
 }
