@@ -171,7 +171,7 @@ func loadError(what string, err error) error {
 // executable, of the markers' first instructions, found from their
 // run-time addresses and /proc/self/maps: no symbol table needed.
 func selfMarkerOffsets() ([]uint64, error) {
-	maps, err := os.ReadFile("/proc/self/maps")
+	maps, err := readSelfMaps()
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +186,8 @@ func selfMarkerOffsets() ([]uint64, error) {
 	}
 	return offsets, nil
 }
+
+func readSelfMaps() ([]byte, error) { return os.ReadFile("/proc/self/maps") }
 
 // fileOffset maps an address of this process to an offset in the file
 // mapped there, from the text of /proc/<pid>/maps.
