@@ -3,13 +3,16 @@
 package ebpf
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sys/unix"
 
 	"github.com/edgekv/edgekv/ebpf/hist"
@@ -271,5 +274,42 @@ func TestCloseDetaches(t *testing.T) {
 	d := snapshot(t, tr2).Sub(before)
 	if d.StageHits[0] != 1 || d.StageHits[1] != 1 {
 		t.Fatalf("hits %v, want one received and one proposed", d.StageHits)
+	}
+}
+
+// TestRegisterMetrics scrapes a metrics.Set holding a real tracer.
+func TestRegisterMetrics(t *testing.T) {
+	tr := attachOrSkip(t, Options{})
+	set := metrics.NewSet()
+	tr.RegisterMetrics(set)
+	base := uint64(time.Now().UnixNano())
+	for i := uint64(0); i < 10; i++ {
+		for s := 0; s < stage.NumStages; s++ {
+			stage.Mark(stage.Stage(s), base+i)
+		}
+	}
+	fdatasyncs(t, t.TempDir(), 5)
+	var buf bytes.Buffer
+	set.WritePrometheus(&buf)
+	samples := checkPrometheusText(t, buf.String())
+	for series, want := range map[string]string{
+		`edgekv_trace_stage_seconds_count{from="received",to="proposed"}`: "10",
+		`edgekv_trace_stage_seconds_count{from="applied",to="answered"}`:  "10",
+		`edgekv_trace_batch_seconds_count`:                                "10",
+		`edgekv_trace_stage_hits_total{stage="persisted"}`:                "10",
+		`edgekv_trace_syscall_seconds_count{syscall="fdatasync"}`:         "5",
+		`edgekv_trace_read_errors_total`:                                  "0",
+	} {
+		if got, ok := samples[series]; !ok || got != want {
+			t.Errorf("%s = %q (present %v), want %q", series, got, ok, want)
+		}
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	set.WritePrometheus(&buf)
+	if strings.Contains(buf.String(), "edgekv_trace") {
+		t.Errorf("closed tracer still exported:\n%s", buf.String())
 	}
 }

@@ -196,7 +196,7 @@ func fileOffset(maps []byte, addr uint64) (uint64, error) {
 	for sc.Scan() {
 		// start-end perms offset dev inode path
 		f := strings.Fields(sc.Text())
-		if len(f) < 6 {
+		if len(f) < 5 {
 			continue
 		}
 		startHex, endHex, ok := strings.Cut(f[0], "-")
@@ -212,7 +212,7 @@ func fileOffset(maps []byte, addr uint64) (uint64, error) {
 		if addr < start || addr >= end {
 			continue
 		}
-		if !strings.Contains(f[1], "x") || f[4] == "0" || !strings.HasPrefix(f[5], "/") {
+		if !strings.Contains(f[1], "x") || f[4] == "0" || len(f) < 6 || !strings.HasPrefix(f[5], "/") {
 			return 0, fmt.Errorf("mapping %s is not executable file code", sc.Text())
 		}
 		return addr - start + off, nil
