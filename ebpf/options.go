@@ -1,0 +1,12 @@
+package ebpf
+
+// Options says what Attach traces.
+type Options struct {
+	// PID is the process to trace. 0 means this process (`--trace ebpf`).
+	PID int
+	// Executable is the binary whose markers are probed. Empty means: for
+	// this process, attach by the markers' addresses (no symbol table
+	// needed); for another, /proc/<PID>/exe, by symbol (the binary must
+	// keep its symbol table).
+	Executable string
+}

@@ -1,0 +1,315 @@
+//go:build linux && amd64
+
+package ebpf
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	cebpf "github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgekv/edgekv/ebpf/stage"
+)
+
+func checkPlatform() error { return nil }
+
+// Tracer holds the loaded programs, their maps and their links for one
+// traced process. Its methods are safe for concurrent use; after Close
+// they fail (Snapshot) or do nothing (metrics writer).
+type Tracer struct {
+	pid int
+
+	// mu guards closed against Close releasing the maps under a reader.
+	mu     sync.Mutex
+	closed bool
+	objs   traceObjects
+	links  []link.Link
+
+	readErrors atomic.Uint64
+}
+
+// Attach loads the tracing programs and attaches them to the process
+// opts.PID: uprobes on its six stage markers, raw_syscalls and scheduler
+// tracepoints filtered to its PID. Errors that mean the host cannot trace
+// wrap ErrUnavailable. The caller must Close the Tracer: while it is
+// attached every syscall on the host pays a few tens of nanoseconds.
+//
+// PIDs are matched in the initial PID namespace: a tracer inside a
+// container with its own PID namespace sees no events.
+func Attach(opts Options) (*Tracer, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	self := opts.PID == 0 || opts.PID == os.Getpid()
+	pid := opts.PID
+	if self {
+		pid = os.Getpid()
+	} else if pid < 0 {
+		return nil, fmt.Errorf("attaching to pid %d: invalid pid", pid)
+	} else if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return nil, fmt.Errorf("attaching to pid %d: no such process: %w", pid, err)
+	}
+
+	spec, err := loadTrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	if err := spec.Variables[traceVarTargetTgid].Set(uint32(pid)); err != nil {
+		return nil, fmt.Errorf("setting target pid: %w", err)
+	}
+	var onStack uint8
+	if stage.ArgOnStack {
+		onStack = 1
+	}
+	if err := spec.Variables[traceVarArgOnStack].Set(onStack); err != nil {
+		return nil, fmt.Errorf("setting marker ABI: %w", err)
+	}
+
+	t := &Tracer{pid: pid}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		return nil, loadError("loading BPF programs", err)
+	}
+	if err := t.attach(self, opts.Executable); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Tracer) attach(self bool, executable string) error {
+	for _, tp := range []struct {
+		name string
+		prog *cebpf.Program
+	}{{"sys_enter", t.objs.OnSysEnter}, {"sys_exit", t.objs.OnSysExit}} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: tp.prog})
+		if err != nil {
+			return loadError("attaching raw tracepoint "+tp.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	for _, p := range []struct {
+		name string
+		prog *cebpf.Program
+	}{{"sched_wakeup", t.objs.OnWakeup}, {"sched_wakeup_new", t.objs.OnWakeupNew}, {"sched_switch", t.objs.OnSwitch}} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
+		if err != nil {
+			return loadError("attaching tp_btf "+p.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+
+	cookies := make([]uint64, stage.NumStages)
+	for i := range cookies {
+		cookies[i] = uint64(i)
+	}
+	mopts := &link.UprobeMultiOptions{Cookies: cookies, PID: uint32(t.pid)}
+	var symbols []string
+	path := executable
+	switch {
+	case self && executable == "":
+		offsets, err := selfMarkerOffsets()
+		if err != nil {
+			return fmt.Errorf("locating the stage markers in this process: %w", err)
+		}
+		path = "/proc/self/exe"
+		mopts.Addresses = offsets
+	default:
+		if path == "" {
+			path = fmt.Sprintf("/proc/%d/exe", t.pid)
+		}
+		for i := 0; i < stage.NumStages; i++ {
+			symbols = append(symbols, stage.Symbol(stage.Stage(i)))
+		}
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", path, err)
+	}
+	l, err := ex.UprobeMulti(symbols, t.objs.OnMarker, mopts)
+	if err != nil {
+		if errors.Is(err, link.ErrNoSymbol) {
+			return fmt.Errorf("attaching uprobes to the stage markers of %s: %w (a build stripped with -ldflags \"-s -w\"? keep the symbol table)", path, err)
+		}
+		return loadError("attaching uprobes to the stage markers of "+path, err)
+	}
+	t.links = append(t.links, l)
+	return nil
+}
+
+// loadError wraps a load or attach error; a permission error becomes an
+// ErrUnavailable error with the lockdown state when there is one.
+func loadError(what string, err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		hint := lockdownHint(hostProbe)
+		if hint != "" {
+			hint = " (" + hint + ")"
+		}
+		return fmt.Errorf("%w: %s: permission denied by the kernel%s: %v", ErrUnavailable, what, hint, err)
+	}
+	if errors.Is(err, cebpf.ErrNotSupported) {
+		return fmt.Errorf("%w: %s: not supported by this kernel: %v", ErrUnavailable, what, err)
+	}
+	var ve *cebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%s: %+v", what, ve)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// selfMarkerOffsets returns the file offsets, in this process's
+// executable, of the markers' first instructions, found from their
+// run-time addresses and /proc/self/maps: no symbol table needed.
+func selfMarkerOffsets() ([]uint64, error) {
+	maps, err := readSelfMaps()
+	if err != nil {
+		return nil, err
+	}
+	pcs := stage.EntryPCs()
+	offsets := make([]uint64, 0, len(pcs))
+	for i, pc := range pcs {
+		off, err := fileOffset(maps, uint64(pc))
+		if err != nil {
+			return nil, fmt.Errorf("marker %v at %#x: %w", stage.Stage(i), pc, err)
+		}
+		offsets = append(offsets, off)
+	}
+	return offsets, nil
+}
+
+func readSelfMaps() ([]byte, error) { return os.ReadFile("/proc/self/maps") }
+
+// fileOffset maps an address of this process to an offset in the file
+// mapped there, from the text of /proc/<pid>/maps.
+func fileOffset(maps []byte, addr uint64) (uint64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	for sc.Scan() {
+		// start-end perms offset dev inode path
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		startHex, endHex, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(startHex, 16, 64)
+		end, err2 := strconv.ParseUint(endHex, 16, 64)
+		off, err3 := strconv.ParseUint(f[2], 16, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		if addr < start || addr >= end {
+			continue
+		}
+		if !strings.Contains(f[1], "x") || f[4] == "0" || len(f) < 6 || !strings.HasPrefix(f[5], "/") {
+			return 0, fmt.Errorf("mapping %s is not executable file code", sc.Text())
+		}
+		return addr - start + off, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("address not mapped")
+}
+
+// PID returns the traced process's id.
+func (t *Tracer) PID() int { return t.pid }
+
+// Snapshot reads every histogram into dst (about 27 KiB; reuse it).
+func (t *Tracer) Snapshot(dst *Snapshot) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("tracer closed")
+	}
+	m := &t.objs.traceMaps
+	for i := range dst.StageHits {
+		if err := m.StageHits.Lookup(uint32(i), &dst.StageHits[i]); err != nil {
+			return fmt.Errorf("reading stage hits: %w", err)
+		}
+	}
+	for from := range dst.Stages {
+		for to := range dst.Stages[from] {
+			key := uint32(from*stage.NumStages + to)
+			if err := m.StageHists.Lookup(key, &dst.Stages[from][to]); err != nil {
+				return fmt.Errorf("reading stage histogram %d: %w", key, err)
+			}
+		}
+	}
+	if err := m.StageHists.Lookup(uint32(stage.NumStages*stage.NumStages), &dst.Batch); err != nil {
+		return fmt.Errorf("reading batch histogram: %w", err)
+	}
+	for i := range dst.Syscalls {
+		if err := m.SysHists.Lookup(uint32(i), &dst.Syscalls[i]); err != nil {
+			return fmt.Errorf("reading syscall histogram %d: %w", i, err)
+		}
+	}
+	if err := m.RunqHist.Lookup(uint32(0), &dst.RunQueue); err != nil {
+		return fmt.Errorf("reading run-queue histogram: %w", err)
+	}
+	for i := range dst.Unpaired {
+		if err := m.Counters.Lookup(uint32(i), &dst.Unpaired[i]); err != nil {
+			return fmt.Errorf("reading counters: %w", err)
+		}
+	}
+	return nil
+}
+
+// RegisterMetrics adds the tracer's histograms to set: each scrape reads
+// the kernel maps and writes the families of Snapshot.WritePrometheus,
+// plus edgekv_trace_read_errors_total. After Close it writes nothing.
+func (t *Tracer) RegisterMetrics(set *metrics.Set) {
+	set.RegisterMetricsWriter(t.writeMetrics)
+}
+
+func (t *Tracer) writeMetrics(w io.Writer) {
+	var s Snapshot
+	if err := t.Snapshot(&s); err != nil {
+		t.mu.Lock()
+		closed := t.closed
+		t.mu.Unlock()
+		if closed {
+			return
+		}
+		t.readErrors.Add(1)
+	} else {
+		_ = s.WritePrometheus(w) // a failed write is the scraper's problem
+	}
+	metrics.WriteMetadataIfNeeded(w, "edgekv_trace_read_errors_total", "counter")
+	fmt.Fprintf(w, "edgekv_trace_read_errors_total %d\n", t.readErrors.Load())
+}
+
+// Close detaches every program and frees the maps. It is idempotent.
+func (t *Tracer) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	var errs []error
+	for i := len(t.links) - 1; i >= 0; i-- {
+		if err := t.links[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.links = nil
+	if err := t.objs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing tracer: %w", err)
+	}
+	return nil
+}
