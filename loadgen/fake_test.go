@@ -50,7 +50,7 @@ type fakeServer struct {
 	srv  *fasthttp.Server
 
 	requests   atomic.Uint64
-	stallUntil atomic.Int64 // unix nanos
+	stallUntil atomic.Int64  // unix nanos
 	arrived    chan struct{} // gets a token per request, never blocks
 
 	mu    sync.Mutex

@@ -78,7 +78,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 func ParseFlags(args []string, usage io.Writer) (cfg Config, asJSON bool, err error) {
 	cfg = DefaultConfig()
 	fs := flag.NewFlagSet("edgekv bench", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	// The flag package would print usage after every error; Main prints
+	// one line instead, and the usage only for --help.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 
 	endpoints := fs.String("endpoints", strings.Join(cfg.Endpoints, ","), "client addresses of the nodes, `host:port,...`; connections are spread over them")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "put, get, mixed (gets and puts) or batch (PutAll)")
@@ -98,9 +101,10 @@ func ParseFlags(args []string, usage io.Writer) (cfg Config, asJSON bool, err er
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every key and value choice")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on one request, dial included")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON instead of text")
-	fs.Usage = func() { printUsage(usage, fs) }
-
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(usage, fs)
+		}
 		return Config{}, false, err
 	}
 	if fs.NArg() > 0 {
@@ -144,6 +148,6 @@ Flags:
 		if typeName == "string" || f.Name == "endpoints" {
 			def = strconv.Quote(def)
 		}
-		fmt.Fprintf(w, "  --%s %s\n        %s (default %s)\n", f.Name, typeName, help, def)
+		fmt.Fprintf(w, "  --%s\n        %s (default %s)\n", strings.TrimSpace(f.Name+" "+typeName), help, def)
 	})
 }

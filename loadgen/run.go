@@ -227,5 +227,4 @@ func processCPU() (cpuTime, error) {
 	}, nil
 }
 
-
 func sortStrings(s []string) { sort.Strings(s) }
