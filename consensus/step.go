@@ -522,6 +522,11 @@ func (n *Node) recordRejections(m *raftmsg.Message) {
 	}
 }
 
+// maxSaneValue bounds terms and indexes from the network: no real cluster
+// gets near it, and refusing beyond it keeps term+1 and index arithmetic
+// from overflowing.
+const maxSaneValue = 1 << 62
+
 // validate refuses what no correct peer sends, before any state changes.
 func (n *Node) validate(m *raftmsg.Message) error {
 	if !m.Type.Valid() {
@@ -539,6 +544,9 @@ func (n *Node) validate(m *raftmsg.Message) error {
 	}
 	if m.Term == 0 && m.Type != raftmsg.MsgProp && m.Type != raftmsg.MsgPropResp {
 		return fmt.Errorf("%w: %v with term 0", ErrInvalidMessage, m.Type)
+	}
+	if m.Term > maxSaneValue || m.Index > maxSaneValue || m.Commit > maxSaneValue || m.LogTerm > m.Term {
+		return fmt.Errorf("%w: %v with term %d, log term %d, index %d, commit %d", ErrInvalidMessage, m.Type, m.Term, m.LogTerm, m.Index, m.Commit)
 	}
 	if !m.RejectReason.Valid() {
 		return fmt.Errorf("%w: reject reason %d", ErrInvalidMessage, m.RejectReason)
