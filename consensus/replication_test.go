@@ -195,3 +195,33 @@ func TestRestartReappliesCommitted(t *testing.T) {
 		t.Fatalf("first ready after restart: %+v", rd)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(2)
+	if err := c.propose(2, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	c.settle()
+	c.tick(2, 1)
+	c.settle()
+	st := c.nodes[2].Status()
+	if st.ID != 2 || st.Role != RoleLeader || st.Leader != 2 || st.Commit != 3 || st.Applied != 3 || st.LastIndex != 3 || st.Persisted != 3 {
+		t.Fatalf("leader status %+v", st)
+	}
+	if len(st.Peers) != 3 {
+		t.Fatalf("peers %+v", st.Peers)
+	}
+	for _, p := range st.Peers {
+		if p.Match != 3 || p.Next != 4 || !p.RecentActive {
+			t.Fatalf("peer %+v", p)
+		}
+		if p.ID != 2 && p.State != tracker.StateReplicate {
+			t.Fatalf("peer %+v", p)
+		}
+	}
+	fs := c.nodes[1].Status()
+	if fs.Role != RoleFollower || fs.Leader != 2 || fs.Term != st.Term || fs.Peers != nil || fs.Commit != 3 {
+		t.Fatalf("follower status %+v", fs)
+	}
+}
