@@ -27,6 +27,7 @@ type cluster struct {
 	// cut drops messages for which it returns true.
 	cut     func(m raftmsg.Message) bool
 	applied map[raftmsg.NodeID][]raftmsg.Entry
+	reads   map[raftmsg.NodeID][]ReadState
 }
 
 func newCluster(t testing.TB, n int) *cluster {
@@ -52,6 +53,10 @@ func (c *cluster) collect() []raftmsg.Message {
 			out = append(out, rd.Messages...)
 			out = append(out, rd.MessagesAfterPersist...)
 			c.applied[id] = append(c.applied[id], rd.CommittedEntries...)
+			if c.reads == nil {
+				c.reads = map[raftmsg.NodeID][]ReadState{}
+			}
+			c.reads[id] = append(c.reads[id], rd.ReadStates...)
 			if err := n.Advance(rd); err != nil {
 				c.t.Fatal(err)
 			}
