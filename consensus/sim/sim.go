@@ -149,11 +149,11 @@ type sim struct {
 	global     []uint64                  // prefix hash of the applied sequence, by index-1
 	globalTerm []uint64
 	// liveness
-	linkLast     map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
+	linkLast map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
 	// readStart: for each read in flight, how many entries were committed
 	// when it began. Linearizability (thesis §6.4): its read index must be
 	// at least that.
-	readStart map[uint64]uint64
+	readStart    map[uint64]uint64
 	healed       bool
 	livenessReqs map[uint64]bool
 	liveIndex    uint64 // index of the first liveness proposal committed
