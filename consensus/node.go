@@ -66,6 +66,8 @@ func RejectReasonOf(err error) raftmsg.RejectReason {
 		return raftmsg.RejectNotQuorum
 	case errors.Is(err, ErrOverloaded):
 		return raftmsg.RejectOverloaded
+	case errors.Is(err, ErrNotReady):
+		return raftmsg.RejectNotReady
 	}
 	return raftmsg.RejectNone
 }
@@ -168,6 +170,10 @@ type Ready struct {
 	MessagesAfterPersist []raftmsg.Message
 	// RejectedProposals: forwarded proposals the leader refused.
 	RejectedProposals []RejectedProposal
+	// ReadStates: reads that may be served once the state machine has
+	// applied up to their Index. RejectedReads: reads refused.
+	ReadStates    []ReadState
+	RejectedReads []RejectedRead
 }
 
 type persistRecord struct {
@@ -214,6 +220,14 @@ type Node struct {
 	freeAfter               [][]raftmsg.Message
 	pendingPersist          ring[persistRecord]
 
+	// ReadIndex (read.go): rounds of heartbeats confirm leadership.
+	readRound                    uint64 // last round started; monotonic across terms
+	readRoundOpen                bool   // its heartbeats are not handed out yet
+	readAcks                     []uint64
+	pendingReads                 ring[pendingRead]
+	readStates, spareReadStates  []ReadState
+	rejectedReads, spareRejReads []RejectedRead
+
 	readySeq, ackedSeq uint64
 	prevSoft           SoftState
 	prevHard           raftmsg.HardState
@@ -233,6 +247,7 @@ func New(cfg Config) (*Node, error) {
 		n.prs[i] = tracker.NewProgress(cfg.MaxInflightMsgs, cfg.MaxInflightBytes)
 	}
 	n.votes = make([]int8, len(n.voters))
+	n.readAcks = make([]uint64, len(n.voters))
 	n.matches = make([]uint64, len(n.voters))
 	n.scratch = make([]uint64, len(n.voters))
 	n.quorumAt = quorum.Majority(len(n.voters))
@@ -369,6 +384,9 @@ func (n *Node) reset(term uint64) {
 }
 
 func (n *Node) becomeFollower(term uint64, lead raftmsg.NodeID) {
+	if n.role == RoleLeader {
+		n.abortReads()
+	}
 	n.reset(term)
 	n.role = RoleFollower
 	n.lead = lead
@@ -408,6 +426,7 @@ func (n *Node) becomeLeader() {
 			pr.Match = n.log.persisted
 		}
 	}
+	clear(n.readAcks)
 	n.uncommittedBytes = 0
 	for i := n.log.committed + 1; i <= last; i++ {
 		n.uncommittedBytes += n.log.ents[i-n.log.snapIndex-1].PayloadBytes()

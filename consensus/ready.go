@@ -79,6 +79,7 @@ func (n *Node) HasReady() bool {
 		n.hardState() != n.prevHard ||
 		n.log.unstableFrom <= n.log.lastIndex() ||
 		len(n.msgs) > 0 || len(n.msgsAfter) > 0 || len(n.rejected) > 0 ||
+		len(n.readStates) > 0 || len(n.rejectedReads) > 0 ||
 		n.log.applying < min(n.log.committed, n.log.persisted)
 }
 
@@ -86,8 +87,8 @@ func (n *Node) HasReady() bool {
 // it handed over. Call it only when HasReady is true, or accept an empty
 // batch (which still takes a Seq and must still be acknowledged).
 //
-// Lifetimes: Messages and RejectedProposals are valid until the next call
-// to Ready; MessagesAfterPersist until AckPersisted(rd.Seq or later)
+// Lifetimes: Messages, RejectedProposals, ReadStates and RejectedReads are
+// valid until the next call to Ready; MessagesAfterPersist until AckPersisted(rd.Seq or later)
 // returns; Entries and CommittedEntries are never modified by the core and
 // stay valid as long as the runtime holds them. The runtime must modify
 // none of them and must not append to them.
@@ -135,6 +136,16 @@ func (n *Node) Ready() Ready {
 		rd.RejectedProposals = n.rejected
 		n.rejected, n.spareRejected = n.spareRejected[:0], n.rejected
 	}
+	if len(n.readStates) > 0 {
+		rd.ReadStates = n.readStates
+		n.readStates, n.spareReadStates = n.spareReadStates[:0], n.readStates
+	}
+	if len(n.rejectedReads) > 0 {
+		rd.RejectedReads = n.rejectedReads
+		n.rejectedReads, n.spareRejReads = n.spareRejReads[:0], n.rejectedReads
+	}
+	// Heartbeats handed out: reads arriving from now on need a new round.
+	n.readRoundOpen = false
 	return rd
 }
 

@@ -33,14 +33,9 @@ func (n *Node) tickLeader() {
 	}
 	if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
 		n.heartbeatElapsed = 0
-		for i, pr := range n.prs {
-			if i == n.selfPos {
-				continue
-			}
-			pr.AckedRecently = false
-			n.send(raftmsg.Message{Type: raftmsg.MsgHeartbeat, To: n.voters[i], Term: n.term,
-				Commit: min(pr.Match, n.log.committed)})
-		}
+		// Carries the latest read round: it left after every read of that
+		// round arrived, so its answers confirm them too.
+		n.bcastHeartbeat()
 	}
 }
 
@@ -159,6 +154,9 @@ func (n *Node) Step(m raftmsg.Message) error {
 	switch m.Type {
 	case raftmsg.MsgPreVote, raftmsg.MsgVote:
 		n.handleVoteRequest(&m)
+		return nil
+	case raftmsg.MsgReadIndex, raftmsg.MsgReadIndexResp:
+		n.stepRead(&m)
 		return nil
 	}
 	return n.stepByRole(&m)
@@ -280,6 +278,7 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 	case raftmsg.MsgAppResp:
 		return n.handleAppendResp(m, pr)
 	case raftmsg.MsgHeartbeatResp:
+		n.handleReadAck(i, m.Context)
 		if pr.Match >= n.log.lastIndex() {
 			return nil
 		}
@@ -522,13 +521,18 @@ func (n *Node) recordRejections(m *raftmsg.Message) {
 	}
 }
 
+// maxSaneValue bounds terms and indexes from the network: no real cluster
+// gets near it, and refusing beyond it keeps term+1 and index arithmetic
+// from overflowing.
+const maxSaneValue = 1 << 62
+
 // validate refuses what no correct peer sends, before any state changes.
 func (n *Node) validate(m *raftmsg.Message) error {
 	if !m.Type.Valid() {
 		return fmt.Errorf("%w: type %d", ErrInvalidMessage, m.Type)
 	}
 	switch m.Type {
-	case raftmsg.MsgSnap, raftmsg.MsgReadIndex, raftmsg.MsgReadIndexResp, raftmsg.MsgTimeoutNow, raftmsg.MsgTransferLeader:
+	case raftmsg.MsgSnap, raftmsg.MsgTimeoutNow, raftmsg.MsgTransferLeader:
 		return fmt.Errorf("%w: %v", ErrUnsupported, m.Type)
 	}
 	if m.To != n.id {
@@ -539,6 +543,9 @@ func (n *Node) validate(m *raftmsg.Message) error {
 	}
 	if m.Term == 0 && m.Type != raftmsg.MsgProp && m.Type != raftmsg.MsgPropResp {
 		return fmt.Errorf("%w: %v with term 0", ErrInvalidMessage, m.Type)
+	}
+	if m.Term > maxSaneValue || m.Index > maxSaneValue || m.Commit > maxSaneValue || m.LogTerm > m.Term {
+		return fmt.Errorf("%w: %v with term %d, log term %d, index %d, commit %d", ErrInvalidMessage, m.Type, m.Term, m.LogTerm, m.Index, m.Commit)
 	}
 	if !m.RejectReason.Valid() {
 		return fmt.Errorf("%w: reject reason %d", ErrInvalidMessage, m.RejectReason)

@@ -50,6 +50,7 @@ type Stats struct {
 	Crashes, Restarts, Partitions, Heals          int
 	Proposals, ProposalsRefused, EntriesApplied   int
 	Leaders, MaxPipelined, Truncations            int
+	Reads, ReadsServed, ReadsRefused              int
 	StepErrors                                    int
 }
 
@@ -72,12 +73,15 @@ func (s *Stats) Add(o Stats) {
 	s.MaxPipelined = max(s.MaxPipelined, o.MaxPipelined)
 	s.Truncations += o.Truncations
 	s.StepErrors += o.StepErrors
+	s.Reads += o.Reads
+	s.ReadsServed += o.ReadsServed
+	s.ReadsRefused += o.ReadsRefused
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined)
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -145,7 +149,11 @@ type sim struct {
 	global     []uint64                  // prefix hash of the applied sequence, by index-1
 	globalTerm []uint64
 	// liveness
-	linkLast     map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
+	linkLast map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
+	// readStart: for each read in flight, how many entries were committed
+	// when it began. Linearizability (thesis §6.4): its read index must be
+	// at least that.
+	readStart    map[uint64]uint64
 	healed       bool
 	livenessReqs map[uint64]bool
 	liveIndex    uint64 // index of the first liveness proposal committed
@@ -168,7 +176,7 @@ func Run(opts Options) (Stats, error) {
 		opts.CatchUpTicks = 500
 	}
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
-		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}}
+		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}}
 	s.seedHash = maphash.MakeSeed()
 	s.maxMsgBytes = []uint64{200, 1024, 4096}[s.rng.IntN(3)]
 	s.crashPerMille = 4 + s.rng.IntN(16)
@@ -259,6 +267,9 @@ func (s *sim) run() error {
 			return err
 		}
 		if err := s.propose(); err != nil {
+			return err
+		}
+		if err := s.read(); err != nil {
 			return err
 		}
 		for _, i := range s.rng.Perm(len(s.nodes)) {
@@ -506,6 +517,49 @@ func (s *sim) propose() error {
 	return nil
 }
 
+// read starts a linearizable read on a random node.
+func (s *sim) read() error {
+	live := s.liveNodes()
+	if len(live) == 0 || s.rng.IntN(100) >= 30 {
+		return nil
+	}
+	sn := live[s.rng.IntN(len(live))]
+	s.nextReq++
+	s.readStart[s.nextReq] = uint64(len(s.global))
+	s.stats.Reads++
+	err := sn.node.ReadIndex(s.nextReq)
+	s.tracef("read %d at %d (committed %d): %v", s.nextReq, sn.id, len(s.global), err)
+	if err != nil {
+		if consensus.RejectReasonOf(err) == raftmsg.RejectNone {
+			return fmt.Errorf("%w: read at %d: %v", ErrViolation, sn.id, err)
+		}
+		s.stats.ReadsRefused++
+		delete(s.readStart, s.nextReq)
+	}
+	return s.afterStep(sn)
+}
+
+func (s *sim) readDone(sn *simNode, rd *consensus.Ready) error {
+	for _, rs := range rd.ReadStates {
+		start, ok := s.readStart[rs.RequestID]
+		if !ok {
+			// A duplicated request or answer: the runtime ignores ids it
+			// no longer waits for.
+			continue
+		}
+		delete(s.readStart, rs.RequestID)
+		if rs.Index < start {
+			return fmt.Errorf("%w: linearizability: read %d at node %d got index %d, but %d entries were committed before it began", ErrViolation, rs.RequestID, sn.id, rs.Index, start)
+		}
+		s.stats.ReadsServed++
+	}
+	for _, r := range rd.RejectedReads {
+		delete(s.readStart, r.RequestID)
+		s.stats.ReadsRefused++
+	}
+	return nil
+}
+
 func (s *sim) liveNodes() []*simNode {
 	var out []*simNode
 	for _, sn := range s.nodes {
@@ -546,6 +600,9 @@ func (s *sim) takeReady(sn *simNode) error {
 		}
 	}
 	s.sendAll(rd.Messages)
+	if err := s.readDone(sn, &rd); err != nil {
+		return err
+	}
 	// Copy the entries' headers: the durable log must not alias the core's.
 	sn.pending = append(sn.pending, pendingReady{seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist})
 	s.stats.MaxPipelined = max(s.stats.MaxPipelined, len(sn.pending))

@@ -17,6 +17,12 @@ var (
 	flagTrace = flag.Bool("sim.trace", false, "print every event of a replayed seed")
 )
 
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func replayCommand(seed uint64) string {
 	return fmt.Sprintf("go test ./consensus/sim -run 'TestSimulation$' -count=1 -v -sim.seed=%d -sim.trace", seed)
 }
@@ -35,6 +41,10 @@ func TestSimulation(t *testing.T) {
 			t.Fatal(err)
 		}
 		return
+	}
+	nSeeds := *flagSeeds
+	if raceEnabled && !flagSet("sim.seeds") {
+		nSeeds = 100
 	}
 	start := time.Now()
 	seeds := make(chan uint64)
@@ -61,7 +71,7 @@ func TestSimulation(t *testing.T) {
 			}
 		}()
 	}
-	for i := 0; i < *flagSeeds; i++ {
+	for i := 0; i < nSeeds; i++ {
 		mu.Lock()
 		stop := len(failures) >= 5
 		mu.Unlock()
@@ -72,7 +82,7 @@ func TestSimulation(t *testing.T) {
 	}
 	close(seeds)
 	wg.Wait()
-	t.Logf("%d seeds from %d in %v: %v", *flagSeeds, *flagStart, time.Since(start).Round(time.Millisecond), total)
+	t.Logf("%d seeds from %d in %v: %v", nSeeds, *flagStart, time.Since(start).Round(time.Millisecond), total)
 	for _, f := range failures {
 		t.Error(f)
 	}
@@ -80,8 +90,8 @@ func TestSimulation(t *testing.T) {
 		t.Errorf("lowest failing seed: %d (caught after %d seeds)", firstFailing, firstFailing-*flagStart+1)
 	}
 	// Coverage that must be there, or the simulator tests nothing.
-	if len(failures) == 0 && *flagSeeds >= 100 {
-		if total.Crashes == 0 || total.MsgsDropped == 0 || total.Partitions == 0 || total.Truncations == 0 || total.MaxPipelined < 2 || total.EntriesApplied == 0 {
+	if len(failures) == 0 && nSeeds >= 100 {
+		if total.Crashes == 0 || total.MsgsDropped == 0 || total.Partitions == 0 || total.Truncations == 0 || total.MaxPipelined < 2 || total.EntriesApplied == 0 || total.ReadsServed == 0 {
 			t.Errorf("coverage too thin: %v", total)
 		}
 	}
