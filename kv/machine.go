@@ -209,8 +209,9 @@ type Machine struct {
 	// publish, so a publish copies only trees that changed.
 	dataDirty, idemDirty bool
 	view                 atomic.Pointer[View]
-	cmd                  Command  // decode scratch, reused
-	scratchKeys          []string // delete-prefix scratch, reused
+	hint                 btree.PathHint // path of the last lookup
+	cmd                  Command        // decode scratch, reused
+	scratchKeys          []string       // delete-prefix scratch, reused
 }
 
 // NewMachine returns an empty machine at revision 0, applied index 0,
@@ -404,7 +405,7 @@ func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	m.dataDirty = true
 	if op.Kind == KindDelete {
 		if found {
-			m.st.tree.Delete(cur)
+			m.st.tree.DeleteHint(cur, &m.hint)
 			m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
 		}
 		return
@@ -426,12 +427,14 @@ func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 		}
 	}
 	it.rev = rev
-	m.st.tree.Set(it)
+	m.st.tree.SetHint(it, &m.hint)
 	m.st.sizeBytes += itemSize(len(it.key), len(it.value))
 }
 
+// lookup finds key and leaves in m.hint the path to it, so the write that
+// usually follows does not search again.
 func (m *Machine) lookup(key []byte) (item, bool) {
-	return m.st.tree.Get(item{key: keyString(key)})
+	return m.st.tree.GetHint(item{key: keyString(key)}, &m.hint)
 }
 
 func (m *Machine) put(op *Op) outcome {
