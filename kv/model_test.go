@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-var modelSeeds = flag.Int("kv.model-seeds", 20, "random histories the model test replays (each seed is one history)")
+var modelSeeds = flag.Int("kv.model-seeds", 50, "random histories the model test replays (each seed is one history)")
 
 // refModel is the naive reference: a map, recomputed sizes, linear scans.
 // It shares no code with the Machine beyond the Command type and itemSize.
@@ -292,10 +292,25 @@ func sameResult(a, b Result) bool {
 // same data after each, and equal range scans; every so often the machine
 // is replaced by a restore of its own snapshot.
 func TestAgainstModel(t *testing.T) {
-	seeds, steps := *modelSeeds, 1500
+	seeds, steps := *modelSeeds, 2000
 	if testing.Short() {
 		seeds, steps = 4, 500
 	}
+	// What the histories exercised, summed over seeds: a generator that
+	// stopped producing some outcome would make this test vacuous.
+	seen := map[string]int{}
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		for _, want := range []string{"ok", "precondition_failed", "not_found", "quota_exceeded",
+			"idempotency_conflict", "replayed", "deleted>0", "batch-failed", "restored"} {
+			if seen[want] == 0 {
+				t.Errorf("no %s outcome in %d histories: %v", want, seeds, seen)
+			}
+		}
+		t.Logf("outcomes: %v", seen)
+	}()
 	for seed := range seeds {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			cfg := Config{QuotaBytes: 6 * itemSize(4, 12), IdempotencyTTL: 5 * time.Second, IdempotencyMaxKeys: 4}
@@ -310,6 +325,16 @@ func TestAgainstModel(t *testing.T) {
 				if !sameResult(got, want) {
 					t.Fatalf("step %d %v %+v: machine %+v, model %+v", i, c.Kind, c, got, want)
 				}
+				seen[got.Status.String()]++
+				if got.Replayed {
+					seen["replayed"]++
+				}
+				if got.Deleted > 0 {
+					seen["deleted>0"]++
+				}
+				if len(got.Failed) > 0 {
+					seen["batch-failed"]++
+				}
 				if err := compareWithModel(h.m.View(), ref, g.rng); err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
@@ -319,6 +344,7 @@ func TestAgainstModel(t *testing.T) {
 						t.Fatal(err)
 					}
 					h = restoreInto(t, cfg, buf.Bytes())
+					seen["restored"]++
 				}
 			}
 		})
