@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgekv/edgekv/consensus/raftmsg"
 )
 
 var modelSeeds = flag.Int("kv.model-seeds", 50, "random histories the model test replays (each seed is one history)")
@@ -318,27 +320,53 @@ func TestAgainstModel(t *testing.T) {
 			ref := newRefModel(h.m.Config())
 			g := &generator{rng: rand.New(rand.NewPCG(uint64(seed), 7)), ref: ref,
 				keys: []string{"a", "ab", "abc", "b", "b/1", "b/2", "b/22", "c", "cé", "d/x/1", "d/x/2", "z"}}
-			for i := range steps {
-				c := g.command()
-				want := ref.apply(c)
-				got := h.apply(c)
-				if !sameResult(got, want) {
-					t.Fatalf("step %d %v %+v: machine %+v, model %+v", i, c.Kind, c, got, want)
+			// Entries go to the machine in batches of 1..6 (one published
+			// view per batch), with a no-op now and then.
+			for i := 0; i < steps; {
+				var ents []raftmsg.Entry
+				var wants []Result
+				var cmds []*Command
+				for n := 1 + g.rng.IntN(6); n > 0 && i < steps; n-- {
+					idx := h.m.AppliedIndex() + uint64(len(ents)) + 1
+					if g.rng.IntN(20) == 0 {
+						ents = append(ents, raftmsg.Entry{Index: idx, Type: raftmsg.EntryNoop})
+						continue
+					}
+					c := g.command()
+					cmds = append(cmds, c)
+					wants = append(wants, ref.apply(c))
+					ents = append(ents, raftmsg.Entry{Index: idx, Type: raftmsg.EntryNormal, RequestID: uint64(i), Data: mustEncode(t, c)})
+					i++
 				}
-				seen[got.Status.String()]++
-				if got.Replayed {
-					seen["replayed"]++
+				gots, err := h.m.ApplyEntries(ents, nil)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if got.Deleted > 0 {
-					seen["deleted>0"]++
+				if len(gots) != len(wants) {
+					t.Fatalf("step %d: %d results for %d commands", i, len(gots), len(wants))
 				}
-				if len(got.Failed) > 0 {
-					seen["batch-failed"]++
+				for j, got := range gots {
+					if !sameResult(got, wants[j]) {
+						t.Fatalf("step %d+%d %v %+v: machine %+v, model %+v", i, j, cmds[j].Kind, cmds[j], got, wants[j])
+					}
+					seen[got.Status.String()]++
+					if got.Replayed {
+						seen["replayed"]++
+					}
+					if got.Deleted > 0 {
+						seen["deleted>0"]++
+					}
+					if len(got.Failed) > 0 {
+						seen["batch-failed"]++
+					}
+				}
+				if err := checkInvariants(h.m); err != nil {
+					t.Fatalf("step %d: %v", i, err)
 				}
 				if err := compareWithModel(h.m.View(), ref, g.rng); err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
-				if g.rng.IntN(100) == 0 {
+				if g.rng.IntN(30) == 0 {
 					var buf bytes.Buffer
 					if err := h.m.View().WriteSnapshot(&buf); err != nil {
 						t.Fatal(err)
