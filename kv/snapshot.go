@@ -149,9 +149,22 @@ func (s *snapReader) bytesN(what string, minBytes, maxBytes uint64) ([]byte, err
 	if n < minBytes || n > maxBytes {
 		return nil, corruptf("%s of %d bytes outside [%d, %d]", what, n, minBytes, maxBytes)
 	}
-	b := make([]byte, n)
-	if err := s.full(what, b); err != nil {
-		return nil, err
+	// Up to eagerBytes is allocated at once; beyond, the buffer doubles
+	// only as data arrives, so a lying length costs at most twice what the
+	// input really holds.
+	const eagerBytes = 64 << 10
+	b := make([]byte, 0, min(n, eagerBytes))
+	for uint64(len(b)) < n {
+		if len(b) == cap(b) {
+			grown := make([]byte, len(b), min(n, 2*uint64(cap(b))))
+			copy(grown, b)
+			b = grown
+		}
+		chunk := b[len(b):cap(b)]
+		if err := s.full(what, chunk); err != nil {
+			return nil, err
+		}
+		b = b[:cap(b)]
 	}
 	return b, nil
 }

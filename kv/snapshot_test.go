@@ -282,3 +282,24 @@ func fuzzRestoreOnce(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestSnapshotLargeValues(t *testing.T) {
+	h := newHarness(t, Config{Limits: Limits{MaxValueBytes: 4 << 20}})
+	sizes := []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 300_000, 4 << 20}
+	for i, n := range sizes {
+		v := bytes.Repeat([]byte{byte('a' + i)}, n)
+		h.apply(cmdPut(fmt.Sprint("big", i), string(v)))
+	}
+	data := snapshotBytes(t, h.m.View())
+	got := restoreInto(t, Config{Limits: Limits{MaxValueBytes: 4 << 20}}, data)
+	for i, n := range sizes {
+		v, _, ok := got.m.View().Get(fmt.Sprint("big", i))
+		if !ok || len(v) != n || cap(v) != n || (n > 0 && v[n-1] != byte('a'+i)) {
+			t.Fatalf("value %d: %d bytes (cap %d), want %d", i, len(v), cap(v), n)
+		}
+	}
+	// A truncated large value is refused.
+	if err := got.m.Restore(bytes.NewReader(data[:len(data)-100_000])); !errors.Is(err, ErrCorruptSnapshot) {
+		t.Fatalf("truncated: %v", err)
+	}
+}
