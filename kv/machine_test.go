@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -469,14 +470,20 @@ func TestReadersDoNotBlockApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stop sync.WaitGroup
+	var stop, ready sync.WaitGroup
 	done := make(chan struct{})
 	for r := range 4 {
 		stop.Add(1)
+		ready.Add(1)
 		go func() {
 			defer stop.Done()
+			running := sync.OnceFunc(ready.Done)
+			defer running() // also on an early return
 			var buf []Item
 			for i := 0; ; i++ {
+				if i == 1 {
+					running()
+				}
 				select {
 				case <-done:
 					return
@@ -498,6 +505,39 @@ func TestReadersDoNotBlockApply(t *testing.T) {
 			}
 		}()
 	}
+	// A snapshot writer on its own goroutine, as the storage layer runs it.
+	stop.Add(1)
+	ready.Add(1)
+	go func() {
+		defer stop.Done()
+		running := sync.OnceFunc(ready.Done)
+		defer running() // also on an early return
+		for i := 0; ; i++ {
+			if i == 1 {
+				running()
+			}
+			select {
+			case <-done:
+				return
+			default:
+			}
+			v := m.View()
+			var buf bytes.Buffer
+			if err := v.WriteSnapshot(&buf); err != nil {
+				t.Errorf("snapshot: %v", err)
+				return
+			}
+			r, err := NewMachine(Config{})
+			if err == nil {
+				err = r.Restore(&buf)
+			}
+			if err != nil || r.View().Revision() != v.Revision() || r.View().Len() != v.Len() {
+				t.Errorf("snapshot of revision %d restored as %d (%v)", v.Revision(), r.View().Revision(), err)
+				return
+			}
+		}
+	}()
+	ready.Wait() // every reader is running before applying starts
 	idx := uint64(0)
 	for batchNo := range 200 {
 		var ents []raftmsg.Entry
