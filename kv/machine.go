@@ -210,6 +210,7 @@ type Machine struct {
 	dataDirty, idemDirty bool
 	view                 atomic.Pointer[View]
 	hint                 btree.PathHint // path of the last lookup
+	idemProbe            idemRecord     // search key for idemByKey
 	cmd                  Command        // decode scratch, reused
 	scratchKeys          []string       // delete-prefix scratch, reused
 }
@@ -529,9 +530,18 @@ func (m *Machine) batch(ops []Op) outcome {
 	return outcome{status: StatusOK, revision: m.st.revision}
 }
 
+// findIdem returns the record of key, live or expired. The probe is a
+// Machine field so that a lookup allocates nothing.
+func (m *Machine) findIdem(key []byte) (*idemRecord, bool) {
+	m.idemProbe.key = keyString(key)
+	rec, ok := m.st.idemByKey.Get(&m.idemProbe)
+	m.idemProbe.key = "" // do not keep the entry's bytes
+	return rec, ok
+}
+
 // lookupIdem returns the live record of key, or nil.
 func (m *Machine) lookupIdem(key []byte) *idemRecord {
-	rec, ok := m.st.idemByKey.Get(&idemRecord{key: keyString(key)})
+	rec, ok := m.findIdem(key)
 	if !ok || rec.expiresNs <= m.st.lastTsNs {
 		return nil
 	}
@@ -551,7 +561,7 @@ func (m *Machine) forgetIdem(rec *idemRecord) {
 // rememberIdem stores the first outcome of key, replacing an expired
 // record of the same key, and forgets the oldest records beyond the bound.
 func (m *Machine) rememberIdem(key []byte, fp Fingerprint, o outcome) {
-	if old, ok := m.st.idemByKey.Get(&idemRecord{key: keyString(key)}); ok {
+	if old, ok := m.findIdem(key); ok {
 		m.forgetIdem(old) // expired, or lookupIdem would have found it
 	}
 	// The record keeps its own copy: Result.Failed belongs to the caller.
