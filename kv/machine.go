@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"slices"
@@ -400,36 +399,35 @@ func growth(op *Op, cur item, found bool) int64 {
 }
 
 // write performs a put or delete whose condition and quota were checked.
-// Keys and values are copied out of the entry's buffer in one allocation
-// per put: key and value share it, the key as an immutable string.
 func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	m.dataDirty = true
+	if found {
+		m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
+	}
 	if op.Kind == KindDelete {
 		if found {
 			m.st.tree.DeleteHint(cur, &m.hint)
-			m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
 		}
 		return
 	}
-	var it item
-	if found {
-		m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
-		it.key = cur.key
-		if len(op.Value) > 0 {
-			it.value = bytes.Clone(op.Value)
-		}
-	} else {
-		buf := make([]byte, len(op.Key)+len(op.Value))
-		n := copy(buf, op.Key)
-		copy(buf[n:], op.Value)
-		it.key = unsafe.String(unsafe.SliceData(buf), n) // buf[:n] is never written again
-		if len(op.Value) > 0 {
-			it.value = buf[n:len(buf):len(buf)]
-		}
-	}
-	it.rev = rev
+	it := newItem(op.Key, op.Value, rev)
 	m.st.tree.SetHint(it, &m.hint)
 	m.st.sizeBytes += itemSize(len(it.key), len(it.value))
+}
+
+// newItem copies key and value out of the entry's buffer in one
+// allocation: the key is an immutable string over the first bytes, the
+// value the rest. An overwrite allocates afresh rather than reusing the
+// old key, which would pin the old value's bytes for the key's lifetime.
+func newItem(key, value []byte, rev uint64) item {
+	buf := make([]byte, len(key)+len(value))
+	n := copy(buf, key)
+	copy(buf[n:], value)
+	it := item{key: unsafe.String(unsafe.SliceData(buf), n), rev: rev} // buf[:n] is never written again
+	if len(value) > 0 {
+		it.value = buf[n:len(buf):len(buf)]
+	}
+	return it
 }
 
 // lookup finds key and leaves in m.hint the path to it, so the write that

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 )
@@ -606,5 +607,22 @@ func TestExpiryBeyondThePruneBudget(t *testing.T) {
 	}
 	if got := h.m.View().IdempotencyKeys(); got != 1 {
 		t.Fatalf("%d records after pruning, want the one live record", got)
+	}
+}
+
+// TestOverwriteDoesNotPinOldValue: a key and its value share one
+// allocation, so an overwrite must not keep the old key string (it would
+// keep the old value's bytes alive as long as the key exists).
+func TestOverwriteDoesNotPinOldValue(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.apply(cmdPut("k", strings.Repeat("v", 1<<20)))
+	before, _ := h.m.View().st.tree.Get(item{key: "k"})
+	h.apply(cmdPut("k", "small"))
+	after, _ := h.m.View().st.tree.Get(item{key: "k"})
+	if unsafe.StringData(before.key) == unsafe.StringData(after.key) {
+		t.Fatal("overwrite kept the old key string and with it the old 1 MiB value")
+	}
+	if after.key != "k" || string(after.value) != "small" {
+		t.Fatalf("item %q = %q", after.key, after.value)
 	}
 }
