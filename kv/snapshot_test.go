@@ -303,3 +303,32 @@ func TestSnapshotLargeValues(t *testing.T) {
 		t.Fatalf("truncated: %v", err)
 	}
 }
+
+type brokenReader struct {
+	data []byte
+	err  error
+}
+
+func (r *brokenReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestRestoreKeepsIOErrorsApart: a failing reader is not blamed on the
+// data; the caller sees the reader's error, not ErrCorruptSnapshot.
+func TestRestoreKeepsIOErrorsApart(t *testing.T) {
+	h := buildRichMachine(t, Config{})
+	data := snapshotBytes(t, h.m.View())
+	diskErr := errors.New("disk on fire")
+	for _, n := range []int{0, 10, snapshotHeaderBytes, snapshotHeaderBytes + 1, len(data) / 2, len(data) - 2} {
+		m, _ := NewMachine(Config{})
+		err := m.Restore(&brokenReader{data: data[:n], err: diskErr})
+		if !errors.Is(err, diskErr) || errors.Is(err, ErrCorruptSnapshot) {
+			t.Fatalf("reader failing after %d bytes: %v", n, err)
+		}
+	}
+}
