@@ -106,7 +106,9 @@
 //
 // Values returned by a view alias the store: read-only. Decoded commands
 // alias their input. Codec errors wrap ErrTooLarge (HTTP 413) or
-// ErrInvalid (HTTP 400); Restore errors wrap ErrCorruptSnapshot. Status
+// ErrInvalid (HTTP 400). Restore errors caused by the bytes (damage,
+// truncation, broken rules) wrap ErrCorruptSnapshot; the reader's own
+// errors (I/O) are returned wrapped as they are. Status
 // maps to HTTP: OK 200, PreconditionFailed 412, NotFound 404,
 // QuotaExceeded 507, IdempotencyConflict 409, Invalid 400.
 //

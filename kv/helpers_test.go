@@ -71,9 +71,14 @@ func at(c *Command, ts time.Duration) *Command {
 
 func mustEncode(t testing.TB, c *Command) []byte {
 	t.Helper()
-	b, err := AppendCommand(nil, c, Limits{})
+	return mustEncodeLimits(t, c, Limits{})
+}
+
+func mustEncodeLimits(t testing.TB, c *Command, lim Limits) []byte {
+	t.Helper()
+	b, err := AppendCommand(nil, c, lim)
 	if err != nil {
-		t.Fatalf("encode %+v: %v", c, err)
+		t.Fatalf("encode %v of key %.40q: %v", c.Kind, c.Op.Key, err)
 	}
 	return b
 }
@@ -96,7 +101,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 
 func (h *harness) apply(c *Command) Result {
 	h.t.Helper()
-	return h.applyData(mustEncode(h.t, c))
+	return h.applyData(mustEncodeLimits(h.t, c, h.m.Config().Limits))
 }
 
 func (h *harness) applyData(data []byte) Result {

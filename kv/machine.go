@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"slices"
@@ -209,8 +208,10 @@ type Machine struct {
 	// publish, so a publish copies only trees that changed.
 	dataDirty, idemDirty bool
 	view                 atomic.Pointer[View]
-	cmd                  Command  // decode scratch, reused
-	scratchKeys          []string // delete-prefix scratch, reused
+	hint                 btree.PathHint // path of the last lookup
+	idemProbe            idemRecord     // search key for idemByKey
+	cmd                  Command        // decode scratch, reused
+	scratchKeys          []string       // delete-prefix scratch, reused
 }
 
 // NewMachine returns an empty machine at revision 0, applied index 0,
@@ -398,40 +399,41 @@ func growth(op *Op, cur item, found bool) int64 {
 }
 
 // write performs a put or delete whose condition and quota were checked.
-// Keys and values are copied out of the entry's buffer in one allocation
-// per put: key and value share it, the key as an immutable string.
 func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	m.dataDirty = true
+	if found {
+		m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
+	}
 	if op.Kind == KindDelete {
 		if found {
-			m.st.tree.Delete(cur)
-			m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
+			m.st.tree.DeleteHint(cur, &m.hint)
 		}
 		return
 	}
-	var it item
-	if found {
-		m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
-		it.key = cur.key
-		if len(op.Value) > 0 {
-			it.value = bytes.Clone(op.Value)
-		}
-	} else {
-		buf := make([]byte, len(op.Key)+len(op.Value))
-		n := copy(buf, op.Key)
-		copy(buf[n:], op.Value)
-		it.key = unsafe.String(unsafe.SliceData(buf), n) // buf[:n] is never written again
-		if len(op.Value) > 0 {
-			it.value = buf[n:len(buf):len(buf)]
-		}
-	}
-	it.rev = rev
-	m.st.tree.Set(it)
+	it := newItem(op.Key, op.Value, rev)
+	m.st.tree.SetHint(it, &m.hint)
 	m.st.sizeBytes += itemSize(len(it.key), len(it.value))
 }
 
+// newItem copies key and value out of the entry's buffer in one
+// allocation: the key is an immutable string over the first bytes, the
+// value the rest. An overwrite allocates afresh rather than reusing the
+// old key, which would pin the old value's bytes for the key's lifetime.
+func newItem(key, value []byte, rev uint64) item {
+	buf := make([]byte, len(key)+len(value))
+	n := copy(buf, key)
+	copy(buf[n:], value)
+	it := item{key: unsafe.String(unsafe.SliceData(buf), n), rev: rev} // buf[:n] is never written again
+	if len(value) > 0 {
+		it.value = buf[n:len(buf):len(buf)]
+	}
+	return it
+}
+
+// lookup finds key and leaves in m.hint the path to it, so the write that
+// usually follows does not search again.
 func (m *Machine) lookup(key []byte) (item, bool) {
-	return m.st.tree.Get(item{key: keyString(key)})
+	return m.st.tree.GetHint(item{key: keyString(key)}, &m.hint)
 }
 
 func (m *Machine) put(op *Op) outcome {
@@ -526,9 +528,18 @@ func (m *Machine) batch(ops []Op) outcome {
 	return outcome{status: StatusOK, revision: m.st.revision}
 }
 
+// findIdem returns the record of key, live or expired. The probe is a
+// Machine field so that a lookup allocates nothing.
+func (m *Machine) findIdem(key []byte) (*idemRecord, bool) {
+	m.idemProbe.key = keyString(key)
+	rec, ok := m.st.idemByKey.Get(&m.idemProbe)
+	m.idemProbe.key = "" // do not keep the entry's bytes
+	return rec, ok
+}
+
 // lookupIdem returns the live record of key, or nil.
 func (m *Machine) lookupIdem(key []byte) *idemRecord {
-	rec, ok := m.st.idemByKey.Get(&idemRecord{key: keyString(key)})
+	rec, ok := m.findIdem(key)
 	if !ok || rec.expiresNs <= m.st.lastTsNs {
 		return nil
 	}
@@ -548,7 +559,7 @@ func (m *Machine) forgetIdem(rec *idemRecord) {
 // rememberIdem stores the first outcome of key, replacing an expired
 // record of the same key, and forgets the oldest records beyond the bound.
 func (m *Machine) rememberIdem(key []byte, fp Fingerprint, o outcome) {
-	if old, ok := m.st.idemByKey.Get(&idemRecord{key: keyString(key)}); ok {
+	if old, ok := m.findIdem(key); ok {
 		m.forgetIdem(old) // expired, or lookupIdem would have found it
 	}
 	// The record keeps its own copy: Result.Failed belongs to the caller.

@@ -1,12 +1,14 @@
 package kv
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 )
@@ -469,14 +471,20 @@ func TestReadersDoNotBlockApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stop sync.WaitGroup
+	var stop, ready sync.WaitGroup
 	done := make(chan struct{})
 	for r := range 4 {
 		stop.Add(1)
+		ready.Add(1)
 		go func() {
 			defer stop.Done()
+			running := sync.OnceFunc(ready.Done)
+			defer running() // also on an early return
 			var buf []Item
 			for i := 0; ; i++ {
+				if i == 1 {
+					running()
+				}
 				select {
 				case <-done:
 					return
@@ -498,6 +506,39 @@ func TestReadersDoNotBlockApply(t *testing.T) {
 			}
 		}()
 	}
+	// A snapshot writer on its own goroutine, as the storage layer runs it.
+	stop.Add(1)
+	ready.Add(1)
+	go func() {
+		defer stop.Done()
+		running := sync.OnceFunc(ready.Done)
+		defer running() // also on an early return
+		for i := 0; ; i++ {
+			if i == 1 {
+				running()
+			}
+			select {
+			case <-done:
+				return
+			default:
+			}
+			v := m.View()
+			var buf bytes.Buffer
+			if err := v.WriteSnapshot(&buf); err != nil {
+				t.Errorf("snapshot: %v", err)
+				return
+			}
+			r, err := NewMachine(Config{})
+			if err == nil {
+				err = r.Restore(&buf)
+			}
+			if err != nil || r.View().Revision() != v.Revision() || r.View().Len() != v.Len() {
+				t.Errorf("snapshot of revision %d restored as %d (%v)", v.Revision(), r.View().Revision(), err)
+				return
+			}
+		}
+	}()
+	ready.Wait() // every reader is running before applying starts
 	idx := uint64(0)
 	for batchNo := range 200 {
 		var ents []raftmsg.Entry
@@ -566,5 +607,22 @@ func TestExpiryBeyondThePruneBudget(t *testing.T) {
 	}
 	if got := h.m.View().IdempotencyKeys(); got != 1 {
 		t.Fatalf("%d records after pruning, want the one live record", got)
+	}
+}
+
+// TestOverwriteDoesNotPinOldValue: a key and its value share one
+// allocation, so an overwrite must not keep the old key string (it would
+// keep the old value's bytes alive as long as the key exists).
+func TestOverwriteDoesNotPinOldValue(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.apply(cmdPut("k", strings.Repeat("v", 1<<20)))
+	before, _ := h.m.View().st.tree.Get(item{key: "k"})
+	h.apply(cmdPut("k", "small"))
+	after, _ := h.m.View().st.tree.Get(item{key: "k"})
+	if unsafe.StringData(before.key) == unsafe.StringData(after.key) {
+		t.Fatal("overwrite kept the old key string and with it the old 1 MiB value")
+	}
+	if after.key != "k" || string(after.value) != "small" {
+		t.Fatalf("item %q = %q", after.key, after.value)
 	}
 }

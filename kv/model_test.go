@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgekv/edgekv/consensus/raftmsg"
 )
 
-var modelSeeds = flag.Int("kv.model-seeds", 20, "random histories the model test replays (each seed is one history)")
+var modelSeeds = flag.Int("kv.model-seeds", 50, "random histories the model test replays (each seed is one history)")
 
 // refModel is the naive reference: a map, recomputed sizes, linear scans.
 // It shares no code with the Machine beyond the Command type and itemSize.
@@ -292,10 +294,25 @@ func sameResult(a, b Result) bool {
 // same data after each, and equal range scans; every so often the machine
 // is replaced by a restore of its own snapshot.
 func TestAgainstModel(t *testing.T) {
-	seeds, steps := *modelSeeds, 1500
+	seeds, steps := *modelSeeds, 2000
 	if testing.Short() {
 		seeds, steps = 4, 500
 	}
+	// What the histories exercised, summed over seeds: a generator that
+	// stopped producing some outcome would make this test vacuous.
+	seen := map[string]int{}
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		for _, want := range []string{"ok", "precondition_failed", "not_found", "quota_exceeded",
+			"idempotency_conflict", "replayed", "deleted>0", "batch-failed", "restored"} {
+			if seen[want] == 0 {
+				t.Errorf("no %s outcome in %d histories: %v", want, seeds, seen)
+			}
+		}
+		t.Logf("outcomes: %v", seen)
+	}()
 	for seed := range seeds {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			cfg := Config{QuotaBytes: 6 * itemSize(4, 12), IdempotencyTTL: 5 * time.Second, IdempotencyMaxKeys: 4}
@@ -303,22 +320,59 @@ func TestAgainstModel(t *testing.T) {
 			ref := newRefModel(h.m.Config())
 			g := &generator{rng: rand.New(rand.NewPCG(uint64(seed), 7)), ref: ref,
 				keys: []string{"a", "ab", "abc", "b", "b/1", "b/2", "b/22", "c", "cé", "d/x/1", "d/x/2", "z"}}
-			for i := range steps {
-				c := g.command()
-				want := ref.apply(c)
-				got := h.apply(c)
-				if !sameResult(got, want) {
-					t.Fatalf("step %d %v %+v: machine %+v, model %+v", i, c.Kind, c, got, want)
+			// Entries go to the machine in batches of 1..6 (one published
+			// view per batch), with a no-op now and then.
+			for i := 0; i < steps; {
+				var ents []raftmsg.Entry
+				var wants []Result
+				var cmds []*Command
+				for n := 1 + g.rng.IntN(6); n > 0 && i < steps; n-- {
+					idx := h.m.AppliedIndex() + uint64(len(ents)) + 1
+					if g.rng.IntN(20) == 0 {
+						ents = append(ents, raftmsg.Entry{Index: idx, Type: raftmsg.EntryNoop})
+						continue
+					}
+					c := g.command()
+					cmds = append(cmds, c)
+					wants = append(wants, ref.apply(c))
+					ents = append(ents, raftmsg.Entry{Index: idx, Type: raftmsg.EntryNormal, RequestID: uint64(i), Data: mustEncode(t, c)})
+					i++
+				}
+				gots, err := h.m.ApplyEntries(ents, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(gots) != len(wants) {
+					t.Fatalf("step %d: %d results for %d commands", i, len(gots), len(wants))
+				}
+				for j, got := range gots {
+					if !sameResult(got, wants[j]) {
+						t.Fatalf("step %d+%d %v %+v: machine %+v, model %+v", i, j, cmds[j].Kind, cmds[j], got, wants[j])
+					}
+					seen[got.Status.String()]++
+					if got.Replayed {
+						seen["replayed"]++
+					}
+					if got.Deleted > 0 {
+						seen["deleted>0"]++
+					}
+					if len(got.Failed) > 0 {
+						seen["batch-failed"]++
+					}
+				}
+				if err := checkInvariants(h.m); err != nil {
+					t.Fatalf("step %d: %v", i, err)
 				}
 				if err := compareWithModel(h.m.View(), ref, g.rng); err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
-				if g.rng.IntN(100) == 0 {
+				if g.rng.IntN(30) == 0 {
 					var buf bytes.Buffer
 					if err := h.m.View().WriteSnapshot(&buf); err != nil {
 						t.Fatal(err)
 					}
 					h = restoreInto(t, cfg, buf.Bytes())
+					seen["restored"]++
 				}
 			}
 		})

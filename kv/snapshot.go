@@ -111,19 +111,31 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 
 // snapReader reads from a buffer, folding every byte into a CRC.
 type snapReader struct {
-	r   *bufio.Reader
-	crc uint32
-	one [1]byte
+	r       *bufio.Reader
+	crc     uint32
+	one     [1]byte
+	readErr error // the reader's last error, as opposed to a format error
 }
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("kv: restore: "+format+": %w", append(args, ErrCorruptSnapshot)...)
 }
 
+// readErr classifies a read error: input that ends early is a corrupt
+// snapshot; any other error is the reader's (an I/O failure) and is
+// passed on as such, so the caller does not blame the data.
+func readErr(what string, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return corruptf("%s: %v", what, err)
+	}
+	return fmt.Errorf("kv: restore: read %s: %w", what, err)
+}
+
 // ReadByte makes snapReader an io.ByteReader for binary.ReadUvarint.
 func (s *snapReader) ReadByte() (byte, error) {
 	b, err := s.r.ReadByte()
 	if err != nil {
+		s.readErr = err
 		return 0, err
 	}
 	s.one[0] = b
@@ -133,10 +145,14 @@ func (s *snapReader) ReadByte() (byte, error) {
 
 func (s *snapReader) uvarint(what string) (uint64, error) {
 	v, err := binary.ReadUvarint(s)
-	if err != nil {
-		return 0, corruptf("%s: %v", what, err)
+	switch {
+	case err == nil:
+		return v, nil
+	case s.readErr != nil:
+		return 0, readErr(what, s.readErr)
+	default:
+		return 0, corruptf("%s: %v", what, err) // overlong varint
 	}
-	return v, nil
 }
 
 // bytesN reads a length (refused above maxBytes before allocating) and
@@ -149,16 +165,29 @@ func (s *snapReader) bytesN(what string, minBytes, maxBytes uint64) ([]byte, err
 	if n < minBytes || n > maxBytes {
 		return nil, corruptf("%s of %d bytes outside [%d, %d]", what, n, minBytes, maxBytes)
 	}
-	b := make([]byte, n)
-	if err := s.full(what, b); err != nil {
-		return nil, err
+	// Up to eagerBytes is allocated at once; beyond, the buffer doubles
+	// only as data arrives, so a lying length costs at most twice what the
+	// input really holds.
+	const eagerBytes = 64 << 10
+	b := make([]byte, 0, min(n, eagerBytes))
+	for uint64(len(b)) < n {
+		if len(b) == cap(b) {
+			grown := make([]byte, len(b), min(n, 2*uint64(cap(b))))
+			copy(grown, b)
+			b = grown
+		}
+		chunk := b[len(b):cap(b)]
+		if err := s.full(what, chunk); err != nil {
+			return nil, err
+		}
+		b = b[:cap(b)]
 	}
 	return b, nil
 }
 
 func (s *snapReader) full(what string, b []byte) error {
 	if _, err := io.ReadFull(s.r, b); err != nil {
-		return corruptf("%s: %v", what, err)
+		return readErr(what, err)
 	}
 	s.crc = crc32.Update(s.crc, castagnoli, b)
 	return nil
@@ -177,7 +206,7 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 	var h snapshotHeader
 	var b [snapshotHeaderBytes]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return h, corruptf("header: %v", err)
+		return h, readErr("header", err)
 	}
 	if !bytes.Equal(b[:8], snapshotMagic[:]) {
 		return h, corruptf("bad magic %q", b[:8])
@@ -240,7 +269,8 @@ func readSnapshot(r io.Reader) (state, error) {
 		if err != nil {
 			return state{}, fmt.Errorf("key %d: %w", i, err)
 		}
-		it := item{key: string(key), rev: rev}
+		// key is a fresh buffer nothing else holds: view it as the string.
+		it := item{key: unsafe.String(unsafe.SliceData(key), len(key)), rev: rev}
 		if len(value) > 0 {
 			it.value = value
 		}
@@ -272,7 +302,7 @@ func readSnapshot(r io.Reader) (state, error) {
 	want := s.crc
 	var trailer [4]byte
 	if _, err := io.ReadFull(br, trailer[:]); err != nil {
-		return state{}, corruptf("trailer: %v", err)
+		return state{}, readErr("trailer", err)
 	}
 	if got := binary.LittleEndian.Uint32(trailer[:]); got != want {
 		return state{}, corruptf("body checksum %08x, want %08x", got, want)

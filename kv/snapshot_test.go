@@ -282,3 +282,53 @@ func fuzzRestoreOnce(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestSnapshotLargeValues(t *testing.T) {
+	h := newHarness(t, Config{Limits: Limits{MaxValueBytes: 4 << 20}})
+	sizes := []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 300_000, 4 << 20}
+	for i, n := range sizes {
+		v := bytes.Repeat([]byte{byte('a' + i)}, n)
+		h.apply(cmdPut(fmt.Sprint("big", i), string(v)))
+	}
+	data := snapshotBytes(t, h.m.View())
+	got := restoreInto(t, Config{Limits: Limits{MaxValueBytes: 4 << 20}}, data)
+	for i, n := range sizes {
+		v, _, ok := got.m.View().Get(fmt.Sprint("big", i))
+		if !ok || len(v) != n || cap(v) != n || (n > 0 && v[n-1] != byte('a'+i)) {
+			t.Fatalf("value %d: %d bytes (cap %d), want %d", i, len(v), cap(v), n)
+		}
+	}
+	// A truncated large value is refused.
+	if err := got.m.Restore(bytes.NewReader(data[:len(data)-100_000])); !errors.Is(err, ErrCorruptSnapshot) {
+		t.Fatalf("truncated: %v", err)
+	}
+}
+
+type brokenReader struct {
+	data []byte
+	err  error
+}
+
+func (r *brokenReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestRestoreKeepsIOErrorsApart: a failing reader is not blamed on the
+// data; the caller sees the reader's error, not ErrCorruptSnapshot.
+func TestRestoreKeepsIOErrorsApart(t *testing.T) {
+	h := buildRichMachine(t, Config{})
+	data := snapshotBytes(t, h.m.View())
+	diskErr := errors.New("disk on fire")
+	for _, n := range []int{0, 10, snapshotHeaderBytes, snapshotHeaderBytes + 1, len(data) / 2, len(data) - 2} {
+		m, _ := NewMachine(Config{})
+		err := m.Restore(&brokenReader{data: data[:n], err: diskErr})
+		if !errors.Is(err, diskErr) || errors.Is(err, ErrCorruptSnapshot) {
+			t.Fatalf("reader failing after %d bytes: %v", n, err)
+		}
+	}
+}
