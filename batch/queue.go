@@ -313,3 +313,26 @@ func (q *Queue[T]) Unpark() { q.wakeAt.Store(0) }
 // (a wake that raced with the consumer's own wake-up): waking and finding
 // nothing to do is harmless.
 func (q *Queue[T]) Wakeup() <-chan struct{} { return q.wake }
+
+// ReadRequest is a linearizable read waiting for a ReadIndex round
+// (Raft thesis §6.4): the waiter's id, which the runtime completes once
+// the read index is confirmed and applied; the handler then reads.
+type ReadRequest struct{ RequestID uint64 }
+
+// DefaultMaxPendingReadBytes bounds the read queue's bytes; a read counts
+// ReadRequestBytes, so in practice the count bound applies.
+const (
+	DefaultMaxPendingReadBytes = 64 << 20
+	ReadRequestBytes           = 16
+)
+
+// NewReadQueue returns the bounded queue for linearizable reads: at most
+// maxPending reads wait for a ReadIndex round; past it TryPush refuses at
+// once (HTTP 503 with Retry-After). Push with size ReadRequestBytes.
+func NewReadQueue(maxPending int, clock Clock) (*Queue[ReadRequest], error) {
+	q, err := NewQueue[ReadRequest](maxPending, DefaultMaxPendingReadBytes, clock)
+	if err != nil {
+		return nil, fmt.Errorf("batch: read queue: %w", err)
+	}
+	return q, nil
+}

@@ -242,3 +242,52 @@ func TestQueueManyProducersParkingConsumer(t *testing.T) {
 		t.Fatalf("accepted %d, want %d", q.Accepted(), producers*perProducer)
 	}
 }
+
+// The read path: a bounded read queue refuses at once when full (503 in
+// HTTP), the proposer drains every queued read into one ReadIndex round,
+// and the waiters are completed when the round is confirmed.
+func TestReadQueueBoundedRoundTrip(t *testing.T) {
+	clk := &FakeClock{}
+	reads, err := NewReadQueue(3, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newTestRegistry(t, 8, 0)
+	var waiters []*Waiter[uint64]
+	for i := 0; i < 4; i++ {
+		w, _ := reg.Acquire()
+		r := reads.TryPush(ReadRequest{RequestID: w.ID()}, ReadRequestBytes)
+		if i < 3 && r != ReasonNone {
+			t.Fatalf("read %d refused: %v", i, r)
+		}
+		if i == 3 {
+			if r != ReasonFullCount {
+				t.Fatalf("read past the bound: %v", r)
+			}
+			w.Cancel()
+			continue
+		}
+		waiters = append(waiters, w)
+	}
+	// One ReadIndex round for every queued read.
+	const readIndex = 77
+	var round []uint64
+	for {
+		rr, _, _, ok := reads.Pop()
+		if !ok {
+			break
+		}
+		round = append(round, rr.RequestID)
+	}
+	for _, id := range round {
+		reg.Complete(id, readIndex)
+	}
+	for _, w := range waiters {
+		if idx, ok := w.Wait(time.Second); !ok || idx != readIndex {
+			t.Fatalf("read got %d,%v", idx, ok)
+		}
+	}
+	if r := reads.TryPush(ReadRequest{}, ReadRequestBytes); r != ReasonNone {
+		t.Fatalf("after the round the read queue still refuses: %v", r)
+	}
+}
