@@ -28,7 +28,10 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 			t.Errorf("%s %s: 413 without %s", c.method, c.target, HeaderRevision)
 		}
 	}
-	// The PUT limit is the value limit, not the request limit.
+	// The PUT limit is the value limit, not the request limit: a PUT
+	// announcing more than a value but less than a request is refused
+	// from its headers too.
+	wantError(t, h.raw("PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 2048\r\n\r\n", false), 413, "too_large")
 	wantError(t, h.do("PUT", "/v1/kv/k", nil, strings.Repeat("v", 1<<10+1)), 413, "too_large")
 	wantRevisionBody(t, h.do("PUT", "/v1/kv/k", nil, strings.Repeat("v", 1<<10)))
 	// A batch may be larger than one value.
