@@ -40,3 +40,19 @@ func TestFileOffset(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFileOffset feeds arbitrary maps text: an error or an offset, never a
+// panic, and an offset only for an address inside an executable file
+// mapping.
+func FuzzFileOffset(f *testing.F) {
+	f.Add([]byte("00400000-006a6000 r-xp 00000000 fe:00 9978562 /usr/bin/edgekv\n"), uint64(0x400010))
+	f.Add([]byte("00400000-006a6000 r-xp 00000000 fe:00 0\n"), uint64(0x400010))
+	f.Add([]byte("ffffffffffffffff-0 r-xp ffffffffffffffff fe:00 1 /x\n"), uint64(1))
+	f.Add([]byte(""), uint64(0))
+	f.Fuzz(func(t *testing.T, maps []byte, addr uint64) {
+		off, err := fileOffset(maps, addr)
+		if err == nil && !strings.Contains(string(maps), "x") {
+			t.Fatalf("offset %#x from maps without an executable mapping", off)
+		}
+	})
+}

@@ -9,4 +9,9 @@ type Options struct {
 	// needed); for another, /proc/<PID>/exe, by symbol (the binary must
 	// keep its symbol table).
 	Executable string
+	// StagesOnly attaches only the stage-marker uprobes: no raw_syscalls
+	// programs (which tax every syscall on the host, including the
+	// syscall an optimized uprobe hit makes) and no scheduler programs.
+	// The syscall and run-queue histograms then stay empty.
+	StagesOnly bool
 }

@@ -100,3 +100,22 @@ func TestLockdownHint(t *testing.T) {
 		t.Errorf("no securityfs: hint %q, want none", got)
 	}
 }
+
+// FuzzEffectiveCaps feeds arbitrary /proc/self/status text to the
+// capability parser: an error or a value, never a panic, and a value only
+// from a CapEff line.
+func FuzzEffectiveCaps(f *testing.F) {
+	f.Add("Name:\tx\nCapEff:\t000001ffffffffff\n")
+	f.Add("CapEff:\t0\n")
+	f.Add("CapEff:zz")
+	f.Add("")
+	f.Add("CapEff:\t1ffffffffffffffffff\n")
+	f.Fuzz(func(t *testing.T, status string) {
+		p := systemProbe{readFile: func(string) ([]byte, error) { return []byte(status), nil }}
+		caps, err := effectiveCaps(p)
+		if err == nil && !strings.Contains(status, "CapEff:") {
+			t.Fatalf("caps %#x parsed from a status without CapEff", caps)
+		}
+		_ = checkSystem(systemProbe{readFile: p.readFile, stat: func(string) error { return nil }})
+	})
+}

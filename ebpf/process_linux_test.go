@@ -26,9 +26,9 @@ type target struct {
 	out *bufio.Scanner
 }
 
-func startTarget(t *testing.T) *target {
+func startTarget(t *testing.T, buildFlags ...string) *target {
 	t.Helper()
-	bin, err := gobuild.Build(t.TempDir(), "github.com/edgekv/edgekv/ebpf/internal/tracetarget")
+	bin, err := gobuild.Build(t.TempDir(), "github.com/edgekv/edgekv/ebpf/internal/tracetarget", buildFlags...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +98,23 @@ func TestAttachOtherProcess(t *testing.T) {
 	d2 := snapshot(t, tr).Sub(before)
 	if got := d2.Syscalls[1].Count(); got != 30 {
 		t.Errorf("fdatasync count %d after the tracer's own syncs, want 30", got)
+	}
+}
+
+// TestAttachStrippedBinary: a target built with -ldflags "-s -w" has no
+// symbols to attach the markers by; the error must say so.
+func TestAttachStrippedBinary(t *testing.T) {
+	if err := Check(); err != nil {
+		attachOrSkip(t, Options{}) // skips or fails with the reason
+	}
+	tg := startTarget(t, "-ldflags=-s -w")
+	tr, err := Attach(Options{PID: tg.pid})
+	if err == nil {
+		tr.Close()
+		t.Fatal("attached to a stripped binary")
+	}
+	if !strings.Contains(err.Error(), `-ldflags "-s -w"`) || !strings.Contains(err.Error(), "symbol") {
+		t.Fatalf("error does not explain the missing symbols: %v", err)
 	}
 }
 

@@ -80,14 +80,24 @@ func Attach(opts Options) (*Tracer, error) {
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return nil, loadError("loading BPF programs", err)
 	}
-	if err := t.attach(self, opts.Executable); err != nil {
+	if err := t.attach(self, opts); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
-func (t *Tracer) attach(self bool, executable string) error {
+func (t *Tracer) attach(self bool, opts Options) error {
+	if !opts.StagesOnly {
+		if err := t.attachKernelSide(); err != nil {
+			return err
+		}
+	}
+	return t.attachMarkers(self, opts.Executable)
+}
+
+// attachKernelSide attaches the syscall and scheduler programs.
+func (t *Tracer) attachKernelSide() error {
 	for _, tp := range []struct {
 		name string
 		prog *cebpf.Program
@@ -108,7 +118,12 @@ func (t *Tracer) attach(self bool, executable string) error {
 		}
 		t.links = append(t.links, l)
 	}
+	return nil
+}
 
+// attachMarkers attaches the uprobe_multi program to the six markers,
+// with the stage number as each one's cookie.
+func (t *Tracer) attachMarkers(self bool, executable string) error {
 	cookies := make([]uint64, stage.NumStages)
 	for i := range cookies {
 		cookies[i] = uint64(i)

@@ -12,15 +12,16 @@ import (
 	"runtime"
 )
 
-// Build runs `go build -o dir/<name> pkg` with CGO disabled and returns
-// the binary's path.
-func Build(dir, pkg string) (string, error) {
+// Build runs `go build [flags] -o dir/<name> pkg` with CGO disabled and
+// returns the binary's path.
+func Build(dir, pkg string, flags ...string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command(goTool, "build", "-o", out, pkg)
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
+	cmd := exec.Command(goTool, args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
