@@ -39,7 +39,8 @@ import (
 
 // Main runs `edgekv bench` with args (the words after "bench"), writing
 // the result to stdout and diagnostics to stderr, and returns the exit
-// code: 0 on a completed run, 1 when the run failed, 2 for bad flags.
+// code: 0 on a completed run, 1 when the run failed or no request
+// succeeded (the result is still printed), 2 for bad flags.
 // SIGINT ends the run early and still prints what was measured.
 func Main(args []string, stdout, stderr io.Writer) int {
 	cfg, asJSON, err := ParseFlags(args, stderr)
@@ -67,6 +68,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgekv bench: writing the result: %v\n", err)
+		return 1
+	}
+	if res.Requests > 0 && res.OK == 0 {
+		fmt.Fprintf(stderr, "edgekv bench: none of %d requests succeeded\n", res.Requests)
 		return 1
 	}
 	return 0

@@ -163,3 +163,14 @@ func TestMainReportsRunFailure(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+func TestMainFailsWhenNothingSucceeds(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"--endpoints", deadAddr(t), "--requests", "3", "--warmup", "0s", "--concurrency", "1"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "none of 3 requests succeeded") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "connection_refused") {
+		t.Fatalf("the result is not printed:\n%s", stdout.String())
+	}
+}
