@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 func TestBadFlagsFailClearly(t *testing.T) {
@@ -152,6 +154,13 @@ func TestMainPrintsTextAndJSON(t *testing.T) {
 	if res.Requests != 40 || res.OK != 30 || res.Statuses["503"] != 10 || res.BatchSize != 5 ||
 		res.Latency["batch"].Count != 30 || res.KeysPerSec <= res.OKPerSec || res.CPU.UserSec+res.CPU.SystemSec <= 0 {
 		t.Fatalf("decoded result %+v", res)
+	}
+	h, err := hdr.Decode([]byte(res.Histograms["batch"]))
+	if err != nil {
+		t.Fatalf("decoding the batch histogram: %v", err)
+	}
+	if h.TotalCount() != 30 || float64(h.ValueAtQuantile(99))/1e3 != res.Latency["batch"].P99Us {
+		t.Fatalf("histogram holds %d values, p99 %dns; summary %+v", h.TotalCount(), h.ValueAtQuantile(99), res.Latency["batch"])
 	}
 }
 

@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newResult(&cfg, measured, s, cpuAfter.sub(cpuBefore), ctx.Err() != nil), nil
+	return newResult(&cfg, s, cpuAfter.sub(cpuBefore), ctx.Err() != nil)
 }
 
 // connectAll dials every worker's connection before anything is
