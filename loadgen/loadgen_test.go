@@ -447,3 +447,18 @@ func TestCancelStopsBlockedRun(t *testing.T) {
 		t.Fatal("Run did not return within 10s of cancellation")
 	}
 }
+
+func TestOpenLoopKeepsItsRate(t *testing.T) {
+	// 300 requests at 1000/s: the last is due at 299 ms, however fast the
+	// server is (sent as fast as possible they would take a few ms).
+	f := startFake(t, fakeOptions{})
+	cfg := testConfig(300, f.addr)
+	cfg.Rate, cfg.Concurrency = 1000, 4
+	res := mustRun(t, cfg)
+	if res.ElapsedSec < 0.299 || res.ElapsedSec > 3 {
+		t.Fatalf("300 requests at 1000/s took %.3fs", res.ElapsedSec)
+	}
+	if res.OpenLoop.Sent != 300 || res.OpenLoop.Skipped != 0 || res.OK != 300 || res.Mode != "open" || res.Rate != 1000 {
+		t.Fatalf("result %+v, open loop %+v", res, res.OpenLoop)
+	}
+}
