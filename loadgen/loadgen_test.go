@@ -462,3 +462,22 @@ func TestOpenLoopKeepsItsRate(t *testing.T) {
 		t.Fatalf("result %+v, open loop %+v", res, res.OpenLoop)
 	}
 }
+
+func TestConnectionsSpreadOverEndpoints(t *testing.T) {
+	// Open loop stripes slots over workers and worker i uses endpoint
+	// i mod 2, so each of two endpoints gets exactly half.
+	a, b := startFake(t, fakeOptions{record: true}), startFake(t, fakeOptions{record: true})
+	cfg := testConfig(400, a.addr, b.addr)
+	cfg.Rate, cfg.Concurrency = 20000, 4
+	res := mustRun(t, cfg)
+	if res.OK != 400 || a.requests.Load() != 200 || b.requests.Load() != 200 {
+		t.Fatalf("ok %d; endpoints saw %d and %d, want 200 each", res.OK, a.requests.Load(), b.requests.Load())
+	}
+	for _, f := range []*fakeServer{a, b} {
+		for _, r := range f.recorded() {
+			if r.Host != f.addr {
+				t.Fatalf("request to %s carries Host %q", f.addr, r.Host)
+			}
+		}
+	}
+}
