@@ -32,7 +32,7 @@ var (
 // Bounds on the configuration, so that a typo cannot make the generator
 // exhaust the machine it runs on.
 const (
-	maxConcurrency = 65536
+	maxConcurrency = 16384
 	maxValueBytes  = 16 << 20
 	maxBatchSize   = 100000
 	maxBodyBytes   = 256 << 20 // one batch request body

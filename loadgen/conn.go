@@ -13,9 +13,11 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// bufferBytes sizes each connection's read and write buffers: one small
-// value and its headers fit, larger bodies stream through.
-const bufferBytes = 8 << 10
+// bufferBytes sizes each connection's read and write buffers (fasthttp's
+// client default): a response's headers must fit, and a request of a
+// small value goes out in one write; larger bodies stream through. With
+// thousands of connections, this is most of the generator's memory.
+const bufferBytes = 4 << 10
 
 // maxResponseBodyBytes bounds what one response may make us buffer: a GET
 // can return a value written by someone else, up to the node's

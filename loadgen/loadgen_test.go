@@ -447,3 +447,37 @@ func TestCancelStopsBlockedRun(t *testing.T) {
 		t.Fatal("Run did not return within 10s of cancellation")
 	}
 }
+
+func TestOpenLoopKeepsItsRate(t *testing.T) {
+	// 300 requests at 1000/s: the last is due at 299 ms, however fast the
+	// server is (sent as fast as possible they would take a few ms).
+	f := startFake(t, fakeOptions{})
+	cfg := testConfig(300, f.addr)
+	cfg.Rate, cfg.Concurrency = 1000, 4
+	res := mustRun(t, cfg)
+	if res.ElapsedSec < 0.299 || res.ElapsedSec > 3 {
+		t.Fatalf("300 requests at 1000/s took %.3fs", res.ElapsedSec)
+	}
+	if res.OpenLoop.Sent != 300 || res.OpenLoop.Skipped != 0 || res.OK != 300 || res.Mode != "open" || res.Rate != 1000 {
+		t.Fatalf("result %+v, open loop %+v", res, res.OpenLoop)
+	}
+}
+
+func TestConnectionsSpreadOverEndpoints(t *testing.T) {
+	// Open loop stripes slots over workers and worker i uses endpoint
+	// i mod 2, so each of two endpoints gets exactly half.
+	a, b := startFake(t, fakeOptions{record: true}), startFake(t, fakeOptions{record: true})
+	cfg := testConfig(400, a.addr, b.addr)
+	cfg.Rate, cfg.Concurrency = 20000, 4
+	res := mustRun(t, cfg)
+	if res.OK != 400 || a.requests.Load() != 200 || b.requests.Load() != 200 {
+		t.Fatalf("ok %d; endpoints saw %d and %d, want 200 each", res.OK, a.requests.Load(), b.requests.Load())
+	}
+	for _, f := range []*fakeServer{a, b} {
+		for _, r := range f.recorded() {
+			if r.Host != f.addr {
+				t.Fatalf("request to %s carries Host %q", f.addr, r.Host)
+			}
+		}
+	}
+}

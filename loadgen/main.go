@@ -39,7 +39,8 @@ import (
 
 // Main runs `edgekv bench` with args (the words after "bench"), writing
 // the result to stdout and diagnostics to stderr, and returns the exit
-// code: 0 on a completed run, 1 when the run failed, 2 for bad flags.
+// code: 0 on a completed run, 1 when the run failed or no request
+// succeeded (the result is still printed), 2 for bad flags.
 // SIGINT ends the run early and still prints what was measured.
 func Main(args []string, stdout, stderr io.Writer) int {
 	cfg, asJSON, err := ParseFlags(args, stderr)
@@ -69,6 +70,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgekv bench: writing the result: %v\n", err)
 		return 1
 	}
+	if res.Requests > 0 && res.OK == 0 {
+		fmt.Fprintf(stderr, "edgekv bench: none of %d requests succeeded\n", res.Requests)
+		return 1
+	}
 	return 0
 }
 
@@ -83,13 +88,13 @@ func ParseFlags(args []string, usage io.Writer) (cfg Config, asJSON bool, err er
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 
-	endpoints := fs.String("endpoints", strings.Join(cfg.Endpoints, ","), "client addresses of the nodes, `host:port,...`; connections are spread over them")
+	endpoints := fs.String("endpoints", strings.Join(cfg.Endpoints, ","), "client addresses of the nodes, `host:port,...` (http:// allowed); connection i goes to address i mod n")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "put, get, mixed (gets and puts) or batch (PutAll)")
 	fs.StringVar(&cfg.Consistency, "consistency", cfg.Consistency, "consistency of gets: linearizable, lease or stale")
 	fs.Float64Var(&cfg.ReadFraction, "read-fraction", cfg.ReadFraction, "mixed: fraction of requests that are gets, in [0, 1]")
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "batch: puts per PutAll request")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "workers, each with its own connection; in open loop the most requests outstanding")
-	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "requests per second on a fixed schedule (open loop); 0 for closed loop")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "requests per second on a fixed schedule (open loop), latency counted from each request's scheduled time; at most --concurrency outstanding, and what is not sent by the end of the schedule plus --timeout is skipped and counted. 0 for closed loop")
 	fs.Uint64Var(&cfg.Requests, "requests", cfg.Requests, "measured requests; 0 for no count (then --duration ends the run)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time; 0 for no time limit. With --requests and no --duration, only the count ends the run")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "time spent running the workload before measuring")
@@ -99,7 +104,7 @@ func ParseFlags(args []string, usage io.Writer) (cfg Config, asJSON bool, err er
 	fs.StringVar(&cfg.KeyPrefix, "key-prefix", cfg.KeyPrefix, "prefix of every key; keys are the prefix and a zero-padded number")
 	fs.StringVar(&cfg.KeyOrder, "key-order", cfg.KeyOrder, "random (uniform, from --seed) or sequential")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every key and value choice")
-	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on one request, dial included")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on one request (dial, send, response); a request that passes it is a transport error")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON instead of text")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 func TestBadFlagsFailClearly(t *testing.T) {
@@ -15,7 +17,7 @@ func TestBadFlagsFailClearly(t *testing.T) {
 		want string // in the error line
 	}{
 		{[]string{"--concurrency", "0"}, "--concurrency 0"},
-		{[]string{"--concurrency", "100000"}, "--concurrency 100000"},
+		{[]string{"--concurrency", "20000"}, "--concurrency 20000"},
 		{[]string{"--workload", "scan"}, `--workload "scan"`},
 		{[]string{"--consistency", "eventual"}, `--consistency "eventual"`},
 		{[]string{"--rate", "-5"}, "--rate -5"},
@@ -153,6 +155,13 @@ func TestMainPrintsTextAndJSON(t *testing.T) {
 		res.Latency["batch"].Count != 30 || res.KeysPerSec <= res.OKPerSec || res.CPU.UserSec+res.CPU.SystemSec <= 0 {
 		t.Fatalf("decoded result %+v", res)
 	}
+	h, err := hdr.Decode([]byte(res.Histograms["batch"]))
+	if err != nil {
+		t.Fatalf("decoding the batch histogram: %v", err)
+	}
+	if h.TotalCount() != 30 || float64(h.ValueAtQuantile(99))/1e3 != res.Latency["batch"].P99Us {
+		t.Fatalf("histogram holds %d values, p99 %dns; summary %+v", h.TotalCount(), h.ValueAtQuantile(99), res.Latency["batch"])
+	}
 }
 
 func TestMainReportsRunFailure(t *testing.T) {
@@ -161,5 +170,16 @@ func TestMainReportsRunFailure(t *testing.T) {
 	code := Main([]string{"--endpoints", deadAddr(t), "--preload", "--key-space", "3", "--requests", "1"}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "preload: 3 of 3 puts failed") {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+func TestMainFailsWhenNothingSucceeds(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"--endpoints", deadAddr(t), "--requests", "3", "--warmup", "0s", "--concurrency", "1"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "none of 3 requests succeeded") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "connection_refused") {
+		t.Fatalf("the result is not printed:\n%s", stdout.String())
 	}
 }

@@ -49,6 +49,11 @@ type Result struct {
 	// Latency of successful requests, by operation ("put", "get",
 	// "batch") and over all of them ("all").
 	Latency map[string]LatencySummary `json:"latency"`
+	// Histograms holds the same distributions in full, in HdrHistogram's
+	// base64 V2 compressed form (hdrhistogram.Decode reads it; values in
+	// nanoseconds), so that a comparison tool can merge runs or read any
+	// other percentile.
+	Histograms map[string]string `json:"histograms"`
 
 	// Statuses counts responses by HTTP status code, successes included.
 	Statuses map[string]uint64 `json:"statuses"`
@@ -100,7 +105,7 @@ type CPUUsage struct {
 	PerRequestUs float64 `json:"us_per_request"`
 }
 
-func newResult(cfg *Config, ph *phase, m *merged, cpu cpuTime, interrupted bool) *Result {
+func newResult(cfg *Config, m *merged, cpu cpuTime, interrupted bool) (*Result, error) {
 	r := &Result{
 		Workload:    cfg.Workload,
 		Mode:        "closed",
@@ -117,6 +122,7 @@ func newResult(cfg *Config, ph *phase, m *merged, cpu cpuTime, interrupted bool)
 		OK:          m.okTotal(),
 		NotFound:    m.notFound,
 		Latency:     map[string]LatencySummary{},
+		Histograms:  map[string]string{},
 		Statuses:    map[string]uint64{},
 
 		TransportErrors: map[string]uint64{},
@@ -137,14 +143,24 @@ func newResult(cfg *Config, ph *phase, m *merged, cpu cpuTime, interrupted bool)
 		r.KeysPerSec = float64(keys) / r.ElapsedSec
 	}
 	all := hdr.New(histLowestNanos, histHighestNanos, histDigits)
+	named := map[string]*hdr.Histogram{"all": all}
 	for op, h := range m.hist {
 		if h.TotalCount() == 0 {
 			continue
 		}
-		r.Latency[opNames[op]] = summarize(h)
-		all.Merge(h)
+		named[opNames[op]] = h
+		if dropped := all.Merge(h); dropped != 0 {
+			panic(fmt.Sprintf("loadgen: merging histograms of one geometry dropped %d values", dropped))
+		}
 	}
-	r.Latency["all"] = summarize(all)
+	for name, h := range named {
+		r.Latency[name] = summarize(h)
+		enc, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the %s latency histogram: %w", name, err)
+		}
+		r.Histograms[name] = string(enc)
+	}
 	for status, n := range m.statuses {
 		r.Statuses[strconv.Itoa(status)] = n
 	}
@@ -172,7 +188,7 @@ func newResult(cfg *Config, ph *phase, m *merged, cpu cpuTime, interrupted bool)
 	if r.Requests > 0 {
 		r.CPU.PerRequestUs = float64((cpu.user + cpu.system).Microseconds()) / float64(r.Requests)
 	}
-	return r
+	return r, nil
 }
 
 func summarize(h *hdr.Histogram) LatencySummary {

@@ -33,6 +33,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
+	connectAll(ctx, workers)
 	if cfg.Preload {
 		pre := &phase{workload: WorkloadPut, keyOrder: KeysSequential, requests: cfg.KeySpace}
 		s := runPhase(ctx, pre, workers)
@@ -62,7 +63,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newResult(&cfg, measured, s, cpuAfter.sub(cpuBefore), ctx.Err() != nil), nil
+	return newResult(&cfg, s, cpuAfter.sub(cpuBefore), ctx.Err() != nil)
+}
+
+// connectAll dials every worker's connection before anything is
+// measured, so that connection setup never counts as request latency
+// (only reconnections after a failure do). A failed dial is not an error
+// here: the worker's requests will fail and be counted.
+func connectAll(ctx context.Context, workers []*worker) {
+	stopInterrupt := context.AfterFunc(ctx, func() {
+		for _, w := range workers {
+			w.conn.interrupt()
+		}
+	})
+	defer stopInterrupt()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = w.conn.dial() // counted, if it keeps failing, by the requests that follow
+		}()
+	}
+	wg.Wait()
 }
 
 func newMeasuredPhase(cfg *Config) *phase {

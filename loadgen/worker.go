@@ -208,7 +208,8 @@ func (w *worker) runClosed(ctx context.Context, ph *phase) {
 			}
 		}
 		op, req := w.build(ph, n)
-		w.exchange(ctx, ph, op, req, t0, t0)
+		sentAt := time.Now() // latency is the exchange's alone, not the building
+		w.exchange(ctx, ph, op, req, sentAt, sentAt)
 	}
 }
 
