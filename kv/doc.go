@@ -69,7 +69,10 @@
 // # API
 //
 // The runtime owns one Machine and calls it from one goroutine (the apply
-// loop); readers on any goroutine call View and never block it.
+// loop); readers on any goroutine call View and never block it. The
+// machine has no notification of its own: a linearizable read waits (on
+// the runtime's signal after each ApplyEntries) until
+// View().AppliedIndex() reaches its read index, then reads that view.
 //
 //	NewMachine(Config) (*Machine, error)       empty store, revision 0, applied 0, view published
 //	(*Machine).ApplyEntries(ents []raftmsg.Entry, results []Result) ([]Result, error)
