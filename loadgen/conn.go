@@ -43,7 +43,6 @@ func responseBodyBytes(valueBytes int) int {
 // A failed exchange closes the socket; the next request dials again.
 type conn struct {
 	addr         string
-	dialTimeout  time.Duration
 	maxBodyBytes int // of one response
 
 	// mu guards nc against interrupt, which another goroutine calls to
@@ -59,8 +58,8 @@ type conn struct {
 	bw *bufio.Writer
 }
 
-func newConn(addr string, dialTimeout time.Duration, maxBodyBytes int) *conn {
-	return &conn{addr: addr, dialTimeout: dialTimeout, maxBodyBytes: maxBodyBytes}
+func newConn(addr string, maxBodyBytes int) *conn {
+	return &conn{addr: addr, maxBodyBytes: maxBodyBytes}
 }
 
 // roundTrip sends req and reads its response into resp, all before
@@ -68,7 +67,7 @@ func newConn(addr string, dialTimeout time.Duration, maxBodyBytes int) *conn {
 // arrived.
 func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (errClass, error) {
 	if c.nc == nil {
-		if class, err := c.dial(); err != nil {
+		if class, err := c.dial(deadline); err != nil {
 			return class, err
 		}
 	}
@@ -94,8 +93,10 @@ func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadlin
 	return errNone, nil
 }
 
-func (c *conn) dial() (errClass, error) {
-	nc, err := net.DialTimeout("tcp", c.addr, c.dialTimeout)
+// dial connects, giving up at deadline.
+func (c *conn) dial(deadline time.Time) (errClass, error) {
+	d := net.Dialer{Deadline: deadline}
+	nc, err := d.Dial("tcp", c.addr)
 	if err != nil {
 		if class := classifyError(err); class != errOther {
 			return class, err
