@@ -141,7 +141,7 @@ func BenchmarkClientCost(b *testing.B) {
 
 	b.Run("owned-conn", func(b *testing.B) {
 		measure(b, func(i int) func() error {
-			c := newConn(addr, 5*time.Second)
+			c := newConn(addr, responseBodyBytes(256))
 			var req fasthttp.Request
 			var resp fasthttp.Response
 			req.Header.SetHost(addr)

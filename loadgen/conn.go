@@ -19,10 +19,18 @@ import (
 // thousands of connections, this is most of the generator's memory.
 const bufferBytes = 4 << 10
 
-// maxResponseBodyBytes bounds what one response may make us buffer: a GET
+// responseBodyBytes bounds what one response may make a worker buffer,
+// so that thousands of workers cannot be made to hold large bodies: a GET
 // can return a value written by someone else, up to the node's
-// --max-value-bytes (1 MiB by default), and error bodies are small.
-const maxResponseBodyBytes = 64 << 20
+// --max-value-bytes (1 MiB by default, or larger than our own values),
+// and other bodies are small JSON. A larger body is a bad_response.
+func responseBodyBytes(valueBytes int) int {
+	const (
+		specDefaultMaxValueBytes = 1 << 20
+		jsonSlackBytes           = 64 << 10
+	)
+	return max(valueBytes, specDefaultMaxValueBytes) + jsonSlackBytes
+}
 
 // conn is one worker's HTTP/1.1 connection to one endpoint. The worker
 // owns it: one request at a time, written with fasthttp's Request.Write
@@ -34,8 +42,8 @@ const maxResponseBodyBytes = 64 << 20
 //
 // A failed exchange closes the socket; the next request dials again.
 type conn struct {
-	addr        string
-	dialTimeout time.Duration
+	addr         string
+	maxBodyBytes int // of one response
 
 	// mu guards nc against interrupt, which another goroutine calls to
 	// unblock a worker when the run is cancelled. The worker is the only
@@ -50,8 +58,8 @@ type conn struct {
 	bw *bufio.Writer
 }
 
-func newConn(addr string, dialTimeout time.Duration) *conn {
-	return &conn{addr: addr, dialTimeout: dialTimeout}
+func newConn(addr string, maxBodyBytes int) *conn {
+	return &conn{addr: addr, maxBodyBytes: maxBodyBytes}
 }
 
 // roundTrip sends req and reads its response into resp, all before
@@ -59,7 +67,7 @@ func newConn(addr string, dialTimeout time.Duration) *conn {
 // arrived.
 func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (errClass, error) {
 	if c.nc == nil {
-		if class, err := c.dial(); err != nil {
+		if class, err := c.dial(deadline); err != nil {
 			return class, err
 		}
 	}
@@ -75,7 +83,7 @@ func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadlin
 		c.close()
 		return classifyError(err), err
 	}
-	if err := resp.ReadLimitBody(c.br, maxResponseBodyBytes); err != nil {
+	if err := resp.ReadLimitBody(c.br, c.maxBodyBytes); err != nil {
 		c.close()
 		return classifyError(err), err
 	}
@@ -85,8 +93,10 @@ func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadlin
 	return errNone, nil
 }
 
-func (c *conn) dial() (errClass, error) {
-	nc, err := net.DialTimeout("tcp", c.addr, c.dialTimeout)
+// dial connects, giving up at deadline.
+func (c *conn) dial(deadline time.Time) (errClass, error) {
+	d := net.Dialer{Deadline: deadline}
+	nc, err := d.Dial("tcp", c.addr)
 	if err != nil {
 		if class := classifyError(err); class != errOther {
 			return class, err

@@ -35,6 +35,9 @@ type fakeOptions struct {
 	// server pause: GC, fsync, election).
 	stallAt  uint64
 	stallFor time.Duration
+	// getBodyBytes, when set, makes every get answer 200 with a body of
+	// this many bytes.
+	getBodyBytes int
 	// block, when set, holds every response until it is closed.
 	block <-chan struct{}
 }
@@ -163,6 +166,8 @@ func (f *fakeServer) handleKV(ctx *fasthttp.RequestCtx, escapedKey string) {
 		ctx.Response.Header.Set("ETag", `"1"`)
 		ctx.SetContentType("application/json")
 		ctx.WriteString(`{"revision":1}`)
+	case ctx.IsGet() && f.opts.getBodyBytes > 0:
+		ctx.SetBody(make([]byte, f.opts.getBodyBytes))
 	case ctx.IsGet():
 		f.mu.Lock()
 		v, ok := f.store[escapedKey]

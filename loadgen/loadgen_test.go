@@ -481,3 +481,53 @@ func TestConnectionsSpreadOverEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestOversizedResponseIsBadResponse(t *testing.T) {
+	limit := responseBodyBytes(100)
+	for _, c := range []struct {
+		bodyBytes int
+		wantOK    bool
+	}{{limit, true}, {limit + 1, false}} {
+		f := startFake(t, fakeOptions{getBodyBytes: c.bodyBytes})
+		cfg := testConfig(4, f.addr)
+		cfg.Workload, cfg.ValueBytes = WorkloadGet, 100
+		res := mustRun(t, cfg)
+		if c.wantOK && res.OK != 4 || !c.wantOK && res.TransportErrors["bad_response"] != 4 {
+			t.Fatalf("%d-byte bodies (limit %d): ok %d transport %v", c.bodyBytes, limit, res.OK, res.TransportErrors)
+		}
+	}
+}
+
+func TestMalformedResponseIsBadResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // answers every connection with garbage, until the listener closes
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					if _, err := c.Write([]byte("HTTP/1.1 abc\r\nContent-Length: x\r\n\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	res := mustRun(t, testConfig(6, ln.Addr().String()))
+	if res.TransportErrors["bad_response"] != 6 || res.OK != 0 || res.Errors != 6 {
+		t.Fatalf("ok %d errors %d transport %v", res.OK, res.Errors, res.TransportErrors)
+	}
+}

@@ -33,7 +33,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
-	connectAll(ctx, workers)
+	connectAll(ctx, workers, cfg.Timeout)
 	if cfg.Preload {
 		pre := &phase{workload: WorkloadPut, keyOrder: KeysSequential, requests: cfg.KeySpace}
 		s := runPhase(ctx, pre, workers)
@@ -70,19 +70,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // measured, so that connection setup never counts as request latency
 // (only reconnections after a failure do). A failed dial is not an error
 // here: the worker's requests will fail and be counted.
-func connectAll(ctx context.Context, workers []*worker) {
+func connectAll(ctx context.Context, workers []*worker, timeout time.Duration) {
 	stopInterrupt := context.AfterFunc(ctx, func() {
 		for _, w := range workers {
 			w.conn.interrupt()
 		}
 	})
 	defer stopInterrupt()
+	deadline := time.Now().Add(timeout)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = w.conn.dial() // counted, if it keeps failing, by the requests that follow
+			_, _ = w.conn.dial(deadline) // counted, if it keeps failing, by the requests that follow
 		}()
 	}
 	wg.Wait()

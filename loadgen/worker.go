@@ -142,7 +142,7 @@ func newWorker(id int, p *plan) *worker {
 	w := &worker{
 		id:   id,
 		plan: p,
-		conn: newConn(endpoint, cfg.Timeout),
+		conn: newConn(endpoint, responseBodyBytes(cfg.ValueBytes)),
 		rng:  rand.New(rand.NewPCG(cfg.Seed, uint64(id))),
 		uri:  make([]byte, 0, len("/v1/kv/")+len(p.keys.pathPrefix)+p.keys.digits+len(p.getSuffix)),
 	}
