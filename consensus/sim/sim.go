@@ -51,6 +51,7 @@ type Stats struct {
 	Proposals, ProposalsRefused, EntriesApplied   int
 	Leaders, MaxPipelined, Truncations            int
 	Reads, ReadsServed, ReadsRefused              int
+	Pauses                                        int
 	StepErrors                                    int
 }
 
@@ -76,12 +77,13 @@ func (s *Stats) Add(o Stats) {
 	s.Reads += o.Reads
 	s.ReadsServed += o.ReadsServed
 	s.ReadsRefused += o.ReadsRefused
+	s.Pauses += o.Pauses
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused)
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -128,7 +130,13 @@ type simNode struct {
 	lastApplied uint64
 	leaderTerm  uint64 // last term in which this node was seen leading and checked
 	part        int
+	// pausedUntil: a stopped process (GC pause, SIGSTOP, starved VM): no
+	// ticks, no messages handled, no I/O until this tick, while the others
+	// go on. Its messages wait in the network.
+	pausedUntil int
 }
+
+func (sn *simNode) paused(now int) bool { return now < sn.pausedUntil }
 
 type sim struct {
 	opts     Options
@@ -220,7 +228,7 @@ func (s *sim) start(sn *simNode) error {
 		ID: sn.id, Voters: s.voters(), HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
 		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
 		MaxInflightMsgs: maxInflightMsgs, MaxInflightBytes: maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
-		MaxUncommittedBytes: 64 << 10, MaxApplyBytes: 2048,
+		MaxUncommittedBytes: 8 << 10, MaxApplyBytes: 2048,
 	}
 	node, err := consensus.New(cfg)
 	if err != nil {
@@ -255,7 +263,7 @@ func (s *sim) run() error {
 		for _, i := range s.rng.Perm(len(s.nodes)) {
 			sn := s.nodes[i]
 			// 10% of ticks are skipped: clocks drift apart.
-			if sn.node != nil && s.rng.IntN(10) != 0 {
+			if sn.node != nil && !sn.paused(s.now) && s.rng.IntN(10) != 0 {
 				sn.node.Tick()
 				s.stats.Ticks++
 				if err := s.afterStep(sn); err != nil {
@@ -314,6 +322,13 @@ func (s *sim) chaos() error {
 				return s.start(sn)
 			}
 		}
+	case r < 66: // pause a process for one to three election timeouts
+		sn := s.nodes[s.rng.IntN(len(s.nodes))]
+		if sn.node != nil && !sn.paused(s.now) {
+			sn.pausedUntil = s.now + electionTicks + s.rng.IntN(2*electionTicks)
+			s.stats.Pauses++
+			s.tracef("pause %d until %d", sn.id, sn.pausedUntil)
+		}
 	case r < 75: // partition
 		s.stats.Partitions++
 		for _, sn := range s.nodes {
@@ -354,6 +369,7 @@ func (s *sim) heal() error {
 	s.tracef("heal all")
 	for _, sn := range s.nodes {
 		sn.part = 0
+		sn.pausedUntil = min(sn.pausedUntil, s.now)
 		if sn.node == nil {
 			s.stats.Restarts++
 			if err := s.start(sn); err != nil {
@@ -412,6 +428,11 @@ func (s *sim) deliver() error {
 	due = s.interleave(due)
 	for _, f := range due {
 		to := s.nodeByID(f.m.To)
+		if to.node != nil && to.paused(s.now) {
+			f.deliverAt = to.pausedUntil
+			s.net = append(s.net, f)
+			continue
+		}
 		if to.node == nil || to.part != s.nodeByID(f.m.From).part {
 			s.stats.MsgsDropped++
 			continue
@@ -563,7 +584,7 @@ func (s *sim) readDone(sn *simNode, rd *consensus.Ready) error {
 func (s *sim) liveNodes() []*simNode {
 	var out []*simNode
 	for _, sn := range s.nodes {
-		if sn.node != nil {
+		if sn.node != nil && !sn.paused(s.now) {
 			out = append(out, sn)
 		}
 	}
@@ -573,6 +594,9 @@ func (s *sim) liveNodes() []*simNode {
 // runtime plays the node runtime: take Readys (pipelining up to
 // maxPipelined not yet durable), persist the oldest, send, apply.
 func (s *sim) runtime(sn *simNode) error {
+	if sn.paused(s.now) {
+		return nil
+	}
 	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
 		if err := s.takeReady(sn); err != nil {
 			return err
