@@ -156,6 +156,10 @@ type sim struct {
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
 	global     []uint64                  // prefix hash of the applied sequence, by index-1
 	globalTerm []uint64
+	// commitTerm: the term of the leader that committed each entry.
+	// Leader Completeness is about leaders of later terms only: a stale
+	// leader of an earlier term (say, paused) may lack it.
+	commitTerm []uint64
 	// liveness
 	linkLast map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
 	// readStart: for each read in flight, how many entries were committed
@@ -759,7 +763,8 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 		// Applied before any leader was seen committing it (possible when
 		// the leader's commit reached this node before the leader's next
 		// step was checked).
-		if err := s.commitUpTo(sn, e.Index); err != nil {
+		// The committing leader's term is at most this node's.
+		if err := s.commitUpTo(sn, e.Index, sn.node.SoftState().Term); err != nil {
 			return err
 		}
 	}
@@ -787,7 +792,7 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 // index, checking that each newly committed entry is durable on a quorum
 // (persist before acknowledging, thesis §10.2.1) and present in the log of
 // every leader of a later term (Leader Completeness, paper §5.4).
-func (s *sim) commitUpTo(sn *simNode, index uint64) error {
+func (s *sim) commitUpTo(sn *simNode, index, commitTerm uint64) error {
 	if index > sn.view.len() {
 		return fmt.Errorf("%w: node %d commits %d beyond its handed-out log %d", ErrViolation, sn.id, index, sn.view.len())
 	}
@@ -804,7 +809,7 @@ func (s *sim) commitUpTo(sn *simNode, index uint64) error {
 		}
 		for _, o := range s.nodes {
 			if o.node != nil {
-				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > term {
+				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > commitTerm {
 					if t, ok := o.node.LogTerm(i); !ok || t != term {
 						return fmt.Errorf("%w: leader completeness: leader %d of term %d lacks committed entry %d of term %d", ErrViolation, o.id, ss.Term, i, term)
 					}
@@ -813,6 +818,7 @@ func (s *sim) commitUpTo(sn *simNode, index uint64) error {
 		}
 		s.global = append(s.global, h)
 		s.globalTerm = append(s.globalTerm, term)
+		s.commitTerm = append(s.commitTerm, commitTerm)
 	}
 	return nil
 }
@@ -894,7 +900,7 @@ func (s *sim) afterStep(sn *simNode) error {
 		return fmt.Errorf("%w: election safety: %d and %d both lead term %d", ErrViolation, l, sn.id, ss.Term)
 	}
 	if c := sn.node.HardState().Commit; c > uint64(len(s.global)) {
-		if err := s.commitUpTo(sn, c); err != nil {
+		if err := s.commitUpTo(sn, c, ss.Term); err != nil {
 			return err
 		}
 	} else if c > 0 && (c > sn.view.len() || sn.view.prefix[c-1] != s.global[c-1]) {
@@ -903,8 +909,11 @@ func (s *sim) afterStep(sn *simNode) error {
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
 		// Leader Completeness (§5.4.3): the new leader holds every entry
-		// applied anywhere so far.
+		// committed in an earlier term.
 		for i, t := range s.globalTerm {
+			if s.commitTerm[i] >= ss.Term {
+				continue
+			}
 			if lt, ok := sn.node.LogTerm(uint64(i) + 1); !ok || lt != t {
 				return fmt.Errorf("%w: leader completeness: new leader %d of term %d lacks committed entry %d of term %d (has term %d)", ErrViolation, sn.id, ss.Term, i+1, t, lt)
 			}
