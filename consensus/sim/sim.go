@@ -89,13 +89,11 @@ func (s Stats) String() string {
 // Cluster parameters: small windows so that byte bounds, oversized entries
 // and backtracking are exercised constantly.
 const (
-	electionTicks    = 10
-	heartbeatTicks   = 2
-	maxDelayTicks    = 3
-	maxPipelined     = 4 // Readys taken and not yet durable, per node
-	maxInflightMsgs  = 4
-	maxInflightBytes = 1024
-	bigEntryBytes    = 1500 // larger than the window: must go alone
+	electionTicks  = 10
+	heartbeatTicks = 2
+	maxDelayTicks  = 3
+	maxPipelined   = 4    // Readys taken and not yet durable, per node
+	bigEntryBytes  = 1500 // larger than the window: must go alone
 )
 
 type inFlight struct {
@@ -148,9 +146,11 @@ type sim struct {
 	seedHash maphash.Seed
 	nextReq  uint64
 	// Per-seed knobs, so that seeds differ in kind, not just in order.
-	maxMsgBytes     uint64 // 200: a few entries per message
-	crashPerMille   int
-	leaderCrashRate int
+	maxMsgBytes      uint64
+	maxInflightBytes uint64
+	maxInflightMsgs  int
+	crashPerMille    int
+	leaderCrashRate  int
 
 	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
@@ -190,7 +190,16 @@ func Run(opts Options) (Stats, error) {
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
 		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}}
 	s.seedHash = maphash.MakeSeed()
-	s.maxMsgBytes = []uint64{200, 1024, 4096}[s.rng.IntN(3)]
+	profile := []struct {
+		msgBytes, inflightBytes uint64
+		inflightMsgs            int
+	}{
+		{64, 4096, 32}, // one entry per message: old-term entries travel apart from the no-op
+		{200, 1024, 4}, // a few entries per message, tiny window
+		{1024, 1024, 4},
+		{4096, 8192, 8},
+	}[s.rng.IntN(4)]
+	s.maxMsgBytes, s.maxInflightBytes, s.maxInflightMsgs = profile.msgBytes, profile.inflightBytes, profile.inflightMsgs
 	s.crashPerMille = 4 + s.rng.IntN(16)
 	s.leaderCrashRate = s.rng.IntN(12)
 	n := opts.Nodes
@@ -231,7 +240,7 @@ func (s *sim) start(sn *simNode) error {
 	cfg := consensus.Config{
 		ID: sn.id, Voters: s.voters(), HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
 		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
-		MaxInflightMsgs: maxInflightMsgs, MaxInflightBytes: maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
+		MaxInflightMsgs: s.maxInflightMsgs, MaxInflightBytes: s.maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
 		MaxUncommittedBytes: 8 << 10, MaxApplyBytes: 2048,
 	}
 	node, err := consensus.New(cfg)
@@ -399,9 +408,10 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 			continue
 		}
 		at := s.now + s.rng.IntN(maxDelayTicks+1)
-		if s.rng.IntN(100) < 80 {
+		if s.healed || s.rng.IntN(100) < 90 {
 			// Mostly FIFO per link, like a TCP connection; the rest is
-			// reordered, like messages across a reconnection.
+			// reordered, like messages across a reconnection. A healed
+			// network keeps its connections: FIFO.
 			link := [2]raftmsg.NodeID{m.From, m.To}
 			at = max(at, s.linkLast[link])
 			s.linkLast[link] = at
