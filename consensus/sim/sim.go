@@ -284,6 +284,16 @@ func (s *sim) run() error {
 				}
 			}
 		}
+		for _, sn := range s.nodes {
+			// A process resuming from a pause may serve a client before it
+			// reads what the network queued for it: a deposed leader must
+			// not answer from its stale view.
+			if sn.node != nil && sn.pausedUntil == s.now && s.now > 0 && s.rng.IntN(2) == 0 {
+				if err := s.readAt(sn); err != nil {
+					return err
+				}
+			}
+		}
 		if err := s.deliver(); err != nil {
 			return err
 		}
@@ -558,7 +568,10 @@ func (s *sim) read() error {
 	if len(live) == 0 || s.rng.IntN(100) >= 30 {
 		return nil
 	}
-	sn := live[s.rng.IntN(len(live))]
+	return s.readAt(live[s.rng.IntN(len(live))])
+}
+
+func (s *sim) readAt(sn *simNode) error {
 	s.nextReq++
 	s.readStart[s.nextReq] = uint64(len(s.global))
 	s.stats.Reads++
