@@ -51,7 +51,7 @@ type Stats struct {
 	Proposals, ProposalsRefused, EntriesApplied   int
 	Leaders, MaxPipelined, Truncations            int
 	Reads, ReadsServed, ReadsRefused              int
-	Pauses                                        int
+	Pauses, Transfers, TimeoutNows                int
 	StepErrors                                    int
 }
 
@@ -78,12 +78,14 @@ func (s *Stats) Add(o Stats) {
 	s.ReadsServed += o.ReadsServed
 	s.ReadsRefused += o.ReadsRefused
 	s.Pauses += o.Pauses
+	s.Transfers += o.Transfers
+	s.TimeoutNows += o.TimeoutNows
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses)
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -345,7 +347,19 @@ func (s *sim) chaos() error {
 				return s.start(sn)
 			}
 		}
-	case r < 66: // pause a process for one to three election timeouts
+	case r < 62: // leadership transfer asked at a random node
+		if live := s.liveNodes(); len(live) > 0 {
+			sn := live[s.rng.IntN(len(live))]
+			to := raftmsg.NodeID(1 + s.rng.IntN(len(s.nodes)))
+			err := sn.node.TransferLeadership(to)
+			s.tracef("transfer to %d asked at %d: %v", to, sn.id, err)
+			if err != nil && !errors.Is(err, consensus.ErrNoLeader) {
+				return fmt.Errorf("%w: transfer at %d: %v", ErrViolation, sn.id, err)
+			}
+			s.stats.Transfers++
+			return s.afterStep(sn)
+		}
+	case r < 68: // pause a process for one to three election timeouts
 		sn := s.nodes[s.rng.IntN(len(s.nodes))]
 		if sn.node != nil && !sn.paused(s.now) {
 			sn.pausedUntil = s.now + electionTicks + s.rng.IntN(2*electionTicks)
@@ -462,6 +476,9 @@ func (s *sim) deliver() error {
 			continue
 		}
 		s.stats.MsgsDelivered++
+		if f.m.Type == raftmsg.MsgTimeoutNow {
+			s.stats.TimeoutNows++
+		}
 		m := f.m
 		// The wire decodes into fresh buffers: the receiver must not share
 		// the sender's entries.
