@@ -87,10 +87,19 @@
 // leader refused a forwarded read). Duplicate answers are possible on a
 // duplicating network: ignore request ids no longer waited for.
 //
+// # Leadership transfer
+//
+// TransferLeadership(to) on the leader (or forwarded by a follower) stops
+// accepting proposals (ErrTransferring), catches `to` up, and sends it
+// MsgTimeoutNow; `to` campaigns at once, and its vote requests carry a flag
+// that lets followers grant them even while they still hear from the old
+// leader (thesis §3.10). A transfer not done within an election timeout is
+// abandoned and proposals are accepted again. Watch SoftState for the
+// outcome.
+//
 // # Not yet
 //
-// Leases, leadership transfer, snapshots and membership changes (the rest
-// of issue 3) are not implemented: Step returns ErrUnsupported for MsgSnap,
-// MsgTimeoutNow and MsgTransferLeader, and the log is kept whole in memory
-// since Config.Snapshot.
+// Leader leases, snapshots with log compaction, and membership changes
+// (the rest of issue 3) are not implemented: Step returns ErrUnsupported
+// for MsgSnap, and the log is kept whole in memory since Config.Snapshot.
 package consensus
