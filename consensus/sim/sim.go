@@ -33,9 +33,11 @@ type Options struct {
 	Nodes int
 	// ChaosTicks is how long faults are injected (default 300); then the
 	// cluster heals, must commit a new proposal within LivenessTicks
-	// (default 150), and every node must apply it within CatchUpTicks more
-	// (default 500: a node that missed the whole chaos phase replays it at
-	// the small window sizes used here).
+	// (default 300: elections among nodes all restarted at once may split a
+	// few times, and the new leader's no-op commits only after the old
+	// uncommitted tail replicated through the small windows used here), and
+	// every node must apply it within CatchUpTicks more (default 500: a node
+	// that missed the whole chaos phase replays it).
 	ChaosTicks    int
 	LivenessTicks int
 	CatchUpTicks  int
@@ -184,7 +186,7 @@ func Run(opts Options) (Stats, error) {
 		opts.ChaosTicks = 300
 	}
 	if opts.LivenessTicks == 0 {
-		opts.LivenessTicks = 150
+		opts.LivenessTicks = 300
 	}
 	if opts.CatchUpTicks == 0 {
 		opts.CatchUpTicks = 500
@@ -359,10 +361,10 @@ func (s *sim) chaos() error {
 			s.stats.Transfers++
 			return s.afterStep(sn)
 		}
-	case r < 68: // pause a process for one to three election timeouts
+	case r < 68: // pause a process for one to five election timeouts
 		sn := s.nodes[s.rng.IntN(len(s.nodes))]
 		if sn.node != nil && !sn.paused(s.now) {
-			sn.pausedUntil = s.now + electionTicks + s.rng.IntN(2*electionTicks)
+			sn.pausedUntil = s.now + electionTicks + s.rng.IntN(4*electionTicks)
 			s.stats.Pauses++
 			s.tracef("pause %d until %d", sn.id, sn.pausedUntil)
 		}
