@@ -68,6 +68,8 @@ func RejectReasonOf(err error) raftmsg.RejectReason {
 		return raftmsg.RejectOverloaded
 	case errors.Is(err, ErrNotReady):
 		return raftmsg.RejectNotReady
+	case errors.Is(err, ErrTransferring):
+		return raftmsg.RejectTransferring
 	}
 	return raftmsg.RejectNone
 }
@@ -219,6 +221,10 @@ type Node struct {
 	heldAfter               ring[heldMsgs]
 	freeAfter               [][]raftmsg.Message
 	pendingPersist          ring[persistRecord]
+
+	// Leadership transfer (transfer.go), on the leader.
+	leadTransferee  raftmsg.NodeID
+	transferElapsed int
 
 	// ReadIndex (read.go): rounds of heartbeats confirm leadership.
 	readRound                    uint64 // last round started; monotonic across terms
@@ -381,6 +387,7 @@ func (n *Node) reset(term uint64) {
 	// Randomized in [T, 2T) so that split votes are rare (paper §5.2).
 	n.randomizedElectionTimeout = n.cfg.ElectionTicks + n.rng.IntN(n.cfg.ElectionTicks)
 	clear(n.votes)
+	n.leadTransferee = raftmsg.None
 }
 
 func (n *Node) becomeFollower(term uint64, lead raftmsg.NodeID) {

@@ -46,6 +46,9 @@ func (n *Node) appendProposals(ents []raftmsg.Entry, copyData bool) error {
 	if n.role != RoleLeader {
 		return ErrNoLeader
 	}
+	if n.leadTransferee != raftmsg.None {
+		return ErrTransferring
+	}
 	// Refuse quickly rather than queue behind a partition: half an election
 	// timeout without a quorum's answer, while heartbeats go out every
 	// HeartbeatTicks, means the quorum is probably gone (check-quorum will

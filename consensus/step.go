@@ -24,6 +24,7 @@ func (n *Node) Tick() {
 func (n *Node) tickLeader() {
 	n.electionElapsed++
 	n.heartbeatElapsed++
+	n.tickTransfer()
 	// Check-quorum (thesis §6.2): a leader that has not heard from a
 	// quorum for an election timeout steps down, so a partitioned leader
 	// stops accepting proposals and clients find the new one.
@@ -72,7 +73,11 @@ func (n *Node) startPreVote() {
 // startElection increments the term and votes for itself (paper §5.2). The
 // vote requests wait for the term and self-vote to be durable: a node that
 // crashed and forgot its vote could vote twice in one term.
-func (n *Node) startElection() {
+func (n *Node) startElection() { n.startElectionWith(0) }
+
+// startElectionWith campaigns; context transferCampaign marks an election
+// forced by leadership transfer.
+func (n *Node) startElectionWith(context uint64) {
 	n.becomeCandidate()
 	if n.recordVote(n.id, true) == quorum.VoteWon {
 		n.becomeLeader()
@@ -81,7 +86,7 @@ func (n *Node) startElection() {
 	for _, v := range n.voters {
 		if v != n.id {
 			n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgVote, To: v, Term: n.term,
-				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm()})
+				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm(), Context: context})
 		}
 	}
 }
@@ -119,7 +124,8 @@ func (n *Node) Step(m raftmsg.Message) error {
 	}
 	switch {
 	case m.Term > n.term:
-		if (m.Type == raftmsg.MsgVote || m.Type == raftmsg.MsgPreVote) && n.inLease() {
+		forced := m.Type == raftmsg.MsgVote && m.Context == transferCampaign
+		if (m.Type == raftmsg.MsgVote || m.Type == raftmsg.MsgPreVote) && n.inLease() && !forced {
 			// Leader stickiness (thesis §4.2.3, §9.6): while we hear from a
 			// leader, a node that cannot hear it must not disturb us.
 			return nil
@@ -219,6 +225,12 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 		n.refuseProposal(m, raftmsg.RejectNoLeader)
 	case raftmsg.MsgPropResp:
 		n.recordRejections(m)
+	case raftmsg.MsgTimeoutNow:
+		n.handleTimeoutNow(m)
+	case raftmsg.MsgTransferLeader:
+		// Sent to a node that is not (or no longer) leader: dropped rather
+		// than forwarded again, so stale leader hints cannot make it
+		// circle; the runtime retries.
 	}
 	return nil
 }
@@ -266,7 +278,10 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 			n.refuseProposal(m, RejectReasonOf(err))
 		}
 		return nil
-	case raftmsg.MsgPropResp:
+	case raftmsg.MsgPropResp, raftmsg.MsgTimeoutNow:
+		return nil
+	case raftmsg.MsgTransferLeader:
+		n.startTransfer(m.Hint)
 		return nil
 	case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
 		return fmt.Errorf("%w: %v from %d claims leadership of term %d, which %d leads", ErrInvalidMessage, m.Type, m.From, m.Term, n.id)
@@ -276,7 +291,11 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 	pr.LastHeardTick = n.ticks
 	switch m.Type {
 	case raftmsg.MsgAppResp:
-		return n.handleAppendResp(m, pr)
+		err := n.handleAppendResp(m, pr)
+		if m.From == n.leadTransferee {
+			n.maybeSendTimeoutNow()
+		}
+		return err
 	case raftmsg.MsgHeartbeatResp:
 		n.handleReadAck(i, m.Context)
 		if pr.Match >= n.log.lastIndex() {
@@ -532,7 +551,7 @@ func (n *Node) validate(m *raftmsg.Message) error {
 		return fmt.Errorf("%w: type %d", ErrInvalidMessage, m.Type)
 	}
 	switch m.Type {
-	case raftmsg.MsgSnap, raftmsg.MsgTimeoutNow, raftmsg.MsgTransferLeader:
+	case raftmsg.MsgSnap:
 		return fmt.Errorf("%w: %v", ErrUnsupported, m.Type)
 	}
 	if m.To != n.id {
@@ -568,6 +587,10 @@ func (n *Node) validate(m *raftmsg.Message) error {
 				return fmt.Errorf("%w: entry type %d", ErrInvalidMessage, e.Type)
 			}
 			prevTerm = e.Term
+		}
+	case raftmsg.MsgTransferLeader:
+		if n.pos(m.Hint) < 0 {
+			return fmt.Errorf("%w: transfer to %d, not a voter", ErrInvalidMessage, m.Hint)
 		}
 	case raftmsg.MsgAppResp:
 		if m.Reject && m.RejectHint > m.Index {
