@@ -519,6 +519,10 @@ func (f *crashFile) Preallocate(sizeBytes int64) error {
 	return nil
 }
 
+// ZeroFill extends the file to sizeBytes: the simulated disk has no
+// extents to convert, so writing the zeros would only cost memory.
+func (f *crashFile) ZeroFill(sizeBytes int64) error { return f.Preallocate(sizeBytes) }
+
 func (f *crashFile) Size() (int64, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()

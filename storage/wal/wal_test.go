@@ -41,7 +41,7 @@ func checkEntries(t *testing.T, got []raftmsg.Entry, want ...raftmsg.Entry) {
 
 func TestSaveReopenRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	if len(rec.Entries) != 0 || !rec.HardState.IsEmpty() {
 		t.Fatalf("fresh log not empty: %+v", rec)
 	}
@@ -53,7 +53,7 @@ func TestSaveReopenRoundTrip(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, rec = mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec = mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	defer l.Close()
 	if rec.HardState != hs {
 		t.Fatalf("hard state %+v, want %+v", rec.HardState, hs)
@@ -63,7 +63,7 @@ func TestSaveReopenRoundTrip(t *testing.T) {
 
 func TestOverwriteSuffix(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 0)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	for _, batch := range [][]raftmsg.Entry{
 		{ent(1, 1, "a"), ent(2, 1, "b"), ent(3, 1, "c"), ent(4, 1, "d")},
 		{ent(3, 2, "C"), ent(4, 2, "D")}, // replaces 3 and 4
@@ -79,14 +79,14 @@ func TestOverwriteSuffix(t *testing.T) {
 		t.Fatal("a gap was accepted")
 	}
 	l.Close()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	defer l.Close()
 	checkEntries(t, rec.Entries, ent(1, 1, "a"), ent(2, 4, "z"))
 }
 
 func TestRotationAndSnapshotCompaction(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 1024)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 1024)
 	data := string(bytes.Repeat([]byte("v"), 200))
 	for i := uint64(1); i <= 40; i++ {
 		if err := l.Save(raftmsg.HardState{Term: 1, Commit: i}, []raftmsg.Entry{ent(i, 1, data)}); err != nil {
@@ -108,7 +108,7 @@ func TestRotationAndSnapshotCompaction(t *testing.T) {
 		t.Fatalf("removed %d of %d segments", removed, before)
 	}
 	l.Close()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 1024)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 1024)
 	defer l.Close()
 	if rec.Snapshot.Index != 30 || rec.HardState.Commit != 40 {
 		t.Fatalf("recovered snapshot %+v hard state %+v", rec.Snapshot, rec.HardState)
@@ -120,7 +120,7 @@ func TestRotationAndSnapshotCompaction(t *testing.T) {
 
 func TestSnapshotResetDropsLog(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 0)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	if err := l.Save(raftmsg.HardState{Term: 1}, []raftmsg.Entry{ent(1, 1, "a"), ent(2, 1, "b"), ent(3, 1, "c")}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestSnapshotResetDropsLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	defer l.Close()
 	if rec.Snapshot.Index != 10 || rec.Snapshot.Term != 5 {
 		t.Fatalf("snapshot %+v", rec.Snapshot)
@@ -183,7 +183,7 @@ func TestGroupCommitConcurrentSavers(t *testing.T) {
 		t.Fatalf("%d syncs for %d saves: no group commit", syncs, writers*perWriter)
 	}
 	t.Logf("%d saves shared %d syncs", writers*perWriter, syncs)
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	defer l.Close()
 	if len(rec.Entries) != writers*perWriter {
 		t.Fatalf("recovered %d entries", len(rec.Entries))
@@ -223,7 +223,7 @@ func (f *countedFile) Sync() error {
 
 func TestNewerFormatRefused(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 0)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 0)
 	l.Close()
 	path := filepath.Join(dir, segmentName(1))
 	buf, err := vfs.ReadFile(vfs.OS{}, path, 1<<30)
