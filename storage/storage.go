@@ -292,6 +292,19 @@ func cmpU64(a, b uint64) int {
 // the one the log references: they were never made visible.
 func (s *Storage) removeUnreferenced(snaps []snapName, ref wal.SnapshotRef) error {
 	removed := false
+	names, err := s.fs.List(s.snapDir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, ok := parseSnapName(name); !ok && strings.HasSuffix(name, tmpSuffix) {
+			// An interrupted InstallSnapshot.
+			if err := s.fs.Remove(filepath.Join(s.snapDir, name)); err != nil {
+				return err
+			}
+			removed = true
+		}
+	}
 	for _, sn := range snaps {
 		if sn.tmp || sn.index > ref.Index || (sn.index == ref.Index && sn.term != ref.Term) {
 			if err := s.fs.Remove(filepath.Join(s.snapDir, sn.name)); err != nil {
