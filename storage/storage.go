@@ -187,17 +187,30 @@ func Open(dir string, opts Options) (*Storage, *Recovered, error) {
 			return nil, nil, fmt.Errorf("storage: create %s: %w", d, diskerr.Classify(err))
 		}
 	}
+	// The new directories' entries must be durable before anything in
+	// them is acknowledged.
+	for _, d := range []string{filepath.Dir(filepath.Clean(dir)), dir} {
+		if err := s.fs.SyncDir(d); err != nil {
+			return nil, nil, fmt.Errorf("storage: sync %s: %w", d, diskerr.Classify(err))
+		}
+	}
 	walNames, err := s.fs.List(s.walDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: list %s: %w", s.walDir, err)
 	}
+	hasSegments := slices.ContainsFunc(walNames, func(n string) bool { return strings.HasSuffix(n, ".wal") })
 	snaps, err := s.listSnapshots()
 	if err != nil {
 		return nil, nil, err
 	}
-	meta, created, err := loadOrCreateMeta(s.fs, dir, opts.Identity, len(walNames) > 0 || len(snaps) > 0)
+	meta, created, err := loadOrCreateMeta(s.fs, dir, opts.Identity, hasSegments || len(snaps) > 0)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !hasSegments && slices.ContainsFunc(snaps, func(sn snapName) bool { return !sn.tmp }) {
+		// The log is created before any snapshot and never removed whole:
+		// snapshots without it mean the log was lost.
+		return nil, nil, diskerr.Corrupt(s.walDir, 0, "log missing but snapshot files present")
 	}
 	log, walRec, err := wal.Open(wal.Options{
 		FS: s.fs, Dir: s.walDir, SegmentBytes: opts.SegmentBytes,

@@ -361,3 +361,17 @@ func snapshotCrashCase(t *testing.T, install bool, k int, mode vfs.CrashMode) bo
 	}
 	return completed
 }
+
+func TestLostLogRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, nil)
+	s.Save(raftmsg.HardState{Term: 1}, entries(1, 5, 1))
+	if err := s.SaveSnapshot(raftmsg.SnapshotMeta{Index: 5, Term: 1}, nil, payloadWriter([]byte("p"))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.RemoveAll(filepath.Join(dir, walDirName))
+	if _, _, err := Open(dir, Options{Identity: testID, SegmentBytes: 4096}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("lost log: %v", err)
+	}
+}

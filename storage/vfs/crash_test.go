@@ -146,3 +146,45 @@ func TestFaultFSPartialWrite(t *testing.T) {
 	}
 	f.Close()
 }
+
+func TestCrashFSLeavesOtherFilesAlone(t *testing.T) {
+	dir := t.TempDir()
+	c := NewCrashFS()
+	if err := WriteFileAtomic(c, filepath.Join(dir, "mine"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "someone-elses")
+	if err := os.WriteFile(other, []byte("y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(filepath.Join(dir, "mine")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SyncDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readDisk(t, other); !ok {
+		t.Fatal("SyncDir deleted a file it did not manage")
+	}
+	if _, ok := readDisk(t, filepath.Join(dir, "mine")); ok {
+		t.Fatal("removed file still on disk")
+	}
+}
+
+func TestCrashFSOpenHandleSurvivesRemove(t *testing.T) {
+	dir := t.TempDir()
+	c := NewCrashFS()
+	p := filepath.Join(dir, "f")
+	WriteFileAtomic(c, p, []byte("content"))
+	c.Crash(CrashDropUnsynced, nil) // forget the in-memory state: f is only on disk
+	f, err := c.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Remove(p)
+	c.SyncDir(dir)
+	buf := make([]byte, 7)
+	if _, err := f.ReadAt(buf, 0); err != nil || string(buf) != "content" {
+		t.Fatalf("read after remove: %q %v", buf, err)
+	}
+}
