@@ -15,6 +15,26 @@
 // the snapshot covering them is durable, and never start on a data dir that
 // belongs to another node or cluster or whose synced data is damaged.
 //
+// How the node runtime uses it:
+//
+//	st, rec, err := storage.Open(dir, storage.Options{Identity: ..., Compression: c, SnapshotKeep: k, Logger: l})
+//	// err: ErrMetaMismatch (other node/cluster, newer format), ErrCorrupt
+//	// (damaged synced data, names file and offset): exit with the message.
+//	// rec.Meta.MemberID is this node's id; restore the state machine from
+//	// rec.Snapshot (Payload, Membership, Meta; Close it), then apply
+//	// rec.Entries up to rec.HardState.Commit.
+//	st.SaveAsync(rd.HardState, rd.Entries, func(err error) { ... })
+//	// per Raft Ready: durable in submission order, one fdatasync shared by
+//	// everything queued meanwhile; send the messages that wait for it
+//	// (votes, append acks) only from the callback with err == nil. Save is
+//	// the blocking form. ErrNoSpace/ErrIO: nothing written, answer 507,
+//	// resubmit from LastIndex()+1 later; ErrFailed: reopen the storage.
+//	st.SaveSnapshot(meta, membership, func(w io.Writer) error { ... })
+//	// from an immutable view; also prunes snapshots and log segments.
+//	rc, size, meta, err := st.SnapshotFile() // raw bytes for MsgSnap
+//	meta, err := st.InstallSnapshot(r)        // on a follower; then OpenSnapshot
+//	st.Close()
+//
 // Crash safety of snapshots: a snapshot is written to a temporary file,
 // synced, renamed into place, the directory synced, and only then
 // referenced by a SnapshotRef record in the log. Recovery uses the snapshot

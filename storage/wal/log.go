@@ -383,6 +383,9 @@ func (l *Log) createSegment(seq uint64, sizeBytes int64) error {
 	if l.seg != nil {
 		l.seg.Close()
 	}
+	if l.seg != nil && seq != l.segSeq+1 {
+		panic(fmt.Sprintf("wal: segment %d follows %d", seq, l.segSeq))
+	}
 	l.seg, l.segSeq, l.segOff = f, seq, int64(len(buf))
 	l.segMu.Lock()
 	if n := len(l.segments); n == 0 || l.segments[n-1].seq != seq {
@@ -542,6 +545,9 @@ func (l *Log) flush(b *batch) error {
 		if err := l.createSegment(l.segSeq+1, max(l.segmentBytes, headerBatchBytes+need)); err != nil {
 			return l.fail(err)
 		}
+	}
+	if l.segOff < headerBatchBytes || l.segOff+need > max(l.segmentBytes, headerBatchBytes+need) {
+		panic(fmt.Sprintf("wal: batch of %d bytes at offset %d does not fit segment %d", need, l.segOff, l.segSeq))
 	}
 	b.buf = appendBatchEnd(b.buf, l.segOff+int64(len(b.buf)))
 	if _, err := l.seg.WriteAt(b.buf, l.segOff); err != nil {
