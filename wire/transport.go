@@ -118,7 +118,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		cfg:  c,
 		log:  c.Logger.With("local", c.LocalName),
 		ln:   ln,
-		pool: zerocopy.NewPool(4096, c.MaxRecordBytes, c.ReceiveRetainBytes),
+		pool: newReceivePool(&c),
 		stop: make(chan struct{}),
 	}
 	t.waiters.init()
@@ -140,6 +140,25 @@ func NewTransport(cfg Config) (*Transport, error) {
 	t.wg.Add(1)
 	go t.acceptLoop()
 	return t, nil
+}
+
+// newReceivePool sizes the receive buffers from the declared bounds:
+//
+//	smallest buffer  4 KiB            (a page: heartbeats and votes share it)
+//	largest buffer   MaxRecordBytes   (one whole record, split or not)
+//	kept idle        ReceiveRetainBytes in total, split evenly over the classes
+//
+// Buffers in use are bounded by the inbound connections (at most
+// maxInboundConns, one record being read each) plus the batches the
+// handler holds; beyond the idle budget they are left to the collector.
+func newReceivePool(c *Config) *zerocopy.Pool {
+	const minBytes = 4 << 10
+	perClass := c.ReceiveRetainBytes / zerocopy.ClassCount(minBytes, c.MaxRecordBytes)
+	p := zerocopy.NewPool(minBytes, c.MaxRecordBytes, perClass)
+	if p.RetainedBoundBytes() > c.ReceiveRetainBytes {
+		panic(fmt.Sprintf("wire: receive pool keeps %d bytes idle, budget %d", p.RetainedBoundBytes(), c.ReceiveRetainBytes))
+	}
+	return p
 }
 
 // supportedCodecs: every codec this build decodes.

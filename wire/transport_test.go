@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,6 +112,8 @@ func TestHeartbeatNotBehindAppend(t *testing.T) {
 	release := make(chan struct{})
 	held := make(chan *Batch, 1)
 	a, b := pair(t, nil)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // runs before the transports close
 	first := true
 	b.rec.setOnBatch(func(bt *Batch) bool { // runs on the append lane's goroutine only for MsgApp
 		if bt.Messages[0].Type == raftmsg.MsgApp && first {
@@ -133,7 +136,7 @@ func TestHeartbeatNotBehindAppend(t *testing.T) {
 			t.Fatalf("got %s, want %s", m.Type, want)
 		}
 	}
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	for range 8 {
 		recv(t, b.rec.msgs, "the blocked appends")
 	}
