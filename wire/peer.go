@@ -293,6 +293,11 @@ func (p *peer) stream(l *outLane, s *session) error {
 		hasHeld bool
 		wrote   bool
 	)
+	defer func() {
+		if hasHeld { // lost with the connection, like the batch in flight
+			l.queuedBytes.Add(-int64(held.bytes))
+		}
+	}()
 	for {
 		var it outItem
 		if hasHeld {

@@ -373,6 +373,30 @@ func TestSnapshotRestartsAfterBrokenConnection(t *testing.T) {
 	}
 }
 
+// TestSnapshotHandlerReadingExactSize: a handler that reads exactly the
+// snapshot's size (never seeing io.EOF) has stored it; one that stops
+// early has not.
+func TestSnapshotHandlerReadingExactSize(t *testing.T) {
+	a, b := pair(t, func(c *Config) { c.SnapshotChunkBytes = 4 << 10 })
+	const size = 50000
+	for _, tc := range []struct {
+		read    int
+		wantErr bool
+	}{{size, false}, {size - 1, true}} {
+		b.rec.setOnSnap(func(m raftmsg.Message, r io.Reader) error {
+			_, err := io.ReadFull(r, make([]byte, tc.read))
+			return err
+		})
+		msg := raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 2, Snapshot: raftmsg.SnapshotMeta{Index: 5}}
+		if err := a.SendSnapshot(msg, bytes.NewReader(make([]byte, size)), size); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv(t, a.rec.snapDone, "SnapshotDone"); (err != nil) != tc.wantErr {
+			t.Fatalf("handler reading %d of %d bytes: SnapshotDone(%v)", tc.read, size, err)
+		}
+	}
+}
+
 func TestSnapshotRefusedByHandler(t *testing.T) {
 	a, b := pair(t, nil)
 	b.rec.setOnSnap(func(raftmsg.Message, io.Reader) error { return errors.New("disk full") })
