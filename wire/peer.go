@@ -288,7 +288,10 @@ func (p *peer) stream(l *outLane, s *session) error {
 	defer ping.Stop()
 	maxBatch := min(cfg.MaxBatchBytes, s.limits.MaxRecordBytes)
 	var (
-		enc     codec.Encoder
+		// Uncompressed, entry data is written from the caller's slices
+		// (one writev per frame), never copied; compressed, it must be
+		// gathered for the compressor anyway.
+		enc     = codec.Encoder{RefMinBytes: refMinBytes(s.codec)}
 		held    outItem
 		hasHeld bool
 		wrote   bool
@@ -336,11 +339,21 @@ func (p *peer) stream(l *outLane, s *session) error {
 			}
 		}
 		s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if err := w.WriteRecord(frame.TypeBatch, enc.Bytes()); err != nil {
+		if err := w.WriteSegments(frame.TypeBatch, enc.Segments()); err != nil {
 			return err
 		}
+		enc.Reset() // unpin the entries the batch referenced
 		wrote = true
 	}
+}
+
+// refMinBytes: below this, copying entry data is cheaper than one more
+// iovec.
+func refMinBytes(c frame.Codec) int {
+	if c != frame.CodecNone {
+		return 0
+	}
+	return 1 << 10
 }
 
 // add encodes one dequeued item; an item that can never fit a record is

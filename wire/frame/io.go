@@ -3,6 +3,7 @@ package frame
 import (
 	"bufio"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 
@@ -33,6 +34,8 @@ type Writer struct {
 	hdr     [HeaderBytes]byte
 	vec     [2][]byte
 	bufs    net.Buffers
+	pieces  [][]byte // WriteSegments' iovecs, reused
+	gather  []byte   // WriteSegments' contiguous copy when compressing
 
 	// RawBytes and WireBytes count payload bytes before and after
 	// compression (observability; read by the owning goroutine only).
@@ -96,6 +99,58 @@ func (w *Writer) WriteRecord(t Type, payload []byte) error {
 			return err
 		}
 		payload = payload[n:]
+	}
+	return nil
+}
+
+// WriteSegments writes the concatenation of segs as one record. A writer
+// without compression never concatenates them: each frame goes out as one
+// writev of the header and the pieces of segs it covers (entry data is sent
+// straight from where the caller keeps it). A compressing writer gathers
+// them first, since the compressors need contiguous input.
+func (w *Writer) WriteSegments(t Type, segs [][]byte) error {
+	total := 0
+	for _, s := range segs {
+		total += len(s)
+	}
+	if total > w.cfg.Limits.MaxRecordBytes {
+		return fmt.Errorf("frame: record of %d bytes exceeds limit %d", total, w.cfg.Limits.MaxRecordBytes)
+	}
+	if w.cfg.Codec != CodecNone {
+		w.gather = w.gather[:0]
+		for _, s := range segs {
+			w.gather = append(w.gather, s...)
+		}
+		return w.WriteRecord(t, w.gather)
+	}
+	si, off, remaining := 0, 0, total
+	for first := true; first || remaining > 0; first = false {
+		n := min(remaining, w.cfg.Limits.MaxFrameBytes)
+		w.pieces = append(w.pieces[:0], nil) // slot 0: the header
+		var crc uint32
+		for need := n; need > 0; {
+			s := segs[si][off:]
+			take := min(len(s), need)
+			if take > 0 {
+				w.pieces = append(w.pieces, s[:take])
+				crc = crc32.Update(crc, castagnoli, s[:take])
+			}
+			need -= take
+			if off += take; off == len(segs[si]) {
+				si, off = si+1, 0
+			}
+		}
+		remaining -= n
+		PutHeader(&w.hdr, Header{Type: t, More: remaining > 0, WireLen: uint32(n), RawLen: uint32(n), RecordLen: uint32(total), PayloadCRC: crc})
+		w.RawBytes += uint64(n)
+		w.WireBytes += uint64(n)
+		w.pieces[0] = w.hdr[:]
+		w.bufs = w.pieces
+		_, err := w.bufs.WriteTo(w.w)
+		clear(w.pieces) // do not pin the caller's data
+		if err != nil {
+			return fmt.Errorf("frame: write: %w", err)
+		}
 	}
 	return nil
 }
