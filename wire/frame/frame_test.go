@@ -91,7 +91,7 @@ func TestRoundTripEveryCodec(t *testing.T) {
 func TestWriteSegmentsMatchesWriteRecord(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd} {
-		for range 50 {
+		for range 15 {
 			var segs [][]byte
 			var whole []byte
 			for range r.IntN(8) {

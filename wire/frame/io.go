@@ -216,13 +216,23 @@ func NewReader(r io.Reader, lim Limits, pool *zerocopy.Pool) (*Reader, error) {
 	if pool.MaxBytes() < lim.MaxRecordBytes || lim.MaxFrameBytes <= 0 || lim.MaxRecordBytes < lim.MaxFrameBytes {
 		return nil, fmt.Errorf("frame: bad limits %+v for a pool of at most %d bytes", lim, pool.MaxBytes())
 	}
+	return &Reader{r: bufio.NewReaderSize(r, ReadBufferBytes), lim: lim, pool: pool}, nil
+}
+
+// zstdDecoder creates the decompressor on the first zstd frame: most
+// connections never see one.
+func (r *Reader) zstdDecoder() (*zstd.Decoder, error) {
+	if r.zdec != nil {
+		return r.zdec, nil
+	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(uint64(lim.MaxFrameBytes)), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxWindow(uint64(max(zstd.MinWindowSize, ceilPow2(lim.MaxFrameBytes)))))
+		zstd.WithDecoderMaxMemory(uint64(r.lim.MaxFrameBytes)), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxWindow(uint64(max(zstd.MinWindowSize, ceilPow2(r.lim.MaxFrameBytes)))))
 	if err != nil {
 		return nil, fmt.Errorf("frame: zstd decoder: %w", err)
 	}
-	return &Reader{r: bufio.NewReaderSize(r, ReadBufferBytes), lim: lim, pool: pool, zdec: dec}, nil
+	r.zdec = dec
+	return dec, nil
 }
 
 // Close releases the decompressor. It does not close the stream.
@@ -315,7 +325,11 @@ func (r *Reader) readPayload(h Header, dst []byte) error {
 			return fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
 		}
 	case CodecZstd:
-		out, err := r.zdec.DecodeAll(src, dst[:0])
+		dec, err := r.zstdDecoder()
+		if err != nil {
+			return err
+		}
+		out, err := dec.DecodeAll(src, dst[:0])
 		if err != nil || len(out) != len(dst) || &out[0] != &dst[0] {
 			return fmt.Errorf("%w: zstd payload decoded to %d of %d bytes: %v", ErrCorrupt, len(out), len(dst), err)
 		}
