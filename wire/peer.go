@@ -284,6 +284,7 @@ func (p *peer) stream(l *outLane, s *session) error {
 		return err
 	}
 	defer w.Close()
+	w.SetFrameTimeout(s.conn, cfg.WriteTimeout)
 	ping := time.NewTicker(cfg.IdleTimeout / 4)
 	defer ping.Stop()
 	maxBatch := min(cfg.MaxBatchBytes, s.limits.MaxRecordBytes)
@@ -311,7 +312,6 @@ func (p *peer) stream(l *outLane, s *session) error {
 				return nil
 			case <-ping.C:
 				if !wrote {
-					s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 					if err := w.WriteRecord(frame.TypePing, nil); err != nil {
 						return err
 					}
@@ -338,7 +338,6 @@ func (p *peer) stream(l *outLane, s *session) error {
 				break drain
 			}
 		}
-		s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if err := w.WriteSegments(frame.TypeBatch, enc.Segments()); err != nil {
 			return err
 		}

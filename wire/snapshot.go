@@ -112,10 +112,8 @@ func (p *peer) streamSnapshot(s *session, job snapJob) error {
 	if len(begin) > s.limits.MaxRecordBytes {
 		return fmt.Errorf("%w: snapshot message of %d bytes", errRefused, len(begin))
 	}
-	write := func(t frame.Type, b []byte) error {
-		s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		return w.WriteRecord(t, b)
-	}
+	w.SetFrameTimeout(s.conn, cfg.WriteTimeout)
+	write := w.WriteRecord
 	if err := write(frame.TypeSnapBegin, begin); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zstd"
@@ -36,6 +37,9 @@ type Writer struct {
 	bufs    net.Buffers
 	pieces  [][]byte // WriteSegments' iovecs, reused
 	gather  []byte   // WriteSegments' contiguous copy when compressing
+
+	deadliner    interface{ SetWriteDeadline(time.Time) error }
+	frameTimeout time.Duration
 
 	// RawBytes and WireBytes count payload bytes before and after
 	// compression (observability; read by the owning goroutine only).
@@ -76,6 +80,19 @@ func ceilPow2(n int) int {
 		p <<= 1
 	}
 	return p
+}
+
+// SetFrameTimeout makes every frame's write finish within d (the deadline
+// is set on c before each frame), so a large record on a slow link gets
+// time in proportion to its size while a stuck peer is still detected.
+func (w *Writer) SetFrameTimeout(c interface{ SetWriteDeadline(time.Time) error }, d time.Duration) {
+	w.deadliner, w.frameTimeout = c, d
+}
+
+func (w *Writer) armDeadline() {
+	if w.deadliner != nil {
+		w.deadliner.SetWriteDeadline(time.Now().Add(w.frameTimeout))
+	}
 }
 
 // Close releases the compressor. It does not close the stream.
@@ -146,6 +163,7 @@ func (w *Writer) WriteSegments(t Type, segs [][]byte) error {
 		w.WireBytes += uint64(n)
 		w.pieces[0] = w.hdr[:]
 		w.bufs = w.pieces
+		w.armDeadline()
 		_, err := w.bufs.WriteTo(w.w)
 		clear(w.pieces) // do not pin the caller's data
 		if err != nil {
@@ -168,6 +186,7 @@ func (w *Writer) writeFrame(t Type, raw []byte, recordLen uint32, more bool) err
 	if len(wire) == 0 {
 		w.bufs = w.vec[:1]
 	}
+	w.armDeadline()
 	_, err := w.bufs.WriteTo(w.w) // writev on a *net.TCPConn
 	w.vec[1] = nil                // do not pin the caller's payload
 	if err != nil {
@@ -203,6 +222,16 @@ type Reader struct {
 	pool *zerocopy.Pool
 	zdec *zstd.Decoder
 	hdr  [HeaderBytes]byte
+
+	deadliner    interface{ SetReadDeadline(time.Time) error }
+	frameTimeout time.Duration
+}
+
+// SetFrameTimeout makes every frame arrive within d of the previous one
+// (the deadline is set on c before each frame): an idle or stuck peer is
+// detected, a large record on a slow link is not cut.
+func (r *Reader) SetFrameTimeout(c interface{ SetReadDeadline(time.Time) error }, d time.Duration) {
+	r.deadliner, r.frameTimeout = c, d
 }
 
 // ReadBufferBytes is the size of the reader's bufio buffer: headers and
@@ -261,6 +290,9 @@ func (r *Reader) ReadRecord() (Type, *zerocopy.Buffer, error) {
 		return TypeInvalid, nil, err
 	}
 	for {
+		if r.deadliner != nil {
+			r.deadliner.SetReadDeadline(time.Now().Add(r.frameTimeout))
+		}
 		if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 			if err == io.EOF && buf != nil {
 				err = io.ErrUnexpectedEOF
