@@ -285,6 +285,19 @@ func (p *peer) stream(l *outLane, s *session) error {
 	}
 	defer w.Close()
 	w.SetFrameTimeout(s.conn, cfg.WriteTimeout)
+	// The acceptor never writes on a stream lane: a read returning means
+	// it closed or reset the connection (or broke the protocol). Watching
+	// for that notices a dead peer at once instead of at the next write.
+	peerGone := make(chan struct{})
+	go func() {
+		defer close(peerGone)
+		var one [1]byte
+		s.conn.Read(one[:])
+	}()
+	defer func() {
+		s.conn.Close()
+		<-peerGone // the watcher ends once the connection is closed
+	}()
 	ping := time.NewTicker(cfg.IdleTimeout / 4)
 	defer ping.Stop()
 	maxBatch := min(cfg.MaxBatchBytes, s.limits.MaxRecordBytes)
@@ -310,6 +323,8 @@ func (p *peer) stream(l *outLane, s *session) error {
 			select {
 			case <-p.ctx.Done():
 				return nil
+			case <-peerGone:
+				return errors.New("wire: peer closed the connection")
 			case <-ping.C:
 				if !wrote {
 					if err := w.WriteRecord(frame.TypePing, nil); err != nil {
