@@ -155,7 +155,12 @@ func FuzzInboundSnapshot(f *testing.F) {
 // fit the peer's record limit is dropped with a log line (Raft sees a lost
 // message), and the lane keeps working.
 func TestEntryBeyondRecordLimitIsDroppedAndLogged(t *testing.T) {
-	a, b := pair(t, func(c *Config) { c.MaxFrameBytes = 64 << 10; c.MaxRecordBytes = 256 << 10; c.MaxBatchBytes = 64 << 10; c.SnapshotChunkBytes = 32 << 10 })
+	a, b := pair(t, func(c *Config) {
+		c.MaxFrameBytes = 64 << 10
+		c.MaxRecordBytes = 256 << 10
+		c.MaxBatchBytes = 64 << 10
+		c.SnapshotChunkBytes = 32 << 10
+	})
 	huge := raftmsg.Message{Type: raftmsg.MsgApp, From: 1, To: 2, Entries: []raftmsg.Entry{{Data: make([]byte, 300<<10)}}}
 	if !a.Send(huge) {
 		t.Fatal("an oversized message must pass an empty queue")
