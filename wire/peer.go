@@ -284,15 +284,37 @@ func (p *peer) stream(l *outLane, s *session) error {
 		return err
 	}
 	defer w.Close()
+	w.SetFrameTimeout(s.conn, cfg.WriteTimeout)
+	// The acceptor never writes on a stream lane: a read returning means
+	// it closed or reset the connection (or broke the protocol). Watching
+	// for that notices a dead peer at once instead of at the next write.
+	peerGone := make(chan struct{})
+	go func() {
+		defer close(peerGone)
+		var one [1]byte
+		s.conn.Read(one[:])
+	}()
+	defer func() {
+		s.conn.Close()
+		<-peerGone // the watcher ends once the connection is closed
+	}()
 	ping := time.NewTicker(cfg.IdleTimeout / 4)
 	defer ping.Stop()
 	maxBatch := min(cfg.MaxBatchBytes, s.limits.MaxRecordBytes)
 	var (
-		enc     codec.Encoder
+		// Uncompressed, entry data is written from the caller's slices
+		// (one writev per frame), never copied; compressed, it must be
+		// gathered for the compressor anyway.
+		enc     = codec.Encoder{RefMinBytes: refMinBytes(s.codec)}
 		held    outItem
 		hasHeld bool
 		wrote   bool
 	)
+	defer func() {
+		if hasHeld { // lost with the connection, like the batch in flight
+			l.queuedBytes.Add(-int64(held.bytes))
+		}
+	}()
 	for {
 		var it outItem
 		if hasHeld {
@@ -301,9 +323,10 @@ func (p *peer) stream(l *outLane, s *session) error {
 			select {
 			case <-p.ctx.Done():
 				return nil
+			case <-peerGone:
+				return errors.New("wire: peer closed the connection")
 			case <-ping.C:
 				if !wrote {
-					s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 					if err := w.WriteRecord(frame.TypePing, nil); err != nil {
 						return err
 					}
@@ -330,12 +353,21 @@ func (p *peer) stream(l *outLane, s *session) error {
 				break drain
 			}
 		}
-		s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if err := w.WriteRecord(frame.TypeBatch, enc.Bytes()); err != nil {
+		if err := w.WriteSegments(frame.TypeBatch, enc.Segments()); err != nil {
 			return err
 		}
+		enc.Reset() // unpin the entries the batch referenced
 		wrote = true
 	}
+}
+
+// refMinBytes: below this, copying entry data is cheaper than one more
+// iovec.
+func refMinBytes(c frame.Codec) int {
+	if c != frame.CodecNone {
+		return 0
+	}
+	return 1 << 10
 }
 
 // add encodes one dequeued item; an item that can never fit a record is

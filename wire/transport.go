@@ -35,6 +35,37 @@
 // caller. Data given to Send, Forward, Respond must not be modified until
 // it has been sent (Raft entries are immutable, so this holds naturally).
 //
+// API for the node runtime:
+//
+//	NewTransport(Config) (*Transport, error)  listen and accept peers; Config
+//	    names this node (LocalID, LocalName, ClusterID), the listen address,
+//	    Compression, frame/queue bounds, deadlines, a *slog.Logger and the
+//	    Handler that receives everything
+//	(*Transport).Addr() net.Addr              the bound listen address
+//	(*Transport).AddPeer(id, name, addr)      start talking to a member (also
+//	    at run time, after a membership change; re-adding with a new
+//	    address replaces the peer)
+//	(*Transport).RemovePeer(id)               stop: queues, writers and the
+//	    peer's inbound connections
+//	(*Transport).Send(msg) bool               queue a Raft message, never
+//	    blocks; false = dropped (tell Raft: ReportUnreachable)
+//	(*Transport).SendSnapshot(msg, data io.ReaderAt, size) error
+//	    stream a snapshot in the background; result in Handler.SnapshotDone
+//	(*Transport).Forward(ctx, leader, ForwardRequest) (Outcome, error)
+//	    a follower's client request (propose or read-index) to the leader
+//	(*Transport).Respond(follower, Outcome) bool
+//	    the leader's answer to a request received in Batch.Forwards
+//	(*Transport).Close() error                stop every goroutine and wait
+//
+//	Handler.HandleBatch(*Batch)               messages and forwarded requests;
+//	    the handler owns the batch and calls Release exactly once
+//	Handler.HandleSnapshot(msg, io.Reader) error
+//	Handler.PeerUnreachable(id)               a connection to id failed
+//	Handler.SnapshotDone(to, index, err)
+//
+// Handler methods must return (Close waits for them) and must not call
+// AddPeer, RemovePeer or Close.
+//
 // Every goroutine is owned by the Transport (accept loop, inbound
 // connections) or by a peer (lane writers, snapshot sender); Close and
 // RemovePeer stop them and wait for them. The package must never block a
@@ -118,7 +149,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		cfg:  c,
 		log:  c.Logger.With("local", c.LocalName),
 		ln:   ln,
-		pool: zerocopy.NewPool(4096, c.MaxRecordBytes, c.ReceiveRetainBytes),
+		pool: newReceivePool(&c),
 		stop: make(chan struct{}),
 	}
 	t.waiters.init()
@@ -140,6 +171,25 @@ func NewTransport(cfg Config) (*Transport, error) {
 	t.wg.Add(1)
 	go t.acceptLoop()
 	return t, nil
+}
+
+// newReceivePool sizes the receive buffers from the declared bounds:
+//
+//	smallest buffer  4 KiB            (a page: heartbeats and votes share it)
+//	largest buffer   MaxRecordBytes   (one whole record, split or not)
+//	kept idle        ReceiveRetainBytes in total, split evenly over the classes
+//
+// Buffers in use are bounded by the inbound connections (at most
+// maxInboundConns, one record being read each) plus the batches the
+// handler holds; beyond the idle budget they are left to the collector.
+func newReceivePool(c *Config) *zerocopy.Pool {
+	const minBytes = 4 << 10
+	perClass := c.ReceiveRetainBytes / zerocopy.ClassCount(minBytes, c.MaxRecordBytes)
+	p := zerocopy.NewPool(minBytes, c.MaxRecordBytes, perClass)
+	if p.RetainedBoundBytes() > c.ReceiveRetainBytes {
+		panic(fmt.Sprintf("wire: receive pool keeps %d bytes idle, budget %d", p.RetainedBoundBytes(), c.ReceiveRetainBytes))
+	}
+	return p
 }
 
 // supportedCodecs: every codec this build decodes.

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,6 +112,8 @@ func TestHeartbeatNotBehindAppend(t *testing.T) {
 	release := make(chan struct{})
 	held := make(chan *Batch, 1)
 	a, b := pair(t, nil)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // runs before the transports close
 	first := true
 	b.rec.setOnBatch(func(bt *Batch) bool { // runs on the append lane's goroutine only for MsgApp
 		if bt.Messages[0].Type == raftmsg.MsgApp && first {
@@ -133,7 +136,7 @@ func TestHeartbeatNotBehindAppend(t *testing.T) {
 			t.Fatalf("got %s, want %s", m.Type, want)
 		}
 	}
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	for range 8 {
 		recv(t, b.rec.msgs, "the blocked appends")
 	}
@@ -367,6 +370,30 @@ func TestSnapshotRestartsAfterBrokenConnection(t *testing.T) {
 	}
 	if err := recv(t, a.rec.snapDone, "SnapshotDone"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSnapshotHandlerReadingExactSize: a handler that reads exactly the
+// snapshot's size (never seeing io.EOF) has stored it; one that stops
+// early has not.
+func TestSnapshotHandlerReadingExactSize(t *testing.T) {
+	a, b := pair(t, func(c *Config) { c.SnapshotChunkBytes = 4 << 10 })
+	const size = 50000
+	for _, tc := range []struct {
+		read    int
+		wantErr bool
+	}{{size, false}, {size - 1, true}} {
+		b.rec.setOnSnap(func(m raftmsg.Message, r io.Reader) error {
+			_, err := io.ReadFull(r, make([]byte, tc.read))
+			return err
+		})
+		msg := raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 2, Snapshot: raftmsg.SnapshotMeta{Index: 5}}
+		if err := a.SendSnapshot(msg, bytes.NewReader(make([]byte, size)), size); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv(t, a.rec.snapDone, "SnapshotDone"); (err != nil) != tc.wantErr {
+			t.Fatalf("handler reading %d of %d bytes: SnapshotDone(%v)", tc.read, size, err)
+		}
 	}
 }
 

@@ -129,31 +129,84 @@ type Outcome struct {
 // ErrMalformed wraps every decoding failure.
 var ErrMalformed = errors.New("codec: malformed batch")
 
-// Encoder builds one batch payload. Reuse it: Reset keeps its buffer.
+// Encoder builds one batch payload. Reuse it: Reset keeps its buffers.
+//
+// With RefMinBytes > 0, entry data of at least that many bytes is not
+// copied into the encoder but referenced: the payload is then the
+// sequence of Segments (inline bytes and the entries' own slices), which a
+// vectored write sends without ever concatenating them. Bytes still
+// returns the whole payload, copying when references exist.
 type Encoder struct {
+	// RefMinBytes: entry data this large or larger is referenced, not
+	// copied (0: always copy).
+	RefMinBytes int
+
 	buf   []byte
 	count uint32
+	refs  []ref    // referenced data, in payload order
+	segs  [][]byte // Segments' result, reused
+	whole []byte   // Bytes' result when refs exist, reused
+	refN  int      // bytes referenced
+}
+
+// ref is referenced data placed after buf[:at].
+type ref struct {
+	at   int
+	data []byte
 }
 
 // Reset empties the encoder, keeping its capacity.
 func (e *Encoder) Reset() {
 	e.buf = append(e.buf[:0], 0, 0, 0, 0)
 	e.count = 0
+	clear(e.refs) // do not pin the caller's entries
+	e.refs = e.refs[:0]
+	e.refN = 0
 }
 
 // Len is the size of the payload so far.
-func (e *Encoder) Len() int { return len(e.buf) }
+func (e *Encoder) Len() int { return len(e.buf) + e.refN }
 
 // Count is the number of records added since Reset.
 func (e *Encoder) Count() int { return int(e.count) }
 
-// Bytes returns the payload, valid until the next call on e.
-func (e *Encoder) Bytes() []byte {
+func (e *Encoder) patchCount() {
 	if len(e.buf) < countBytes {
 		e.Reset()
 	}
 	binary.LittleEndian.PutUint32(e.buf, e.count)
-	return e.buf
+}
+
+// Segments returns the payload as slices to be written in order (inline
+// bytes and referenced entry data), valid until the next call on e.
+func (e *Encoder) Segments() [][]byte {
+	e.patchCount()
+	e.segs = e.segs[:0]
+	prev := 0
+	for _, r := range e.refs {
+		if r.at > prev {
+			e.segs = append(e.segs, e.buf[prev:r.at])
+		}
+		e.segs = append(e.segs, r.data)
+		prev = r.at
+	}
+	if len(e.buf) > prev {
+		e.segs = append(e.segs, e.buf[prev:])
+	}
+	return e.segs
+}
+
+// Bytes returns the payload in one slice, valid until the next call on e.
+func (e *Encoder) Bytes() []byte {
+	e.patchCount()
+	if len(e.refs) == 0 {
+		return e.buf
+	}
+	e.whole = e.whole[:0]
+	for _, s := range e.Segments() {
+		e.whole = append(e.whole, s...)
+	}
+	return e.whole
 }
 
 func (e *Encoder) begin(k recordKind) {
@@ -195,6 +248,11 @@ func (e *Encoder) AddMessage(m *raftmsg.Message) {
 		b = append(b, byte(en.Type))
 		b = binary.LittleEndian.AppendUint64(b, en.RequestID)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(en.Data)))
+		if e.RefMinBytes > 0 && len(en.Data) >= e.RefMinBytes {
+			e.refs = append(e.refs, ref{at: len(b), data: en.Data})
+			e.refN += len(en.Data)
+			continue
+		}
 		b = append(b, en.Data...)
 	}
 	e.buf = b
