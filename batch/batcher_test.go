@@ -593,3 +593,20 @@ func TestFullTriggerAtExactlyMaxBatchBytes(t *testing.T) {
 		t.Fatalf("full batch: trigger %v bytes %d ids %v", got.Trigger, got.Bytes, ids(got))
 	}
 }
+
+// MaxBatchBytes = 1 is "batching off": one proposal per batch, none held.
+func TestBatchingOff(t *testing.T) {
+	b, clk := newTestBatcher(t, Config{MaxBatchBytes: 1, MaxInflightBatches: 64})
+	mustSubmit(t, b, prop(1, 64))
+	bt := mustNext(t, b, clk.Now())
+	b.Finish(bt.ID, clk.Advance(time.Millisecond), true) // a 1ms hold if batching were on
+	for id := uint64(2); id <= 6; id++ {
+		mustSubmit(t, b, prop(id, 64))
+	}
+	for id := uint64(2); id <= 6; id++ {
+		bt := mustNext(t, b, clk.Now())
+		if len(bt.Proposals) != 1 || bt.Proposals[0].RequestID != id {
+			t.Fatalf("batching off: ids %v, want [%d]", ids(bt), id)
+		}
+	}
+}
