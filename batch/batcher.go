@@ -33,10 +33,13 @@ const NoDeadline = time.Duration(math.MaxInt64)
 // Config bounds a Batcher. Zero fields take the defaults above.
 type Config struct {
 	// MaxBatchBytes bounds one batch (sum of Proposal.SizeBytes). A single
-	// proposal larger than it still goes out, alone.
+	// proposal larger than it still goes out, alone; so MaxBatchBytes = 1
+	// turns batching off (every batch is one proposal, none is held), the
+	// baseline for the "adaptive on/off" benchmark.
 	MaxBatchBytes int64
 	// MaxBatchDelay bounds how long the batcher holds a proposal, to grow a
-	// batch, while the pipeline has room. Never applied when idle.
+	// batch, while the pipeline has room. Never applied when idle. Zero
+	// means the default like every field; for no hold at all, use 1ns.
 	MaxBatchDelay time.Duration
 	// MaxPending and MaxPendingBytes bound the proposals submitted and not
 	// yet handed out in a batch; past them Submit refuses at once.
