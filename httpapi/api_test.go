@@ -334,6 +334,11 @@ func TestFollowerHeaders(t *testing.T) {
 			t.Errorf("%s %s: leader %q revision %q", r.method, r.target, header(resp, HeaderLeader), header(resp, HeaderRevision))
 		}
 	}
+	// A leader never sends the leader header, even naming itself.
+	h.be.meta = Meta{Leader: "node1"}
+	if resp := h.do("GET", "/v1/kv/k", nil, ""); header(resp, HeaderLeader) != "" {
+		t.Errorf("leader sent %s %q", HeaderLeader, header(resp, HeaderLeader))
+	}
 	// A follower that knows no leader sends no leader header.
 	h.be.meta = Meta{Follower: true}
 	if resp := h.do("GET", "/v1/kv/k", nil, ""); header(resp, HeaderLeader) != "" {

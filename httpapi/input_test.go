@@ -183,6 +183,8 @@ func TestBadInput(t *testing.T) {
 		{"batch numeric key", "POST", "/v1/batch", nil, op(`{"op":"delete","key":5}`), 400, "bad_request"},
 		{"batch empty key", "POST", "/v1/batch", nil, op(`{"op":"delete","key":""}`), 400, "bad_request"},
 		{"batch lone surrogate key", "POST", "/v1/batch", nil, op(`{"op":"delete","key":"\ud800"}`), 400, "bad_request"},
+		{"batch high surrogate then letter", "POST", "/v1/batch", nil, op(`{"op":"delete","key":"\ud800\u0041"}`), 400, "bad_request"},
+		{"batch high surrogate then high", "POST", "/v1/batch", nil, op(`{"op":"delete","key":"\ud800\ud800"}`), 400, "bad_request"},
 		{"batch reversed surrogates", "POST", "/v1/batch", nil, op(`{"op":"delete","key":"\udc00\ud800"}`), 400, "bad_request"},
 		{"batch invalid UTF-8 body", "POST", "/v1/batch", nil, op("{\"op\":\"delete\",\"key\":\"\xff\"}"), 400, "bad_request"},
 		{"batch bad JSON escape", "POST", "/v1/batch", nil, op(`{"op":"delete","key":"\x"}`), 400, "bad_request"},
