@@ -609,7 +609,7 @@ func (a *API) headerRevision(m Meta) uint64 {
 // isKVTarget reports whether a raw request target names a key-value
 // endpoint (whose every response carries X-Edgekv-Revision).
 func isKVTarget(target []byte) bool {
-	path, _ := cutByte(target, '?')
+	path, _ := cutByte(originPath(target), '?')
 	return bytes.HasPrefix(path, []byte(kvPrefix)) || string(path) == kvRangePath || string(path) == batchPath
 }
 
@@ -736,10 +736,26 @@ func (a *API) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 }
 
 func (a *API) bodyLimitBytes(h *fasthttp.RequestHeader) int {
-	if string(h.Method()) == fasthttp.MethodPut && bytes.HasPrefix(h.RequestURI(), []byte(kvPrefix)) {
+	if string(h.Method()) == fasthttp.MethodPut && bytes.HasPrefix(originPath(h.RequestURI()), []byte(kvPrefix)) {
 		return a.cfg.MaxValueBytes
 	}
 	return a.cfg.MaxRequestBytes
+}
+
+// originPath returns the part of a raw request target from its path on:
+// the target itself in origin form ("/v1/kv/x"), the target without
+// "scheme://host" in absolute form ("http://h/v1/kv/x").
+func originPath(target []byte) []byte {
+	if len(target) > 0 && target[0] == '/' {
+		return target
+	}
+	if i := bytes.Index(target, []byte("://")); i >= 0 {
+		rest := target[i+3:]
+		if j := bytes.IndexByte(rest, '/'); j >= 0 {
+			return rest[j:]
+		}
+	}
+	return nil
 }
 
 // expectContinue (Server.ExpectHandler) refuses an "Expect: 100-continue"

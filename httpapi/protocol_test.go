@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -153,13 +155,63 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestAbsoluteFormAndHTTP10(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{MaxValueBytes: 1 << 10})
 	wantRevisionBody(t, h.raw("PUT http://t/v1/kv/a%2F..%2Fb HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nv", false))
 	if string(h.be.lastPut.Key) != "a/../b" {
 		t.Errorf("absolute-form key %q", h.be.lastPut.Key)
 	}
+	// The value limit applies to absolute-form PUTs too, from the headers.
+	wantError(t, h.raw("PUT http://t/v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 2048\r\n\r\n", false), 413, "too_large")
 	resp := h.raw("GET /v1/kv/a%2F..%2Fb HTTP/1.0\r\n\r\n", false)
 	if resp.StatusCode() != 200 || string(resp.Body()) != "v" {
 		t.Errorf("HTTP/1.0 GET: %d %q", resp.StatusCode(), resp.Body())
+	}
+}
+
+// TestConcurrentClients checks that per-request scratch memory is never
+// shared between requests in flight: each client must read back exactly
+// its own keys and values (run it under -race too).
+func TestConcurrentClients(t *testing.T) {
+	h := newHarness(t, Config{})
+	const clients, requests = 8, 40
+	errc := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		go func() {
+			errc <- func() error {
+				conn, err := h.ln.Dial()
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+					return err
+				}
+				br := bufio.NewReader(conn)
+				for i := 0; i < requests; i++ {
+					key := fmt.Sprintf("c%d%%2Fk%d", c, i)
+					val := strings.Repeat(fmt.Sprintf("<%d.%d>", c, i), 1+i)
+					if _, err := io.WriteString(conn, buildRequest("PUT", "/v1/kv/"+key, nil, val)+buildRequest("GET", "/v1/kv/"+key, nil, "")); err != nil {
+						return err
+					}
+					var put, get fasthttp.Response
+					if err := put.Read(br); err != nil {
+						return err
+					}
+					if err := get.Read(br); err != nil {
+						return err
+					}
+					if put.StatusCode() != 200 || get.StatusCode() != 200 || string(get.Body()) != val {
+						return fmt.Errorf("client %d request %d: put %d, get %d %.40q, want %.40q",
+							c, i, put.StatusCode(), get.StatusCode(), get.Body(), val)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for c := 0; c < clients; c++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
 	}
 }
