@@ -172,7 +172,7 @@ func (a *API) serve(ctx *fasthttp.RequestCtx) {
 
 	path, query, err := requestTarget(ctx)
 	if err != nil {
-		a.fail(ctx, s, err, true)
+		a.fail(ctx, s, err, isKVTarget(ctx.Request.Header.RequestURI()))
 		return
 	}
 	switch {
@@ -217,7 +217,11 @@ func requestTarget(ctx *fasthttp.RequestCtx) (path, query []byte, err *Error) {
 		return splitTarget(target)
 	}
 	// Absolute form ("http://host/v1/kv/x"): fasthttp has split off the
-	// scheme and host; PathOriginal is the path as sent.
+	// scheme and host; PathOriginal is the path as sent (fasthttp drops a
+	// fragment silently, so refuse one here as in origin form).
+	if bytes.IndexByte(target, '#') >= 0 {
+		return nil, nil, errFragment
+	}
 	uri := ctx.URI()
 	return uri.PathOriginal(), uri.QueryString(), nil
 }

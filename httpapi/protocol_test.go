@@ -160,6 +160,7 @@ func TestAbsoluteFormAndHTTP10(t *testing.T) {
 	if string(h.be.lastPut.Key) != "a/../b" {
 		t.Errorf("absolute-form key %q", h.be.lastPut.Key)
 	}
+	wantError(t, h.raw("GET http://t/v1/kv/a#b HTTP/1.1\r\nHost: t\r\n\r\n", false), 400, "bad_request")
 	// The value limit applies to absolute-form PUTs too, from the headers.
 	wantError(t, h.raw("PUT http://t/v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 2048\r\n\r\n", false), 413, "too_large")
 	resp := h.raw("GET /v1/kv/a%2F..%2Fb HTTP/1.0\r\n\r\n", false)
