@@ -289,12 +289,19 @@ func (a *API) serveKey(ctx *fasthttp.RequestCtx, s *scratch, rawKey, query []byt
 // noneMatchOK).
 func conditions(ctx *fasthttp.RequestCtx, noneMatchOK bool) (ifMatch uint64, ifAbsent bool, err *Error) {
 	h := &ctx.Request.Header
-	if v := h.Peek(fasthttp.HeaderIfMatch); v != nil {
+	v, err := peekSingle(h, fasthttp.HeaderIfMatch)
+	if err != nil {
+		return 0, false, err
+	}
+	if v != nil {
 		if ifMatch, err = parseIfMatch(v); err != nil {
 			return 0, false, err
 		}
 	}
-	if v := h.Peek(fasthttp.HeaderIfNoneMatch); v != nil {
+	if v, err = peekSingle(h, fasthttp.HeaderIfNoneMatch); err != nil {
+		return 0, false, err
+	}
+	if v != nil {
 		if !noneMatchOK {
 			return 0, false, &Error{Kind: KindBadRequest, Message: "If-None-Match is not supported here"}
 		}
@@ -309,11 +316,28 @@ func conditions(ctx *fasthttp.RequestCtx, noneMatchOK bool) (ifMatch uint64, ifA
 	return ifMatch, ifAbsent, nil
 }
 
+// peekSingle returns the value of header name (nil when absent). A header
+// sent on several lines is refused: a second If-Match or Idempotency-Key
+// must not be silently ignored.
+func peekSingle(h *fasthttp.RequestHeader, name string) ([]byte, *Error) {
+	all := h.PeekAll(name)
+	switch len(all) {
+	case 0:
+		return nil, nil
+	case 1:
+		return all[0], nil
+	}
+	return nil, &Error{Kind: KindBadRequest, Message: "header " + name + " given more than once"}
+}
+
+// HeaderIdempotencyKey is the request header naming an idempotent write.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
 // idempotencyKey returns the Idempotency-Key header (nil when absent).
 func (a *API) idempotencyKey(ctx *fasthttp.RequestCtx) ([]byte, *Error) {
-	v := ctx.Request.Header.Peek("Idempotency-Key")
-	if v == nil {
-		return nil, nil
+	v, err := peekSingle(&ctx.Request.Header, HeaderIdempotencyKey)
+	if v == nil || err != nil {
+		return nil, err
 	}
 	if err := checkIdempotencyKey(v, a.cfg.MaxIdempotencyKeyBytes); err != nil {
 		return nil, err
