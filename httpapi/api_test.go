@@ -269,6 +269,14 @@ func TestListBoundedByBytes(t *testing.T) {
 	if len(lb.Items) != 2 || !lb.More {
 		t.Errorf("byte-bounded page: %d items, more=%v; want 2, true", len(lb.Items), lb.More)
 	}
+	// A Backend that ignores MaxBytes: the handler cuts the page itself.
+	h.be.mu.Lock()
+	h.be.ignoreMaxBytes = true
+	h.be.mu.Unlock()
+	lb = decodeList(t, h.do("GET", "/v1/kv", nil, "").Body())
+	if len(lb.Items) != 2 || !lb.More || lb.Items[1].Key != "b" {
+		t.Errorf("handler-bounded page: %d items, more=%v; want 2, true", len(lb.Items), lb.More)
+	}
 }
 
 func TestListLargeResponse(t *testing.T) {
