@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -819,18 +818,18 @@ func (a *API) expectContinue(ctx *fasthttp.RequestCtx) int {
 func (a *API) serveProtocolError(ctx *fasthttp.RequestCtx, err error) {
 	var e *Error
 	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
+	var timeout interface{ Timeout() bool } // net.Error, fasthttputil pipes
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = Errorf(KindTooLarge, "request body over the limit of %d bytes", a.bodyLimitBytes(&ctx.Request.Header))
 	case errors.As(err, &small):
 		e = Errorf(KindTooLarge, "request line and headers over %d bytes (a key is at most %d bytes)", a.cfg.ReadBufferBytes, MaxKeyBytes)
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case errors.As(err, &timeout) && timeout.Timeout():
 		e = &Error{Kind: KindRequestTimeout, Message: "request not received in time"}
 	default:
 		e = &Error{Kind: KindBadRequest, Message: "malformed HTTP request"}
 	}
-	a.logProtocolError(ctx, fmt.Errorf("%s: %w", e.Message, err))
+	a.logProtocolError(ctx, fmt.Errorf("%s: %w (%T)", e.Message, err, err))
 	ctx.Response.Reset()
 	if isKVTarget(ctx.Request.Header.RequestURI()) {
 		a.writeMeta(ctx, nil, a.backend.Meta())

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +217,72 @@ func TestConcurrentClients(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+func TestSlowClientGetsJSONTimeout(t *testing.T) {
+	h := newHarness(t, Config{ReadTimeout: 200 * time.Millisecond})
+	// A body that never completes: the server's read deadline fires and the
+	// answer is a JSON 408, not a hang.
+	c := h.dial()
+	defer c.Close()
+	if _, err := io.WriteString(c, "PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, &resp, 408, "request_timeout")
+	if h.be.rev != 0 {
+		t.Errorf("a partial body was written")
+	}
+}
+
+// TestLoopbackTCP runs the server on a real loopback socket: raw keys,
+// body limits and read timeouts behave as on the in-memory listener.
+func TestLoopbackTCP(t *testing.T) {
+	api, err := New(Config{ReadTimeout: 300 * time.Millisecond, MaxValueBytes: 1 << 10}, newMemBackend(),
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- api.Server().Serve(ln) }()
+	defer func() {
+		if err := api.Server().Shutdown(); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	exchange := func(raw string) *fasthttp.Response {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(c)); err != nil {
+			t.Fatal(err)
+		}
+		return &resp
+	}
+	wantRevisionBody(t, exchange(buildRequest("PUT", "/v1/kv//x%2F..%2F", nil, "v")))
+	if resp := exchange(buildRequest("GET", "/v1/kv/%2Fx%2F..%2F", nil, "")); string(resp.Body()) != "v" {
+		t.Errorf("GET over TCP: %d %q", resp.StatusCode(), resp.Body())
+	}
+	wantError(t, exchange("PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"), 413, "too_large")
+	wantError(t, exchange("PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"), 408, "request_timeout")
 }
