@@ -344,7 +344,24 @@ func (a *API) idempotencyKey(ctx *fasthttp.RequestCtx) ([]byte, *Error) {
 	return v, nil
 }
 
+// errContentEncoding refuses encoded bodies: fasthttp does not decode
+// them, and storing gzip bytes as the value would be silently wrong.
+var errContentEncoding = &Error{Kind: KindBadRequest, Message: "Content-Encoding is not supported; send the body as is"}
+
+// checkContentEncoding accepts no Content-Encoding or "identity".
+func checkContentEncoding(ctx *fasthttp.RequestCtx) *Error {
+	ce := ctx.Request.Header.ContentEncoding()
+	if len(ce) == 0 || string(trimOWS(ce)) == "identity" {
+		return nil
+	}
+	return errContentEncoding
+}
+
 func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
+	if err := checkContentEncoding(ctx); err != nil {
+		a.fail(ctx, s, err, true)
+		return
+	}
 	req := PutRequest{Key: s.key, Value: ctx.Request.Body()}
 	if len(req.Value) > a.cfg.MaxValueBytes {
 		// Normally refused from Content-Length before the body is read
@@ -530,6 +547,10 @@ func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 	}
 	var q queryArgs
 	if err := parseQuery(&q, query, 0, s.prefix, s.after); err != nil {
+		a.fail(ctx, s, err, true)
+		return
+	}
+	if err := checkContentEncoding(ctx); err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}

@@ -69,8 +69,14 @@ func TestPutGetDelete(t *testing.T) {
 	}
 	wantError(t, h.do("DELETE", "/v1/kv/greeting", nil, ""), 404, "not_found")
 
+	// Content-Encoding: identity is no encoding.
+	wantRevisionBody(t, h.do("PUT", "/v1/kv/id", []string{"Content-Encoding: identity"}, "raw"))
+
 	// Empty value is a value.
 	wantRevisionBody(t, h.do("PUT", "/v1/kv/empty", nil, ""))
+	if v := h.be.lastPut.Value; len(v) != 0 {
+		t.Errorf("empty value reached the backend as %q", v)
+	}
 	resp = h.do("GET", "/v1/kv/empty", nil, "")
 	if resp.StatusCode() != 200 || len(resp.Body()) != 0 {
 		t.Errorf("empty value: %d %q", resp.StatusCode(), resp.Body())

@@ -117,6 +117,8 @@ func TestBadInput(t *testing.T) {
 		{"value too large", "PUT", "/v1/kv/k", nil, strings.Repeat("v", 65), 413, "too_large"},
 		{"batch body too large", "POST", "/v1/batch", nil, strings.Repeat(" ", 513), 413, "too_large"},
 		// Headers.
+		{"gzip PUT body", "PUT", "/v1/kv/k", []string{"Content-Encoding: gzip"}, "\x1f\x8b", 400, "bad_request"},
+		{"gzip batch body", "POST", "/v1/batch", []string{"Content-Encoding: gzip"}, "\x1f\x8b", 400, "bad_request"},
 		{"If-Match unquoted", "PUT", "/v1/kv/k", []string{"If-Match: 12"}, "v", 400, "bad_request"},
 		{"If-Match not a number", "PUT", "/v1/kv/k", []string{`If-Match: "abc"`}, "v", 400, "bad_request"},
 		{"If-Match leading zero", "PUT", "/v1/kv/k", []string{`If-Match: "01"`}, "v", 400, "bad_request"},
