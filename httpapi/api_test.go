@@ -69,8 +69,14 @@ func TestPutGetDelete(t *testing.T) {
 	}
 	wantError(t, h.do("DELETE", "/v1/kv/greeting", nil, ""), 404, "not_found")
 
+	// Content-Encoding: identity is no encoding.
+	wantRevisionBody(t, h.do("PUT", "/v1/kv/id", []string{"Content-Encoding: identity"}, "raw"))
+
 	// Empty value is a value.
 	wantRevisionBody(t, h.do("PUT", "/v1/kv/empty", nil, ""))
+	if v := h.be.lastPut.Value; len(v) != 0 {
+		t.Errorf("empty value reached the backend as %q", v)
+	}
 	resp = h.do("GET", "/v1/kv/empty", nil, "")
 	if resp.StatusCode() != 200 || len(resp.Body()) != 0 {
 		t.Errorf("empty value: %d %q", resp.StatusCode(), resp.Body())
@@ -269,6 +275,14 @@ func TestListBoundedByBytes(t *testing.T) {
 	if len(lb.Items) != 2 || !lb.More {
 		t.Errorf("byte-bounded page: %d items, more=%v; want 2, true", len(lb.Items), lb.More)
 	}
+	// A Backend that ignores MaxBytes: the handler cuts the page itself.
+	h.be.mu.Lock()
+	h.be.ignoreMaxBytes = true
+	h.be.mu.Unlock()
+	lb = decodeList(t, h.do("GET", "/v1/kv", nil, "").Body())
+	if len(lb.Items) != 2 || !lb.More || lb.Items[1].Key != "b" {
+		t.Errorf("handler-bounded page: %d items, more=%v; want 2, true", len(lb.Items), lb.More)
+	}
 }
 
 func TestListLargeResponse(t *testing.T) {
@@ -333,6 +347,11 @@ func TestFollowerHeaders(t *testing.T) {
 		if header(resp, HeaderLeader) != "node2" || header(resp, HeaderRevision) != "1" {
 			t.Errorf("%s %s: leader %q revision %q", r.method, r.target, header(resp, HeaderLeader), header(resp, HeaderRevision))
 		}
+	}
+	// A leader never sends the leader header, even naming itself.
+	h.be.meta = Meta{Leader: "node1"}
+	if resp := h.do("GET", "/v1/kv/k", nil, ""); header(resp, HeaderLeader) != "" {
+		t.Errorf("leader sent %s %q", HeaderLeader, header(resp, HeaderLeader))
 	}
 	// A follower that knows no leader sends no leader header.
 	h.be.meta = Meta{Follower: true}
