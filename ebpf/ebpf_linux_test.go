@@ -313,3 +313,37 @@ func TestRegisterMetrics(t *testing.T) {
 		t.Errorf("closed tracer still exported:\n%s", buf.String())
 	}
 }
+
+// TestScrapeWhileClosing scrapes and snapshots from several goroutines
+// while the tracer is closed under them (run it with -race): every read
+// either succeeds or reports the tracer closed, none touches freed maps.
+func TestScrapeWhileClosing(t *testing.T) {
+	tr := attachOrSkip(t, Options{StagesOnly: true})
+	set := metrics.NewSet()
+	tr.RegisterMetrics(set)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var s Snapshot
+			var buf bytes.Buffer
+			for i := 0; i < 50; i++ {
+				if err := tr.Snapshot(&s); err != nil && !strings.Contains(err.Error(), "closed") {
+					t.Errorf("Snapshot: %v", err)
+					return
+				}
+				buf.Reset()
+				set.WritePrometheus(&buf)
+				stage.Received(uint64(i))
+			}
+		}()
+	}
+	close(start)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
