@@ -3,6 +3,7 @@
 package ebpf
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"testing"
@@ -153,5 +154,40 @@ func BenchmarkOrdinaryGoFuncAttached(b *testing.B) {
 	cpu.report()
 	if sink == 0 {
 		b.Fatal("no calls")
+	}
+}
+
+// BenchmarkPerWrite is the tracing cost per client write for batches of
+// N writes: the six markers of one batch per N writes, with the probes
+// detached and attached (op = one write).
+func BenchmarkPerWrite(b *testing.B) {
+	for _, attached := range []bool{false, true} {
+		for _, n := range []int{1, 16, 128} {
+			name := fmt.Sprintf("detached/batch=%d", n)
+			if attached {
+				name = fmt.Sprintf("attached/batch=%d", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				if attached {
+					attachOrSkip(b, Options{})
+				}
+				cpu := startCPU(b)
+				var id uint64
+				for i := 0; b.Loop(); i++ {
+					if i%n != 0 {
+						continue // a write that joined the open batch
+					}
+					id++
+					stage.Received(id)
+					stage.Proposed(id)
+					stage.Persisted(id)
+					stage.Committed(id)
+					stage.Applied(id)
+					stage.Answered(id)
+				}
+				cpu.report()
+				b.ReportMetric(float64(stage.NumStages)/float64(n), "hits/write")
+			})
+		}
 	}
 }
