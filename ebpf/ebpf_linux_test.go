@@ -40,6 +40,19 @@ func attachOrSkip(t testing.TB, opts Options) *Tracer {
 	return nil
 }
 
+// skipUnlessTracingPossible skips (or, under REQUIRE_EBPF_TESTS=1,
+// fails) a test before it does expensive setup when Check says this
+// process cannot trace.
+func skipUnlessTracingPossible(t testing.TB) {
+	t.Helper()
+	if err := Check(); err != nil {
+		if os.Getenv("REQUIRE_EBPF_TESTS") == "1" {
+			t.Fatalf("REQUIRE_EBPF_TESTS=1 but: %v", err)
+		}
+		t.Skipf("eBPF tracing not possible here (set REQUIRE_EBPF_TESTS=1 to fail instead): %v", err)
+	}
+}
+
 func snapshot(t testing.TB, tr *Tracer) *Snapshot {
 	t.Helper()
 	s := new(Snapshot)

@@ -77,6 +77,7 @@ func (tg *target) do(t *testing.T, command string) {
 // TestAttachOtherProcess traces another process by PID and by symbol, the
 // way `edgekv trace --pid` does.
 func TestAttachOtherProcess(t *testing.T) {
+	skipUnlessTracingPossible(t)
 	tg := startTarget(t)
 	tr := attachOrSkip(t, Options{PID: tg.pid})
 	if tr.PID() != tg.pid {
@@ -104,9 +105,7 @@ func TestAttachOtherProcess(t *testing.T) {
 // TestAttachStrippedBinary: a target built with -ldflags "-s -w" has no
 // symbols to attach the markers by; the error must say so.
 func TestAttachStrippedBinary(t *testing.T) {
-	if err := Check(); err != nil {
-		attachOrSkip(t, Options{}) // skips or fails with the reason
-	}
+	skipUnlessTracingPossible(t)
 	tg := startTarget(t, "-ldflags=-s -w")
 	tr, err := Attach(Options{PID: tg.pid})
 	if err == nil {
@@ -139,10 +138,8 @@ func (b *lockedBuffer) String() string {
 // TestTraceCommand runs the `edgekv trace` body against a busy target and
 // checks the printed histograms.
 func TestTraceCommand(t *testing.T) {
+	skipUnlessTracingPossible(t)
 	tg := startTarget(t)
-	if err := Check(); err != nil {
-		attachOrSkip(t, Options{PID: tg.pid}) // skips or fails with the reason
-	}
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
