@@ -191,3 +191,28 @@ func BenchmarkPerWrite(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHostSyscallOverhead: what a tracer costs the rest of the host.
+// It times getppid (not a traced syscall) in this process while a tracer
+// is attached to another process: the raw_syscalls programs run on every
+// syscall of every process and return after the PID check.
+func BenchmarkHostSyscallOverhead(b *testing.B) {
+	for _, attached := range []bool{false, true} {
+		name := "detached"
+		if attached {
+			name = "attached-to-other-pid"
+		}
+		b.Run(name, func(b *testing.B) {
+			if attached {
+				skipUnlessTracingPossible(b)
+				tg := startTarget(b)
+				attachOrSkip(b, Options{PID: tg.pid})
+			}
+			cpu := startCPU(b)
+			for b.Loop() {
+				unix.Getppid()
+			}
+			cpu.report()
+		})
+	}
+}

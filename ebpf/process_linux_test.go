@@ -26,7 +26,7 @@ type target struct {
 	out *bufio.Scanner
 }
 
-func startTarget(t *testing.T, buildFlags ...string) *target {
+func startTarget(t testing.TB, buildFlags ...string) *target {
 	t.Helper()
 	bin, err := gobuild.Build(t.TempDir(), "github.com/edgekv/edgekv/ebpf/internal/tracetarget", buildFlags...)
 	if err != nil {
@@ -61,7 +61,7 @@ func startTarget(t *testing.T, buildFlags ...string) *target {
 }
 
 // do sends one command and waits for its answer.
-func (tg *target) do(t *testing.T, command string) {
+func (tg *target) do(t testing.TB, command string) {
 	t.Helper()
 	if _, err := fmt.Fprintln(tg.in, command); err != nil {
 		t.Fatalf("sending %q: %v", command, err)
