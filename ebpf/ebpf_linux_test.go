@@ -360,3 +360,27 @@ func TestScrapeWhileClosing(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestTwoTracersIndependent: the node's own tracer and an `edgekv trace`
+// on the same process each count every hit, in their own maps.
+func TestTwoTracersIndependent(t *testing.T) {
+	a := attachOrSkip(t, Options{})
+	b := attachOrSkip(t, Options{StagesOnly: true})
+	beforeA, beforeB := snapshot(t, a), snapshot(t, b)
+	base := uint64(time.Now().UnixNano())
+	for i := uint64(0); i < 25; i++ {
+		for s := 0; s < stage.NumStages; s++ {
+			stage.Mark(stage.Stage(s), base+i)
+		}
+	}
+	dA, dB := snapshot(t, a).Sub(beforeA), snapshot(t, b).Sub(beforeB)
+	checkBatches(t, &dA, 25)
+	checkBatches(t, &dB, 25)
+	fdatasyncs(t, t.TempDir(), 3)
+	if got := snapshot(t, b).Syscalls[1].Count(); got != 0 {
+		t.Errorf("StagesOnly tracer counted %d fdatasyncs, want 0", got)
+	}
+	if got := snapshot(t, a).Syscalls[1].Count(); got != 3 {
+		t.Errorf("full tracer counted %d fdatasyncs, want 3", got)
+	}
+}

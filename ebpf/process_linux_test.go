@@ -214,3 +214,40 @@ func TestTraceCommandFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceCommandTargetExits: when the traced process exits, the command
+// ends with an error saying so instead of printing empty intervals
+// forever.
+func TestTraceCommandTargetExits(t *testing.T) {
+	skipUnlessTracingPossible(t)
+	tg := startTarget(t)
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- RunTraceCommand(ctx, []string{"--pid", fmt.Sprint(tg.pid), "--interval", "50ms"}, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.HasPrefix(stdout.String(), "Tracing pid") {
+		if time.Now().After(deadline) {
+			t.Fatal("trace command did not start")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("trace command ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := fmt.Fprintln(tg.in, "quit"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exited") {
+			t.Fatalf("trace command returned %v, want an error saying the pid exited", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("trace command still running after its target exited")
+	}
+}
