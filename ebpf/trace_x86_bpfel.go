@@ -53,6 +53,9 @@ const (
 	traceProgOnWakeup    = "on_wakeup"
 	traceProgOnWakeupNew = "on_wakeup_new"
 	traceVarArgOnStack   = "arg_on_stack"
+	traceVarGlobalTgid   = "global_tgid"
+	traceVarPidnsDev     = "pidns_dev"
+	traceVarPidnsIno     = "pidns_ino"
 	traceVarTargetTgid   = "target_tgid"
 )
 
@@ -125,6 +128,9 @@ type traceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceVariableSpecs struct {
 	ArgOnStack *ebpf.VariableSpec `ebpf:"arg_on_stack"`
+	GlobalTgid *ebpf.VariableSpec `ebpf:"global_tgid"`
+	PidnsDev   *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno   *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 }
 
@@ -176,6 +182,9 @@ func (m *traceMaps) Close() error {
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceVariables struct {
 	ArgOnStack *ebpf.Variable `ebpf:"arg_on_stack"`
+	GlobalTgid *ebpf.Variable `ebpf:"global_tgid"`
+	PidnsDev   *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno   *ebpf.Variable `ebpf:"pidns_ino"`
 	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 }
 

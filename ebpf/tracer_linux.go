@@ -43,10 +43,12 @@ type Tracer struct {
 // opts.PID: uprobes on its six stage markers, raw_syscalls and scheduler
 // tracepoints filtered to its PID. Errors that mean the host cannot trace
 // wrap ErrUnavailable. The caller must Close the Tracer: while it is
-// attached every syscall on the host pays a few tens of nanoseconds.
+// attached every syscall on the host pays for a PID check (tens of ns on
+// an idle host, ~0.4 µs measured on a loaded VM), unless StagesOnly.
 //
-// PIDs are matched in the initial PID namespace: a tracer inside a
-// container with its own PID namespace sees no events.
+// opts.PID is read in this process's PID namespace. In a container with
+// its own PID namespace the target must be in the same namespace (a node
+// tracing itself, or `edgekv trace` run in the node's container).
 func Attach(opts Options) (*Tracer, error) {
 	if err := Check(); err != nil {
 		return nil, err
@@ -74,6 +76,16 @@ func Attach(opts Options) (*Tracer, error) {
 	}
 	if err := spec.Variables[traceVarArgOnStack].Set(onStack); err != nil {
 		return nil, fmt.Errorf("setting marker ABI: %w", err)
+	}
+	nsDev, nsIno, err := pidNamespace()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[traceVarPidnsDev].Set(nsDev); err != nil {
+		return nil, fmt.Errorf("setting PID namespace: %w", err)
+	}
+	if err := spec.Variables[traceVarPidnsIno].Set(nsIno); err != nil {
+		return nil, fmt.Errorf("setting PID namespace: %w", err)
 	}
 
 	t := &Tracer{pid: pid}
@@ -160,6 +172,25 @@ func (t *Tracer) attachMarkers(self bool, executable string) error {
 	}
 	t.links = append(t.links, l)
 	return nil
+}
+
+// initPIDNamespaceIno is the inode number of the initial PID namespace
+// (PROC_PID_INIT_INO in the kernel), fixed since Linux 3.8.
+const initPIDNamespaceIno = 0xEFFFFFFC
+
+// pidNamespace returns the device (kernel encoding) and inode of this
+// process's PID namespace, or zeros for the initial one, where the BPF
+// programs compare global tgids directly.
+func pidNamespace() (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0, 0, fmt.Errorf("reading this process's PID namespace: %w", err)
+	}
+	if st.Ino == initPIDNamespaceIno {
+		return 0, 0, nil
+	}
+	// The kernel's dev_t: major in the top 12 bits, minor in the low 20.
+	return uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev)), st.Ino, nil
 }
 
 // loadError wraps a load or attach error; a permission error becomes an
