@@ -47,6 +47,18 @@ func BenchmarkMarkerAttachedStagesOnly(b *testing.B) {
 	reportOptimized(b)
 }
 
+// BenchmarkMarkerAttachedSingleUprobe: as BenchmarkMarkerAttached on the
+// pre-6.6 attach path (classic perf-event uprobes).
+func BenchmarkMarkerAttachedSingleUprobe(b *testing.B) {
+	attachOrSkip(b, Options{singleUprobes: true})
+	cpu := startCPU(b)
+	for i := 0; b.Loop(); i++ {
+		stage.Received(uint64(i))
+	}
+	cpu.report()
+	reportOptimized(b)
+}
+
 // BenchmarkOrphanMarkerAttached: a hit that only looks its id up (and
 // misses): the kernel's uprobe cost with the cheapest path of the program.
 func BenchmarkOrphanMarkerAttached(b *testing.B) {
@@ -139,7 +151,7 @@ func BenchmarkOrdinaryGoFuncAttached(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := ex.UprobeMulti(nil, tr.objs.OnMarker, &link.UprobeMultiOptions{
+	l, err := ex.UprobeMulti(nil, tr.coll.Programs[traceProgOnMarker], &link.UprobeMultiOptions{
 		Addresses: []uint64{off}, Cookies: []uint64{0}, PID: uint32(tr.PID()),
 	})
 	if err != nil {

@@ -384,3 +384,34 @@ func TestTwoTracersIndependent(t *testing.T) {
 		t.Errorf("full tracer counted %d fdatasyncs, want 3", got)
 	}
 }
+
+// TestSingleUprobesFallback takes the attach path of kernels without
+// uprobe_multi (before 6.6): one classic perf-event uprobe per marker,
+// by address for this process and by symbol for another.
+func TestSingleUprobesFallback(t *testing.T) {
+	t.Run("self", func(t *testing.T) {
+		tr := attachOrSkip(t, Options{singleUprobes: true})
+		before := snapshot(t, tr)
+		base := uint64(time.Now().UnixNano())
+		for i := uint64(0); i < 100; i++ {
+			for s := 0; s < stage.NumStages; s++ {
+				stage.Mark(stage.Stage(s), base+i)
+			}
+		}
+		fdatasyncs(t, t.TempDir(), 4)
+		d := snapshot(t, tr).Sub(before)
+		checkBatches(t, &d, 100)
+		if got := d.Syscalls[1].Count(); got != 4 {
+			t.Errorf("fdatasync count %d, want 4", got)
+		}
+	})
+	t.Run("other process", func(t *testing.T) {
+		skipUnlessTracingPossible(t)
+		tg := startTarget(t)
+		tr := attachOrSkip(t, Options{PID: tg.pid, singleUprobes: true, StagesOnly: true})
+		before := snapshot(t, tr)
+		tg.do(t, "batches 60")
+		d := snapshot(t, tr).Sub(before)
+		checkBatches(t, &d, 60)
+	})
+}

@@ -2,7 +2,7 @@
 //
 // Three families, all filtered to one process (target_tgid, see
 // is_target):
-//   on_marker               uprobe_multi on the stage markers (package
+//   on_marker(_single)      uprobes on the stage markers (package
 //                           ebpf/stage): time between consecutive stages of
 //                           one batch, paired by batch id.
 //   on_sys_enter/exit       raw tracepoints raw_syscalls:sys_enter/exit:
@@ -190,8 +190,7 @@ static __always_inline u32 target_global_tgid(void)
 	return global_tgid;
 }
 
-SEC("uprobe.multi")
-int on_marker(struct pt_regs *ctx)
+static __always_inline int marker_hit(struct pt_regs *ctx)
 {
 	if (!is_target(bpf_get_current_pid_tgid()))
 		return 0;
@@ -235,6 +234,22 @@ int on_marker(struct pt_regs *ctx)
 	b->last_stage = stage;
 	b->last_ns = now;
 	return 0;
+}
+
+// The same program twice: on_marker for uprobe_multi links (Linux 6.6+),
+// on_marker_single for one classic perf-event uprobe per marker (older
+// kernels). The loader keeps only the one it attaches; the stage comes
+// from the attach cookie in both.
+SEC("uprobe.multi")
+int on_marker(struct pt_regs *ctx)
+{
+	return marker_hit(ctx);
+}
+
+SEC("uprobe")
+int on_marker_single(struct pt_regs *ctx)
+{
+	return marker_hit(ctx);
 }
 
 // sys_index maps an x86_64 syscall number to its histogram, or -1.
