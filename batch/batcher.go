@@ -56,6 +56,9 @@ type Config struct {
 	// Clock stamps submissions; a FakeClock in tests. Nil: a MonotonicClock.
 	Clock Clock
 	// Metrics, if not nil, receives the batcher's metrics (edgekv_batch_*).
+	// One Batcher per set: the names are fixed, and a second registration
+	// of the histograms panics. A node keeps one Batcher for its life (a
+	// leader change needs no new one: PopPending and Finish(id, _, false)).
 	Metrics *metrics.Set
 }
 
