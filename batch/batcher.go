@@ -236,6 +236,10 @@ func (b *Batcher) Submit(p Proposal) Reason {
 
 // Close refuses every later Submit with ReasonClosed and wakes the
 // proposer. Proposals already queued stay: drain them with PopPending.
+// Close is for shutdown, there is no reopening: from then on Park always
+// reports false, so the proposer loop must end (after draining) rather
+// than keep polling. A node that merely stops leading keeps the Batcher
+// open and fails or forwards what PopPending returns.
 func (b *Batcher) Close() { b.queue.Close() }
 
 // Wakeup is the channel the proposer sleeps on after a successful Park.
