@@ -55,6 +55,7 @@
 //	    a follower's client request (propose or read-index) to the leader
 //	(*Transport).Respond(follower, Outcome) bool
 //	    the leader's answer to a request received in Batch.Forwards
+//	(*Transport).Status(id) (PeerStatus, bool) reachable, messages dropped
 //	(*Transport).Close() error                stop every goroutine and wait
 //
 //	Handler.HandleBatch(*Batch)               messages and forwarded requests;
@@ -343,6 +344,29 @@ func (t *Transport) SendSnapshot(msg raftmsg.Message, data io.ReaderAt, sizeByte
 	default:
 		return ErrBusy
 	}
+}
+
+// PeerStatus describes the transport's view of one peer.
+type PeerStatus struct {
+	// Reachable: the control and append lanes both have a live,
+	// handshaken connection.
+	Reachable bool
+	// Dropped counts messages refused by Send (queue full) or dropped as
+	// too large, since the peer was added.
+	Dropped uint64
+}
+
+// Status reports on peer id (ok false if unknown), for /v1/cluster and
+// metrics.
+func (t *Transport) Status(id raftmsg.NodeID) (PeerStatus, bool) {
+	p := t.peer(id)
+	if p == nil {
+		return PeerStatus{}, false
+	}
+	return PeerStatus{
+		Reachable: p.lanes[laneControl].connected.Load() && p.lanes[laneAppend].connected.Load(),
+		Dropped:   p.lanes[laneControl].dropped.Load() + p.lanes[laneAppend].dropped.Load(),
+	}, true
 }
 
 // Close stops every goroutine the transport started and waits for them.
