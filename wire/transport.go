@@ -32,8 +32,9 @@
 // releases the batch exactly once when it no longer needs them (after the
 // Raft core has copied entries into its log, or after they were written to
 // the WAL). Outcome bodies returned by Forward are copies owned by the
-// caller. Data given to Send, Forward, Respond must not be modified until
-// it has been sent (Raft entries are immutable, so this holds naturally).
+// caller. Entries given to Send are referenced, not copied, until written
+// to the socket: they must not be modified (Raft entries are immutable, so
+// this holds naturally). Forward and Respond copy what they are given.
 //
 // API for the node runtime:
 //
@@ -75,6 +76,7 @@
 package wire
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -277,13 +279,15 @@ func (t *Transport) Send(m raftmsg.Message) bool {
 }
 
 // Respond sends the outcome of a request that peer `to` forwarded
-// (received in a Batch's Forwards). False if it could not be queued; the
-// follower's Forward then ends with its context (outcome unknown).
+// (received in a Batch's Forwards); o.Body is copied. False if it could
+// not be queued; the follower's Forward then ends with its context
+// (outcome unknown).
 func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 	p := t.peer(to)
 	if p == nil {
 		return false
 	}
+	o.Body = bytes.Clone(o.Body) // the caller may reuse its buffer at once
 	lane := laneControl
 	if len(o.Body) > 64<<10 {
 		lane = laneAppend
@@ -292,7 +296,8 @@ func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 }
 
 // Forward sends a client request to the leader `to` and waits for its
-// outcome or ctx. Request ids must be unique among this node's requests in
+// outcome or ctx. req.Payload is copied, so the caller may reuse it as
+// soon as Forward returns. Request ids must be unique among this node's requests in
 // flight. An error means the outcome is unknown (the request may still
 // commit) unless it is ErrQueueFull or ErrUnknownPeer (not sent).
 func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardRequest) (Outcome, error) {
@@ -300,6 +305,9 @@ func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardR
 	if p == nil {
 		return Outcome{}, fmt.Errorf("%w %#x", ErrUnknownPeer, uint64(to))
 	}
+	// Copied: on a timeout Forward returns while the request may still
+	// sit in the queue, and HTTP servers reuse request bodies.
+	req.Payload = bytes.Clone(req.Payload)
 	w, err := t.waiters.add(req.RequestID, to)
 	if err != nil {
 		return Outcome{}, err
