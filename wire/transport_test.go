@@ -69,6 +69,15 @@ func TestEveryMessageTypeEveryCompression(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatal("messages changed in transit")
 			}
+			// Every receive buffer goes back to the pool once the handler
+			// releases its batches.
+			deadline := time.Now().Add(waitTimeout)
+			for b.pool.Outstanding() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d receive buffers never released", b.pool.Outstanding())
+				}
+				runtime.Gosched()
+			}
 		})
 	}
 }
