@@ -273,6 +273,12 @@ func (p *peer) runLane(l *outLane) {
 			quiet = true
 		}
 		p.t.cfg.Handler.PeerUnreachable(p.id)
+		if err != nil && l.lane != laneSnapshot {
+			// Requests forwarded to this peer may have been lost with the
+			// connection: their callers learn "unknown" now, not at their
+			// deadline.
+			p.t.waiters.failPeer(p.id, fmt.Errorf("%w: %v", ErrConnectionLost, err))
+		}
 		if !p.wait(bo.next()) {
 			return
 		}

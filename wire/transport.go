@@ -112,6 +112,9 @@ var (
 	ErrQueueFull   = errors.New("wire: send queue full")
 	ErrBusy        = errors.New("wire: a snapshot to this peer is already being sent")
 	ErrTooLarge    = errors.New("wire: message larger than the record limit")
+	// ErrConnectionLost ends a Forward whose connection to the leader
+	// broke: the outcome is unknown (the request may still commit).
+	ErrConnectionLost = errors.New("wire: connection to the leader lost, outcome unknown")
 )
 
 // Transport connects this node to its peers.
@@ -296,8 +299,9 @@ func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 }
 
 // Forward sends a client request to the leader `to` and waits for its
-// outcome or ctx. req.Payload is copied, so the caller may reuse it as
-// soon as Forward returns. Request ids must be unique among this node's requests in
+// outcome, ctx, or the loss of a connection to it (ErrConnectionLost).
+// req.Payload is copied, so the caller may reuse it as soon as Forward
+// returns. Request ids must be unique among this node's requests in
 // flight. An error means the outcome is unknown (the request may still
 // commit) unless it is ErrQueueFull or ErrUnknownPeer (not sent).
 func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardRequest) (Outcome, error) {
@@ -321,9 +325,9 @@ func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardR
 		return Outcome{}, ErrQueueFull
 	}
 	select {
-	case o := <-w:
+	case r := <-w:
 		t.waiters.remove(req.RequestID, w)
-		return o, nil
+		return r.out, r.err
 	case <-ctx.Done():
 		t.waiters.remove(req.RequestID, w)
 		return Outcome{RequestID: req.RequestID, Status: StatusUnknown}, fmt.Errorf("wire: forward %d to %#x: %w", req.RequestID, uint64(to), ctx.Err())
