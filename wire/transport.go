@@ -16,6 +16,12 @@
 // snapshot lane (flow-control acks). Outcomes of forwarded requests travel
 // back on the leader's own control connection to the follower.
 //
+// Versions: each connection negotiates the highest protocol version both
+// nodes speak (package handshake); today there is only version 1. A change
+// to the frame or batch encoding (for example a field added to
+// raftmsg.Message) needs a new version, with the encoders choosing by the
+// session's negotiated version so that mixed clusters keep working.
+//
 // Sending never blocks: Send puts the message in the peer's bounded queue
 // or returns false (queue full, peer unknown), and the runtime tells Raft
 // the peer is unreachable. Each writer takes one message, then drains the
