@@ -171,3 +171,27 @@ func TestEntryBeyondRecordLimitIsDroppedAndLogged(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 }
+
+// TestForwardFailsFastWhenConnectionBreaks: a forward in flight ends with
+// ErrConnectionLost (outcome unknown) as soon as the connection to the
+// leader breaks, not at its deadline.
+func TestForwardFailsFastWhenConnectionBreaks(t *testing.T) {
+	leader, follower := pair(t, nil)
+	px := newProxy(t, leader.Addr().String())
+	if err := follower.AddPeer(1, "n1", px.addr()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		o, err := follower.Forward(context.Background(), 1, ForwardRequest{Op: ForwardPropose, RequestID: 4, Payload: []byte("p")})
+		if o.Status != StatusUnknown {
+			err = errors.New("status " + o.Status.String())
+		}
+		done <- err
+	}()
+	recv(t, leader.rec.forwards, "the forwarded request") // in flight, never answered
+	px.cut()
+	if err := recv(t, done, "Forward to end"); !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("got %v, want ErrConnectionLost", err)
+	}
+}

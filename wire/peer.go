@@ -43,6 +43,7 @@ type outLane struct {
 	maxBytes    int64
 	queuedBytes atomic.Int64
 	dropped     atomic.Uint64
+	connected   atomic.Bool // a handshaken connection is up
 }
 
 // enqueue never blocks: it reports false when the queue is full by count
@@ -242,30 +243,42 @@ func (p *peer) runLane(l *outLane) {
 	defer p.wg.Done()
 	log := p.t.log.With("peer", p.name, "lane", laneName(l.lane))
 	bo := p.newBackoff(l.lane)
-	quiet := false // log repeated dial failures at debug level only
+	quiet := false                     // a non-handshake failure was logged
+	lastRefusal := handshake.FieldNone // the handshake refusal last logged
 	for p.ctx.Err() == nil {
 		s, err := p.connect(l.lane, p.t.cfg.Compression.streamCodec())
 		if err == nil {
 			log.Debug("connected", "version", s.version, "codec", s.codec)
 			bo.reset()
-			quiet = false
+			quiet, lastRefusal = false, handshake.FieldNone
+			l.connected.Store(true)
 			err = p.stream(l, s)
+			l.connected.Store(false)
 			p.untrack(s.conn)
 		}
 		if p.ctx.Err() != nil {
 			return
 		}
+		// Each kind of failure is logged once at Warn/Error, then at debug
+		// level on every backoff step until a connection succeeds.
 		var me *handshake.MismatchError
 		switch {
-		case errors.As(err, &me):
+		case errors.As(err, &me) && me.Field != lastRefusal:
 			log.Error("peer refused the handshake", "field", me.Field.String(), "local", me.Local, "remote", me.Remote, "err", err)
-		case quiet:
+			lastRefusal = me.Field
+		case errors.As(err, &me) || quiet:
 			log.Debug("connection failed", "err", err)
 		default:
 			log.Warn("connection failed, reconnecting with backoff", "err", err)
 			quiet = true
 		}
 		p.t.cfg.Handler.PeerUnreachable(p.id)
+		if err != nil && l.lane != laneSnapshot {
+			// Requests forwarded to this peer may have been lost with the
+			// connection: their callers learn "unknown" now, not at their
+			// deadline.
+			p.t.waiters.failPeer(p.id, fmt.Errorf("%w: %v", ErrConnectionLost, err))
+		}
 		if !p.wait(bo.next()) {
 			return
 		}

@@ -16,6 +16,12 @@
 // snapshot lane (flow-control acks). Outcomes of forwarded requests travel
 // back on the leader's own control connection to the follower.
 //
+// Versions: each connection negotiates the highest protocol version both
+// nodes speak (package handshake); today there is only version 1. A change
+// to the frame or batch encoding (for example a field added to
+// raftmsg.Message) needs a new version, with the encoders choosing by the
+// session's negotiated version so that mixed clusters keep working.
+//
 // Sending never blocks: Send puts the message in the peer's bounded queue
 // or returns false (queue full, peer unknown), and the runtime tells Raft
 // the peer is unreachable. Each writer takes one message, then drains the
@@ -32,8 +38,9 @@
 // releases the batch exactly once when it no longer needs them (after the
 // Raft core has copied entries into its log, or after they were written to
 // the WAL). Outcome bodies returned by Forward are copies owned by the
-// caller. Data given to Send, Forward, Respond must not be modified until
-// it has been sent (Raft entries are immutable, so this holds naturally).
+// caller. Entries given to Send are referenced, not copied, until written
+// to the socket: they must not be modified (Raft entries are immutable, so
+// this holds naturally). Forward and Respond copy what they are given.
 //
 // API for the node runtime:
 //
@@ -55,6 +62,7 @@
 //	    a follower's client request (propose or read-index) to the leader
 //	(*Transport).Respond(follower, Outcome) bool
 //	    the leader's answer to a request received in Batch.Forwards
+//	(*Transport).Status(id) (PeerStatus, bool) reachable, messages dropped
 //	(*Transport).Close() error                stop every goroutine and wait
 //
 //	Handler.HandleBatch(*Batch)               messages and forwarded requests;
@@ -74,6 +82,7 @@
 package wire
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +118,9 @@ var (
 	ErrQueueFull   = errors.New("wire: send queue full")
 	ErrBusy        = errors.New("wire: a snapshot to this peer is already being sent")
 	ErrTooLarge    = errors.New("wire: message larger than the record limit")
+	// ErrConnectionLost ends a Forward whose connection to the leader
+	// broke: the outcome is unknown (the request may still commit).
+	ErrConnectionLost = errors.New("wire: connection to the leader lost, outcome unknown")
 )
 
 // Transport connects this node to its peers.
@@ -276,13 +288,15 @@ func (t *Transport) Send(m raftmsg.Message) bool {
 }
 
 // Respond sends the outcome of a request that peer `to` forwarded
-// (received in a Batch's Forwards). False if it could not be queued; the
-// follower's Forward then ends with its context (outcome unknown).
+// (received in a Batch's Forwards); o.Body is copied. False if it could
+// not be queued; the follower's Forward then ends with its context
+// (outcome unknown).
 func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 	p := t.peer(to)
 	if p == nil {
 		return false
 	}
+	o.Body = bytes.Clone(o.Body) // the caller may reuse its buffer at once
 	lane := laneControl
 	if len(o.Body) > 64<<10 {
 		lane = laneAppend
@@ -291,7 +305,9 @@ func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 }
 
 // Forward sends a client request to the leader `to` and waits for its
-// outcome or ctx. Request ids must be unique among this node's requests in
+// outcome, ctx, or the loss of a connection to it (ErrConnectionLost).
+// req.Payload is copied, so the caller may reuse it as soon as Forward
+// returns. Request ids must be unique among this node's requests in
 // flight. An error means the outcome is unknown (the request may still
 // commit) unless it is ErrQueueFull or ErrUnknownPeer (not sent).
 func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardRequest) (Outcome, error) {
@@ -299,6 +315,9 @@ func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardR
 	if p == nil {
 		return Outcome{}, fmt.Errorf("%w %#x", ErrUnknownPeer, uint64(to))
 	}
+	// Copied: on a timeout Forward returns while the request may still
+	// sit in the queue, and HTTP servers reuse request bodies.
+	req.Payload = bytes.Clone(req.Payload)
 	w, err := t.waiters.add(req.RequestID, to)
 	if err != nil {
 		return Outcome{}, err
@@ -312,9 +331,9 @@ func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardR
 		return Outcome{}, ErrQueueFull
 	}
 	select {
-	case o := <-w:
+	case r := <-w:
 		t.waiters.remove(req.RequestID, w)
-		return o, nil
+		return r.out, r.err
 	case <-ctx.Done():
 		t.waiters.remove(req.RequestID, w)
 		return Outcome{RequestID: req.RequestID, Status: StatusUnknown}, fmt.Errorf("wire: forward %d to %#x: %w", req.RequestID, uint64(to), ctx.Err())
@@ -343,6 +362,29 @@ func (t *Transport) SendSnapshot(msg raftmsg.Message, data io.ReaderAt, sizeByte
 	default:
 		return ErrBusy
 	}
+}
+
+// PeerStatus describes the transport's view of one peer.
+type PeerStatus struct {
+	// Reachable: the control and append lanes both have a live,
+	// handshaken connection.
+	Reachable bool
+	// Dropped counts messages refused by Send (queue full) or dropped as
+	// too large, since the peer was added.
+	Dropped uint64
+}
+
+// Status reports on peer id (ok false if unknown), for /v1/cluster and
+// metrics.
+func (t *Transport) Status(id raftmsg.NodeID) (PeerStatus, bool) {
+	p := t.peer(id)
+	if p == nil {
+		return PeerStatus{}, false
+	}
+	return PeerStatus{
+		Reachable: p.lanes[laneControl].connected.Load() && p.lanes[laneAppend].connected.Load(),
+		Dropped:   p.lanes[laneControl].dropped.Load() + p.lanes[laneAppend].dropped.Load(),
+	}, true
 }
 
 // Close stops every goroutine the transport started and waits for them.

@@ -69,6 +69,15 @@ func TestEveryMessageTypeEveryCompression(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatal("messages changed in transit")
 			}
+			// Every receive buffer goes back to the pool once the handler
+			// releases its batches.
+			deadline := time.Now().Add(waitTimeout)
+			for b.pool.Outstanding() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d receive buffers never released", b.pool.Outstanding())
+				}
+				runtime.Gosched()
+			}
 		})
 	}
 }
@@ -174,6 +183,10 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 	if id := recv(t, a.rec.unreach, "PeerUnreachable"); id != 2 {
 		t.Fatalf("unreachable %d", id)
 	}
+	st, ok := a.Status(2)
+	if !ok || st.Reachable || st.Dropped != uint64(100-accepted) {
+		t.Fatalf("Status = %+v, %v; want unreachable with %d dropped", st, ok, 100-accepted)
+	}
 }
 
 func TestQueueBytesBound(t *testing.T) {
@@ -204,7 +217,12 @@ func TestQueueBytesBound(t *testing.T) {
 func TestReconnectAfterPeerRestart(t *testing.T) {
 	a, b := pair(t, nil)
 	a.Send(raftmsg.Message{Type: raftmsg.MsgHeartbeat, From: 1, To: 2, Term: 1})
+	a.Send(raftmsg.Message{Type: raftmsg.MsgApp, From: 1, To: 2, Term: 1})
 	recv(t, b.rec.msgs, "first heartbeat")
+	recv(t, b.rec.msgs, "first append")
+	if st, _ := a.Status(2); !st.Reachable {
+		t.Fatalf("Status %+v after both lanes delivered", st)
+	}
 	addr := b.Addr().String()
 	b.Close()
 	recv(t, a.rec.unreach, "PeerUnreachable after the peer closed")
