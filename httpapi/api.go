@@ -284,6 +284,13 @@ func (a *API) serveKey(ctx *fasthttp.RequestCtx, s *scratch, rawKey, query []byt
 	}
 }
 
+// Backend contract violations (answered 500 and logged, never passed on
+// as a revision 0 that no key or write can have).
+var (
+	errZeroWriteRevision = errors.New("httpapi: Backend reported a successful write at revision 0")
+	errZeroKeyRevision   = errors.New("httpapi: Backend returned a key with revision 0")
+)
+
 // conditions reads If-Match / If-None-Match (the latter only when
 // noneMatchOK).
 func conditions(ctx *fasthttp.RequestCtx, noneMatchOK bool) (ifMatch uint64, ifAbsent bool, err *Error) {
@@ -382,6 +389,9 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 		req.Idempotency.Fingerprint = s.fp.put(&req)
 	}
 	res, berr := a.backend.Put(ctx, req)
+	if berr == nil && res.Revision == 0 {
+		berr = errZeroWriteRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -393,6 +403,9 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 
 func (a *API) get(ctx *fasthttp.RequestCtx, s *scratch, c Consistency) {
 	res, berr := a.backend.Get(ctx, GetRequest{Key: s.key, Consistency: c})
+	if berr == nil && res.KeyRevision == 0 {
+		berr = errZeroKeyRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -418,6 +431,9 @@ func (a *API) delete(ctx *fasthttp.RequestCtx, s *scratch) {
 		req.Idempotency.Fingerprint = s.fp.delete(&req)
 	}
 	res, berr := a.backend.Delete(ctx, req)
+	if berr == nil && res.Revision == 0 {
+		berr = errZeroWriteRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -525,6 +541,9 @@ func (a *API) deletePrefix(ctx *fasthttp.RequestCtx, s *scratch, q *queryArgs) {
 		req.Idempotency.Fingerprint = s.fp.deletePrefix(&req)
 	}
 	res, berr := a.backend.DeletePrefix(ctx, req)
+	if berr == nil && res.Revision == 0 {
+		berr = errZeroWriteRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -579,6 +598,9 @@ func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 		req.Idempotency.Fingerprint = s.fp.batch(&req)
 	}
 	res, berr := a.backend.Batch(ctx, req)
+	if berr == nil && res.Revision == 0 {
+		berr = errZeroWriteRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return

@@ -383,3 +383,17 @@ func TestHealthAndReady(t *testing.T) {
 	}
 	wantError(t, h.do("POST", "/readyz", nil, ""), 405, "method_not_allowed")
 }
+
+func TestZeroRevisionIsABackendBug(t *testing.T) {
+	for _, raw := range []string{
+		"PUT /v1/kv/k HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nv",
+		"GET /v1/kv/k HTTP/1.1\r\nHost: h\r\n\r\n",
+	} {
+		api, ctx := handlerCtx(t, raw)
+		api.backend.(*fixedBackend).zero = true
+		api.Handler()(ctx)
+		if ctx.Response.StatusCode() != 500 {
+			t.Errorf("%.20q with revision 0 from the backend: status %d, want 500", raw, ctx.Response.StatusCode())
+		}
+	}
+}

@@ -29,6 +29,9 @@ import (
 //     answered with 500 {"code":"internal"} and logged at error level. A
 //     write whose outcome is unknown (it may still commit) must be reported
 //     as KindTimeout, never as KindUnavailable.
+//   - Revisions start at 1: a successful write reports the revision it
+//     was applied at (>= 1) and Get reports the key's revision (>= 1);
+//     a zero there is a Backend bug, answered 500 and logged.
 //   - The Meta of a result is used for the X-Edgekv-Revision and
 //     X-Edgekv-Leader headers, also when the method returns an error (for
 //     example the revision a 404 reflects). When a result's Meta.Revision is
