@@ -541,9 +541,6 @@ func (a *API) deletePrefix(ctx *fasthttp.RequestCtx, s *scratch, q *queryArgs) {
 		req.Idempotency.Fingerprint = s.fp.deletePrefix(&req)
 	}
 	res, berr := a.backend.DeletePrefix(ctx, req)
-	if berr == nil && res.Revision == 0 {
-		berr = errZeroWriteRevision
-	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -598,9 +595,6 @@ func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 		req.Idempotency.Fingerprint = s.fp.batch(&req)
 	}
 	res, berr := a.backend.Batch(ctx, req)
-	if berr == nil && res.Revision == 0 {
-		berr = errZeroWriteRevision
-	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
