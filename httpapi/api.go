@@ -260,7 +260,7 @@ func (a *API) serveKey(ctx *fasthttp.RequestCtx, s *scratch, rawKey, query []byt
 		allowed = paramConsistency
 	case fasthttp.MethodPut, fasthttp.MethodDelete:
 	default:
-		a.methodNotAllowed(ctx, s, "GET, HEAD, PUT, DELETE")
+		a.methodNotAllowed(ctx, s, "GET, HEAD, PUT, DELETE", true)
 		return
 	}
 	var err *Error
@@ -451,7 +451,7 @@ func (a *API) serveRange(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 	case fasthttp.MethodDelete:
 		allowed = paramPrefix
 	default:
-		a.methodNotAllowed(ctx, s, "GET, HEAD, DELETE")
+		a.methodNotAllowed(ctx, s, "GET, HEAD, DELETE", true)
 		return
 	}
 	var q queryArgs
@@ -558,7 +558,7 @@ func (a *API) deletePrefix(ctx *fasthttp.RequestCtx, s *scratch, q *queryArgs) {
 
 func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 	if string(ctx.Method()) != fasthttp.MethodPost {
-		a.methodNotAllowed(ctx, s, "POST")
+		a.methodNotAllowed(ctx, s, "POST", true)
 		return
 	}
 	var q queryArgs
@@ -605,7 +605,7 @@ func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 
 func (a *API) serveHealthz(ctx *fasthttp.RequestCtx, s *scratch) {
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		a.methodNotAllowed(ctx, s, "GET, HEAD")
+		a.methodNotAllowed(ctx, s, "GET, HEAD", false)
 		return
 	}
 	ctx.Response.Header.SetContentType(contentJSON)
@@ -614,7 +614,7 @@ func (a *API) serveHealthz(ctx *fasthttp.RequestCtx, s *scratch) {
 
 func (a *API) serveReadyz(ctx *fasthttp.RequestCtx, s *scratch) {
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		a.methodNotAllowed(ctx, s, "GET, HEAD")
+		a.methodNotAllowed(ctx, s, "GET, HEAD", false)
 		return
 	}
 	if err := a.backend.Ready(ctx); err != nil {
@@ -623,6 +623,10 @@ func (a *API) serveReadyz(ctx *fasthttp.RequestCtx, s *scratch) {
 			a.log.Error("httpapi: backend Ready returned an untyped error", "err", err)
 			e = &Error{Kind: KindUnavailable, Message: "not ready"}
 		}
+		if e.Kind != KindUnavailable {
+			// Not ready is always 503, whatever kind the Backend chose.
+			e = &Error{Kind: KindUnavailable, Message: e.Message, RetryAfter: e.RetryAfter}
+		}
 		writeErrorBody(ctx, s, a.withRetry(e))
 		return
 	}
@@ -630,9 +634,9 @@ func (a *API) serveReadyz(ctx *fasthttp.RequestCtx, s *scratch) {
 	ctx.Response.SetBodyString("{\"status\":\"ready\"}\n")
 }
 
-func (a *API) methodNotAllowed(ctx *fasthttp.RequestCtx, s *scratch, allow string) {
+func (a *API) methodNotAllowed(ctx *fasthttp.RequestCtx, s *scratch, allow string, kv bool) {
 	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
-	a.fail(ctx, s, &Error{Kind: KindMethodNotAllowed, Message: "method " + string(truncate(ctx.Method())) + " not allowed; allowed: " + allow}, true)
+	a.fail(ctx, s, &Error{Kind: KindMethodNotAllowed, Message: "method " + string(truncate(ctx.Method())) + " not allowed; allowed: " + allow}, kv)
 }
 
 // fail answers a request the HTTP layer refuses itself. kv says whether
