@@ -260,7 +260,7 @@ func (a *API) serveKey(ctx *fasthttp.RequestCtx, s *scratch, rawKey, query []byt
 		allowed = paramConsistency
 	case fasthttp.MethodPut, fasthttp.MethodDelete:
 	default:
-		a.methodNotAllowed(ctx, s, "GET, HEAD, PUT, DELETE")
+		a.methodNotAllowed(ctx, s, "GET, HEAD, PUT, DELETE", true)
 		return
 	}
 	var err *Error
@@ -284,27 +284,77 @@ func (a *API) serveKey(ctx *fasthttp.RequestCtx, s *scratch, rawKey, query []byt
 	}
 }
 
-// conditions reads If-Match / If-None-Match (the latter only when
-// noneMatchOK).
-func conditions(ctx *fasthttp.RequestCtx, noneMatchOK bool) (ifMatch uint64, ifAbsent bool, err *Error) {
-	h := &ctx.Request.Header
-	v, err := peekSingle(h, fasthttp.HeaderIfMatch)
-	if err != nil {
-		return 0, false, err
+// Backend contract violations (answered 500 and logged, never passed on
+// as a revision 0 that no key or write can have).
+var (
+	errZeroWriteRevision = errors.New("httpapi: Backend reported a successful write at revision 0")
+	errZeroKeyRevision   = errors.New("httpapi: Backend returned a key with revision 0")
+)
+
+// writeHeaders are the request headers a write reads, found in one pass
+// over the headers (cheaper than one lookup per name, and it sees
+// repeats: a header given twice is refused, never half-read).
+type writeHeaders struct {
+	ifMatch, ifNoneMatch, idemKey          []byte
+	hasIfMatch, hasIfNoneMatch, hasIdemKey bool
+}
+
+// readWriteHeaders collects If-Match, If-None-Match and Idempotency-Key.
+func readWriteHeaders(h *fasthttp.RequestHeader) (writeHeaders, *Error) {
+	var w writeHeaders
+	for k, v := range h.All() {
+		var slot *[]byte
+		var has *bool
+		switch {
+		case asciiEqualFold(k, fasthttp.HeaderIfMatch):
+			slot, has = &w.ifMatch, &w.hasIfMatch
+		case asciiEqualFold(k, fasthttp.HeaderIfNoneMatch):
+			slot, has = &w.ifNoneMatch, &w.hasIfNoneMatch
+		case asciiEqualFold(k, HeaderIdempotencyKey):
+			slot, has = &w.idemKey, &w.hasIdemKey
+		default:
+			continue
+		}
+		if *has {
+			return w, &Error{Kind: KindBadRequest, Message: "header " + string(k) + " given more than once"}
+		}
+		*slot, *has = v, true
 	}
-	if v != nil {
-		if ifMatch, err = parseIfMatch(v); err != nil {
+	return w, nil
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// conditions parses If-Match / If-None-Match (the latter only when
+// noneMatchOK).
+func (w *writeHeaders) conditions(noneMatchOK bool) (ifMatch uint64, ifAbsent bool, err *Error) {
+	if w.hasIfMatch {
+		if ifMatch, err = parseIfMatch(w.ifMatch); err != nil {
 			return 0, false, err
 		}
 	}
-	if v, err = peekSingle(h, fasthttp.HeaderIfNoneMatch); err != nil {
-		return 0, false, err
-	}
-	if v != nil {
+	if w.hasIfNoneMatch {
 		if !noneMatchOK {
 			return 0, false, &Error{Kind: KindBadRequest, Message: "If-None-Match is not supported here"}
 		}
-		if err = parseIfNoneMatch(v); err != nil {
+		if err = parseIfNoneMatch(w.ifNoneMatch); err != nil {
 			return 0, false, err
 		}
 		ifAbsent = true
@@ -315,33 +365,18 @@ func conditions(ctx *fasthttp.RequestCtx, noneMatchOK bool) (ifMatch uint64, ifA
 	return ifMatch, ifAbsent, nil
 }
 
-// peekSingle returns the value of header name (nil when absent). A header
-// sent on several lines is refused: a second If-Match or Idempotency-Key
-// must not be silently ignored.
-func peekSingle(h *fasthttp.RequestHeader, name string) ([]byte, *Error) {
-	all := h.PeekAll(name)
-	switch len(all) {
-	case 0:
-		return nil, nil
-	case 1:
-		return all[0], nil
-	}
-	return nil, &Error{Kind: KindBadRequest, Message: "header " + name + " given more than once"}
-}
-
 // HeaderIdempotencyKey is the request header naming an idempotent write.
 const HeaderIdempotencyKey = "Idempotency-Key"
 
-// idempotencyKey returns the Idempotency-Key header (nil when absent).
-func (a *API) idempotencyKey(ctx *fasthttp.RequestCtx) ([]byte, *Error) {
-	v, err := peekSingle(&ctx.Request.Header, HeaderIdempotencyKey)
-	if v == nil || err != nil {
+// idempotencyKey returns the validated Idempotency-Key (nil when absent).
+func (a *API) idempotencyKey(w *writeHeaders) ([]byte, *Error) {
+	if !w.hasIdemKey {
+		return nil, nil
+	}
+	if err := checkIdempotencyKey(w.idemKey, a.cfg.MaxIdempotencyKeyBytes); err != nil {
 		return nil, err
 	}
-	if err := checkIdempotencyKey(v, a.cfg.MaxIdempotencyKeyBytes); err != nil {
-		return nil, err
-	}
-	return v, nil
+	return w.idemKey, nil
 }
 
 // errContentEncoding refuses encoded bodies: fasthttp does not decode
@@ -369,12 +404,16 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 		a.fail(ctx, s, Errorf(KindTooLarge, "value larger than %d bytes", a.cfg.MaxValueBytes), true)
 		return
 	}
-	var err *Error
-	if req.IfMatch, req.IfAbsent, err = conditions(ctx, true); err != nil {
+	wh, err := readWriteHeaders(&ctx.Request.Header)
+	if err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}
-	if req.Idempotency.Key, err = a.idempotencyKey(ctx); err != nil {
+	if req.IfMatch, req.IfAbsent, err = wh.conditions(true); err != nil {
+		a.fail(ctx, s, err, true)
+		return
+	}
+	if req.Idempotency.Key, err = a.idempotencyKey(&wh); err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}
@@ -382,6 +421,9 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 		req.Idempotency.Fingerprint = s.fp.put(&req)
 	}
 	res, berr := a.backend.Put(ctx, req)
+	if berr == nil && res.Revision == 0 {
+		berr = errZeroWriteRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -393,6 +435,9 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 
 func (a *API) get(ctx *fasthttp.RequestCtx, s *scratch, c Consistency) {
 	res, berr := a.backend.Get(ctx, GetRequest{Key: s.key, Consistency: c})
+	if berr == nil && res.KeyRevision == 0 {
+		berr = errZeroKeyRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -405,12 +450,16 @@ func (a *API) get(ctx *fasthttp.RequestCtx, s *scratch, c Consistency) {
 
 func (a *API) delete(ctx *fasthttp.RequestCtx, s *scratch) {
 	req := DeleteRequest{Key: s.key}
-	var err *Error
-	if req.IfMatch, _, err = conditions(ctx, false); err != nil {
+	wh, err := readWriteHeaders(&ctx.Request.Header)
+	if err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}
-	if req.Idempotency.Key, err = a.idempotencyKey(ctx); err != nil {
+	if req.IfMatch, _, err = wh.conditions(false); err != nil {
+		a.fail(ctx, s, err, true)
+		return
+	}
+	if req.Idempotency.Key, err = a.idempotencyKey(&wh); err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}
@@ -418,6 +467,9 @@ func (a *API) delete(ctx *fasthttp.RequestCtx, s *scratch) {
 		req.Idempotency.Fingerprint = s.fp.delete(&req)
 	}
 	res, berr := a.backend.Delete(ctx, req)
+	if berr == nil && res.Revision == 0 {
+		berr = errZeroWriteRevision
+	}
 	if berr != nil {
 		a.failBackend(ctx, s, res.Meta, berr)
 		return
@@ -435,7 +487,7 @@ func (a *API) serveRange(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 	case fasthttp.MethodDelete:
 		allowed = paramPrefix
 	default:
-		a.methodNotAllowed(ctx, s, "GET, HEAD, DELETE")
+		a.methodNotAllowed(ctx, s, "GET, HEAD, DELETE", true)
 		return
 	}
 	var q queryArgs
@@ -507,17 +559,17 @@ func (a *API) deletePrefix(ctx *fasthttp.RequestCtx, s *scratch, q *queryArgs) {
 		a.fail(ctx, s, &Error{Kind: KindBadRequest, Message: "DELETE /v1/kv needs a non-empty ?prefix="}, true)
 		return
 	}
-	if v := ctx.Request.Header.Peek(fasthttp.HeaderIfMatch); v != nil {
-		a.fail(ctx, s, &Error{Kind: KindBadRequest, Message: "If-Match is not supported on a prefix delete"}, true)
+	wh, err := readWriteHeaders(&ctx.Request.Header)
+	if err != nil {
+		a.fail(ctx, s, err, true)
 		return
 	}
-	if v := ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch); v != nil {
-		a.fail(ctx, s, &Error{Kind: KindBadRequest, Message: "If-None-Match is not supported on a prefix delete"}, true)
+	if wh.hasIfMatch || wh.hasIfNoneMatch {
+		a.fail(ctx, s, &Error{Kind: KindBadRequest, Message: "If-Match and If-None-Match are not supported on a prefix delete"}, true)
 		return
 	}
 	req := DeletePrefixRequest{Prefix: q.prefix}
-	var err *Error
-	if req.Idempotency.Key, err = a.idempotencyKey(ctx); err != nil {
+	if req.Idempotency.Key, err = a.idempotencyKey(&wh); err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}
@@ -542,7 +594,7 @@ func (a *API) deletePrefix(ctx *fasthttp.RequestCtx, s *scratch, q *queryArgs) {
 
 func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 	if string(ctx.Method()) != fasthttp.MethodPost {
-		a.methodNotAllowed(ctx, s, "POST")
+		a.methodNotAllowed(ctx, s, "POST", true)
 		return
 	}
 	var q queryArgs
@@ -559,13 +611,17 @@ func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 		a.fail(ctx, s, Errorf(KindTooLarge, "request body larger than %d bytes", a.cfg.MaxRequestBytes), true)
 		return
 	}
-	if ctx.Request.Header.Peek(fasthttp.HeaderIfMatch) != nil || ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch) != nil {
+	wh, err := readWriteHeaders(&ctx.Request.Header)
+	if err != nil {
+		a.fail(ctx, s, err, true)
+		return
+	}
+	if wh.hasIfMatch || wh.hasIfNoneMatch {
 		a.fail(ctx, s, &Error{Kind: KindBadRequest, Message: "batch conditions go in the ops (if_match, if_absent), not in headers"}, true)
 		return
 	}
-	var err *Error
 	req := BatchRequest{}
-	if req.Idempotency.Key, err = a.idempotencyKey(ctx); err != nil {
+	if req.Idempotency.Key, err = a.idempotencyKey(&wh); err != nil {
 		a.fail(ctx, s, err, true)
 		return
 	}
@@ -589,7 +645,7 @@ func (a *API) serveBatch(ctx *fasthttp.RequestCtx, s *scratch, query []byte) {
 
 func (a *API) serveHealthz(ctx *fasthttp.RequestCtx, s *scratch) {
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		a.methodNotAllowed(ctx, s, "GET, HEAD")
+		a.methodNotAllowed(ctx, s, "GET, HEAD", false)
 		return
 	}
 	ctx.Response.Header.SetContentType(contentJSON)
@@ -598,7 +654,7 @@ func (a *API) serveHealthz(ctx *fasthttp.RequestCtx, s *scratch) {
 
 func (a *API) serveReadyz(ctx *fasthttp.RequestCtx, s *scratch) {
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		a.methodNotAllowed(ctx, s, "GET, HEAD")
+		a.methodNotAllowed(ctx, s, "GET, HEAD", false)
 		return
 	}
 	if err := a.backend.Ready(ctx); err != nil {
@@ -607,6 +663,10 @@ func (a *API) serveReadyz(ctx *fasthttp.RequestCtx, s *scratch) {
 			a.log.Error("httpapi: backend Ready returned an untyped error", "err", err)
 			e = &Error{Kind: KindUnavailable, Message: "not ready"}
 		}
+		if e.Kind != KindUnavailable {
+			// Not ready is always 503, whatever kind the Backend chose.
+			e = &Error{Kind: KindUnavailable, Message: e.Message, RetryAfter: e.RetryAfter}
+		}
 		writeErrorBody(ctx, s, a.withRetry(e))
 		return
 	}
@@ -614,9 +674,9 @@ func (a *API) serveReadyz(ctx *fasthttp.RequestCtx, s *scratch) {
 	ctx.Response.SetBodyString("{\"status\":\"ready\"}\n")
 }
 
-func (a *API) methodNotAllowed(ctx *fasthttp.RequestCtx, s *scratch, allow string) {
+func (a *API) methodNotAllowed(ctx *fasthttp.RequestCtx, s *scratch, allow string, kv bool) {
 	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
-	a.fail(ctx, s, &Error{Kind: KindMethodNotAllowed, Message: "method " + string(truncate(ctx.Method())) + " not allowed; allowed: " + allow}, true)
+	a.fail(ctx, s, &Error{Kind: KindMethodNotAllowed, Message: "method " + string(truncate(ctx.Method())) + " not allowed; allowed: " + allow}, kv)
 }
 
 // fail answers a request the HTTP layer refuses itself. kv says whether

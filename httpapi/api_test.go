@@ -375,11 +375,31 @@ func TestHealthAndReady(t *testing.T) {
 	if eb.Error != "no leader" || header(resp, "Retry-After") != "3" {
 		t.Errorf("readyz: %+v Retry-After %q", eb, header(resp, "Retry-After"))
 	}
+	h.be.readyErr = &Error{Kind: KindTimeout, Message: "apply lagging"}
+	wantError(t, h.do("GET", "/readyz", nil, ""), 503, "unavailable")
 	h.be.readyErr = errors.New("some untyped failure")
 	wantError(t, h.do("GET", "/readyz", nil, ""), 503, "unavailable")
 	h.be.readyErr = nil
 	if resp := h.do("GET", "/readyz", nil, ""); resp.StatusCode() != 200 {
 		t.Errorf("ready backend: readyz %d %s", resp.StatusCode(), resp.Body())
 	}
-	wantError(t, h.do("POST", "/readyz", nil, ""), 405, "method_not_allowed")
+	resp = h.do("POST", "/readyz", nil, "")
+	wantError(t, resp, 405, "method_not_allowed")
+	if header(resp, "Allow") != "GET, HEAD" || header(resp, HeaderRevision) != "" {
+		t.Errorf("405 on /readyz: Allow %q, %s %q", header(resp, "Allow"), HeaderRevision, header(resp, HeaderRevision))
+	}
+}
+
+func TestZeroRevisionIsABackendBug(t *testing.T) {
+	for _, raw := range []string{
+		"PUT /v1/kv/k HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nv",
+		"GET /v1/kv/k HTTP/1.1\r\nHost: h\r\n\r\n",
+	} {
+		api, ctx := handlerCtx(t, raw)
+		api.backend.(*fixedBackend).zero = true
+		api.Handler()(ctx)
+		if ctx.Response.StatusCode() != 500 {
+			t.Errorf("%.20q with revision 0 from the backend: status %d, want 500", raw, ctx.Response.StatusCode())
+		}
+	}
 }

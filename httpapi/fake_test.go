@@ -271,12 +271,19 @@ func (m *memBackend) Batch(_ context.Context, req BatchRequest) (WriteResult, er
 // nothing: it isolates the handler's own allocations in benchmarks.
 type fixedBackend struct {
 	value []byte
+	zero  bool // report revision 0 everywhere (a contract violation)
 }
 
 func (f *fixedBackend) Put(context.Context, PutRequest) (WriteResult, error) {
+	if f.zero {
+		return WriteResult{}, nil
+	}
 	return WriteResult{Meta: Meta{Revision: 42}}, nil
 }
 func (f *fixedBackend) Get(context.Context, GetRequest) (GetResult, error) {
+	if f.zero {
+		return GetResult{Meta: Meta{Revision: 42}, Value: f.value}, nil
+	}
 	return GetResult{Meta: Meta{Revision: 42}, Value: f.value, KeyRevision: 7}, nil
 }
 func (f *fixedBackend) Delete(context.Context, DeleteRequest) (WriteResult, error) {
