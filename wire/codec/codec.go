@@ -19,7 +19,7 @@
 //	|           nLearners u32 | learners u64...                               |
 //	+-------------------------------------------------------------------------+
 //	| nEntries u32 | nEntries × ( term u64 | index u64 | type u8 |            |
-//	|                             requestID u64 | dataLen u32 | data )        |
+//	|                 requestID u64 | origin u64 | dataLen u32 | data )        |
 //	+-------------------------------------------------------------------------+
 //
 //	kind 2, forwarded request:  | op u8 | requestID u64 | len u32 | payload |
@@ -55,7 +55,7 @@ const (
 const (
 	countBytes          = 4
 	messageFixedBytes   = 3 + 9*8 + 2*8 + 4 + 4 + 4 // without ids and entries
-	entryHeaderBytes    = 8 + 8 + 1 + 8 + 4
+	entryHeaderBytes    = 8 + 8 + 1 + 8 + 8 + 4
 	forwardRequestBytes = 1 + 8 + 4
 	forwardOutcomeBytes = 1 + 8 + 8 + 4
 	minRecordBytes      = 1 + min(messageFixedBytes, forwardRequestBytes, forwardOutcomeBytes)
@@ -247,6 +247,7 @@ func (e *Encoder) AddMessage(m *raftmsg.Message) {
 		b = binary.LittleEndian.AppendUint64(b, en.Index)
 		b = append(b, byte(en.Type))
 		b = binary.LittleEndian.AppendUint64(b, en.RequestID)
+		b = binary.LittleEndian.AppendUint64(b, uint64(en.Origin))
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(en.Data)))
 		if e.RefMinBytes > 0 && len(en.Data) >= e.RefMinBytes {
 			e.refs = append(e.refs, ref{at: len(b), data: en.Data})
@@ -432,7 +433,7 @@ func (b *Batch) decodeMessage(d *decoder) {
 	if n > 0 {
 		start := len(b.entries)
 		for range n {
-			en := raftmsg.Entry{Term: d.u64(), Index: d.u64(), Type: raftmsg.EntryType(d.u8()), RequestID: d.u64()}
+			en := raftmsg.Entry{Term: d.u64(), Index: d.u64(), Type: raftmsg.EntryType(d.u8()), RequestID: d.u64(), Origin: raftmsg.NodeID(d.u64())}
 			en.Data = d.bytes()
 			if d.err != nil {
 				return
