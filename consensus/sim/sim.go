@@ -644,8 +644,23 @@ func (s *sim) runtime(sn *simNode) error {
 		return nil
 	}
 	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
-		if err := s.takeReady(sn); err != nil {
+		voted, err := s.takeReady(sn)
+		if err != nil {
 			return err
+		}
+		// A crash after sending, before the fsync: everything pending is
+		// lost; a supervisor restarts the process at once. Whatever left
+		// before persistence (it must be nothing durable-dependent) is out.
+		// Most likely right after a vote: when durability matters most.
+		odds := 300
+		if voted {
+			odds = 15
+		}
+		if !s.healed && s.rng.IntN(odds) == 0 {
+			s.crash(sn)
+			s.tracef("restart %d at once", sn.id)
+			s.stats.Restarts++
+			return s.start(sn)
 		}
 	}
 	for sn.node != nil && len(sn.pending) > 0 && s.rng.IntN(10) < 6 {
@@ -660,33 +675,40 @@ func (s *sim) runtime(sn *simNode) error {
 	return nil
 }
 
-func (s *sim) takeReady(sn *simNode) error {
+// takeReady takes one Ready; voted reports that a vote is not durable yet
+// (in this Ready or an earlier one).
+func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 	rd := sn.node.Ready()
+	voted = rd.HardState.Vote != raftmsg.None && rd.HardState.Vote != sn.durHS.Vote
+	for _, p := range sn.pending {
+		// A vote still on its way to disk.
+		voted = voted || !p.hs.IsEmpty() && p.hs.Vote != raftmsg.None && p.hs.Vote != sn.durHS.Vote
+	}
 	s.tracef("ready %d seq=%d role=%v term=%d lead=%d hs=%+v ents=%d committed=%d msgs=%d after=%d",
 		sn.id, rd.Seq, rd.SoftState.Role, rd.SoftState.Term, rd.SoftState.Leader, rd.HardState, len(rd.Entries), len(rd.CommittedEntries), len(rd.Messages), len(rd.MessagesAfterPersist))
 	if len(rd.Entries) > 0 {
 		if err := s.extend(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	s.sendAll(rd.Messages)
 	if err := s.readDone(sn, &rd); err != nil {
-		return err
+		return false, err
 	}
 	// Copy the entries' headers: the durable log must not alias the core's.
 	sn.pending = append(sn.pending, pendingReady{seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist})
 	s.stats.MaxPipelined = max(s.stats.MaxPipelined, len(sn.pending))
 	for _, e := range rd.CommittedEntries {
 		if err := s.apply(sn, e); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if k := len(rd.CommittedEntries); k > 0 {
 		if err := sn.node.AckApplied(rd.CommittedEntries[k-1].Index); err != nil {
-			return fmt.Errorf("%w: %v", ErrViolation, err)
+			return false, fmt.Errorf("%w: %v", ErrViolation, err)
 		}
 	}
-	return s.afterStep(sn)
+	return voted, s.afterStep(sn)
 }
 
 func (s *sim) persistOldest(sn *simNode) error {
