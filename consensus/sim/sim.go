@@ -54,6 +54,7 @@ type Stats struct {
 	Leaders, MaxPipelined, Truncations            int
 	Reads, ReadsServed, ReadsRefused              int
 	Pauses, Transfers, TimeoutNows                int
+	LeaseReads, LeaseServed                       int
 	StepErrors                                    int
 }
 
@@ -82,12 +83,14 @@ func (s *Stats) Add(o Stats) {
 	s.Pauses += o.Pauses
 	s.Transfers += o.Transfers
 	s.TimeoutNows += o.TimeoutNows
+	s.LeaseReads += o.LeaseReads
+	s.LeaseServed += o.LeaseServed
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows)
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -136,6 +139,9 @@ type simNode struct {
 	// ticks, no messages handled, no I/O until this tick, while the others
 	// go on. Its messages wait in the network.
 	pausedUntil int
+	// roundSent: global tick at which each heartbeat round left (the
+	// runtime's monotonic clock, which keeps running through pauses).
+	roundSent map[uint64]int
 }
 
 func (sn *simNode) paused(now int) bool { return now < sn.pausedUntil }
@@ -253,6 +259,7 @@ func (s *sim) start(sn *simNode) error {
 	}
 	sn.node = node
 	sn.pending = nil
+	sn.roundSent = map[uint64]int{}
 	sn.lastApplied = 0 // the state machine is volatile: re-applied from 1
 	sn.leaderTerm = 0
 	// What the runtime knows after a restart is exactly the durable log.
@@ -591,6 +598,9 @@ func (s *sim) read() error {
 }
 
 func (s *sim) readAt(sn *simNode) error {
+	if s.rng.IntN(2) == 0 {
+		return s.leaseRead(sn)
+	}
 	s.nextReq++
 	s.readStart[s.nextReq] = uint64(len(s.global))
 	s.stats.Reads++
@@ -604,6 +614,38 @@ func (s *sim) readAt(sn *simNode) error {
 		delete(s.readStart, s.nextReq)
 	}
 	return s.afterStep(sn)
+}
+
+// leaseTicks is how long after sending a heartbeat round its answers hold
+// the lease, by the runtime's clock: the election timeout less a drift
+// bound of one tick (thesis §6.4.1).
+const leaseTicks = electionTicks - 1
+
+// leaseRead serves a read from the leader's lease, as the runtime would,
+// and checks it against everything committed before it.
+func (s *sim) leaseRead(sn *simNode) error {
+	s.stats.LeaseReads++
+	index, round, err := sn.node.LeaseRead()
+	if err != nil {
+		if consensus.RejectReasonOf(err) == raftmsg.RejectNone {
+			return fmt.Errorf("%w: lease read at %d: %v", ErrViolation, sn.id, err)
+		}
+		return nil
+	}
+	sent, ok := sn.roundSent[round]
+	if !ok {
+		return fmt.Errorf("%w: node %d claims a lease from round %d, which it never sent", ErrViolation, sn.id, round)
+	}
+	if s.now >= sent+leaseTicks {
+		s.tracef("lease read at %d: round %d sent at %d expired", sn.id, round, sent)
+		return nil
+	}
+	s.tracef("lease read at %d: index %d (round %d sent at %d), committed %d", sn.id, index, round, sent, len(s.global))
+	if index < uint64(len(s.global)) {
+		return fmt.Errorf("%w: linearizability: lease read at %d got index %d (round %d sent at tick %d), but %d entries were committed before it", ErrViolation, sn.id, index, round, sent, len(s.global))
+	}
+	s.stats.LeaseServed++
+	return nil
 }
 
 func (s *sim) readDone(sn *simNode, rd *consensus.Ready) error {
@@ -692,6 +734,9 @@ func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 		}
 	}
 	s.sendAll(rd.Messages)
+	if rd.HeartbeatRound != 0 {
+		sn.roundSent[rd.HeartbeatRound] = s.now
+	}
 	if err := s.readDone(sn, &rd); err != nil {
 		return false, err
 	}
