@@ -54,7 +54,7 @@ type Stats struct {
 	Leaders, MaxPipelined, Truncations            int
 	Reads, ReadsServed, ReadsRefused              int
 	Pauses, Transfers, TimeoutNows                int
-	LeaseReads, LeaseServed                       int
+	LeaseReads, LeaseServed, LinkCuts             int
 	StepErrors                                    int
 }
 
@@ -85,11 +85,12 @@ func (s *Stats) Add(o Stats) {
 	s.TimeoutNows += o.TimeoutNows
 	s.LeaseReads += o.LeaseReads
 	s.LeaseServed += o.LeaseServed
+	s.LinkCuts += o.LinkCuts
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d",
-		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d",
+		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.LinkCuts, s.Heals,
 		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed)
 }
 
@@ -176,6 +177,7 @@ type sim struct {
 	// when it began. Linearizability (thesis §6.4): its read index must be
 	// at least that.
 	readStart    map[uint64]uint64
+	cuts         map[[2]raftmsg.NodeID]bool // links cut both ways, by (low, high) id
 	healed       bool
 	livenessReqs map[uint64]bool
 	liveIndex    uint64 // index of the first liveness proposal committed
@@ -198,7 +200,7 @@ func Run(opts Options) (Stats, error) {
 		opts.CatchUpTicks = 500
 	}
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
-		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}}
+		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}, cuts: map[[2]raftmsg.NodeID]bool{}}
 	s.seedHash = maphash.MakeSeed()
 	profile := []struct {
 		msgBytes, inflightBytes uint64
@@ -381,14 +383,22 @@ func (s *sim) chaos() error {
 			sn.part = s.rng.IntN(2)
 		}
 		s.tracef("partition %v", s.parts())
-	case r < 100: // heal
-		if s.parts() != "" {
+	case r < 85: // cut one link both ways (asymmetric reachability)
+		a, b := raftmsg.NodeID(1+s.rng.IntN(len(s.nodes))), raftmsg.NodeID(1+s.rng.IntN(len(s.nodes)))
+		if a != b {
+			s.stats.LinkCuts++
+			s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}] = true
+			s.tracef("cut %d-%d", a, b)
+		}
+	case r < 110: // heal
+		if s.parts() != "" || len(s.cuts) > 0 {
 			s.stats.Heals++
 			s.tracef("heal")
 		}
 		for _, sn := range s.nodes {
 			sn.part = 0
 		}
+		clear(s.cuts)
 	}
 	return nil
 }
@@ -412,6 +422,7 @@ func (s *sim) crash(sn *simNode) {
 
 func (s *sim) heal() error {
 	s.healed = true
+	clear(s.cuts)
 	s.tracef("heal all")
 	for _, sn := range s.nodes {
 		sn.part = 0
@@ -436,7 +447,7 @@ func (s *sim) dropRate() int {
 func (s *sim) sendAll(msgs []raftmsg.Message) {
 	for _, m := range msgs {
 		s.stats.MsgsSent++
-		if s.nodeByID(m.From).part != s.nodeByID(m.To).part || s.rng.IntN(100) < s.dropRate() {
+		if s.blocked(m.From, m.To) || s.rng.IntN(100) < s.dropRate() {
 			s.stats.MsgsDropped++
 			continue
 		}
@@ -455,6 +466,11 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
 		}
 	}
+}
+
+// blocked reports whether the network separates a from b.
+func (s *sim) blocked(a, b raftmsg.NodeID) bool {
+	return s.nodeByID(a).part != s.nodeByID(b).part || s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}]
 }
 
 func (s *sim) nodeByID(id raftmsg.NodeID) *simNode { return s.nodes[id-1] }
@@ -480,7 +496,7 @@ func (s *sim) deliver() error {
 			s.net = append(s.net, f)
 			continue
 		}
-		if to.node == nil || to.part != s.nodeByID(f.m.From).part {
+		if to.node == nil || s.blocked(f.m.From, f.m.To) {
 			s.stats.MsgsDropped++
 			continue
 		}
