@@ -162,6 +162,8 @@ type sim struct {
 	maxInflightMsgs  int
 	crashPerMille    int
 	leaderCrashRate  int
+	proposePercent   int // chance of a proposal per tick: some seeds are read-mostly
+	readPercent      int
 
 	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
@@ -214,6 +216,8 @@ func Run(opts Options) (Stats, error) {
 	s.maxMsgBytes, s.maxInflightBytes, s.maxInflightMsgs = profile.msgBytes, profile.inflightBytes, profile.inflightMsgs
 	s.crashPerMille = 4 + s.rng.IntN(16)
 	s.leaderCrashRate = s.rng.IntN(12)
+	s.proposePercent = []int{40, 10, 2}[s.rng.IntN(3)]
+	s.readPercent = []int{30, 80}[s.rng.IntN(2)]
 	n := opts.Nodes
 	if n == 0 {
 		n = 3 + 2*s.rng.IntN(2)
@@ -564,7 +568,7 @@ func (s *sim) propose() error {
 	}
 	// After healing, a trickle: liveness is about the cluster recovering,
 	// not about draining an unbounded load.
-	rate := 40
+	rate := s.proposePercent
 	if s.healed {
 		rate = 10
 	}
@@ -607,7 +611,7 @@ func (s *sim) propose() error {
 // read starts a linearizable read on a random node.
 func (s *sim) read() error {
 	live := s.liveNodes()
-	if len(live) == 0 || s.rng.IntN(100) >= 30 {
+	if len(live) == 0 || s.rng.IntN(100) >= s.readPercent {
 		return nil
 	}
 	return s.readAt(live[s.rng.IntN(len(live))])
@@ -1033,6 +1037,9 @@ func (s *sim) afterStep(sn *simNode) error {
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
+		if err := s.checkNoLiveLease(sn, ss.Term); err != nil {
+			return err
+		}
 		// Leader Completeness (§5.4.3): the new leader holds every entry
 		// committed in an earlier term.
 		for i, t := range s.globalTerm {
@@ -1042,6 +1049,27 @@ func (s *sim) afterStep(sn *simNode) error {
 			if lt, ok := sn.node.LogTerm(uint64(i) + 1); !ok || lt != t {
 				return fmt.Errorf("%w: leader completeness: new leader %d of term %d lacks committed entry %d of term %d (has term %d)", ErrViolation, sn.id, ss.Term, i+1, t, lt)
 			}
+		}
+	}
+	return nil
+}
+
+// checkNoLiveLease: a leader of a newer term is never elected while a node
+// of an older term still holds a lease by its runtime's clock (thesis
+// §6.4.1), paused or not.
+func (s *sim) checkNoLiveLease(leader *simNode, term uint64) error {
+	for _, o := range s.nodes {
+		if o == leader || o.node == nil || o.node.SoftState().Term >= term {
+			// A leader of an older term elected late (its votes were
+			// delayed) cannot commit anything new: no threat to a lease.
+			continue
+		}
+		_, round, err := o.node.LeaseRead()
+		if err != nil {
+			continue
+		}
+		if sent := o.roundSent[round]; s.now < sent+leaseTicks {
+			return fmt.Errorf("%w: lease: %d elected for term %d at tick %d while %d (term %d) holds a lease from round %d sent at tick %d", ErrViolation, leader.id, term, s.now, o.id, o.node.SoftState().Term, round, sent)
 		}
 	}
 	return nil
