@@ -97,9 +97,23 @@
 // abandoned and proposals are accepted again. Watch SoftState for the
 // outcome.
 //
+// # Leases
+//
+// Every heartbeat broadcast is a numbered round; Ready.HeartbeatRound names
+// the round a Ready's Messages carry, and the runtime records its monotonic
+// clock when it sends them. LeaseRead returns the commit index and the
+// newest round a majority answered; the runtime may serve the read locally
+// (once applied >= index) if now < sendTime(round) + electionTimeout -
+// maxClockDrift. This holds because followers refuse (pre-)votes while
+// they hear from a leader, and for an election timeout after a restart;
+// heartbeat answers leave only once their term is durable; and a leader
+// that started a transfer has no lease for the rest of its term (thesis
+// §6.4.1, §3.10). A paused leader's rounds age on the runtime's clock, not
+// on its ticks.
+//
 // # Not yet
 //
-// Leader leases, snapshots with log compaction, and membership changes
-// (the rest of issue 3) are not implemented: Step returns ErrUnsupported
+// Snapshots with log compaction, and membership changes (the rest of
+// issue 3) are not implemented: Step returns ErrUnsupported
 // for MsgSnap, and the log is kept whole in memory since Config.Snapshot.
 package consensus

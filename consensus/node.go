@@ -176,6 +176,10 @@ type Ready struct {
 	// applied up to their Index. RejectedReads: reads refused.
 	ReadStates    []ReadState
 	RejectedReads []RejectedRead
+	// HeartbeatRound, when not zero, is the heartbeat round that Messages
+	// carry: note the monotonic clock when sending them (leases, see
+	// LeaseRead).
+	HeartbeatRound uint64
 }
 
 type persistRecord struct {
@@ -227,8 +231,12 @@ type Node struct {
 	transferElapsed int
 
 	// ReadIndex (read.go): rounds of heartbeats confirm leadership.
-	readRound                    uint64 // last round started; monotonic across terms
+	readRound                    uint64 // last heartbeat round started; monotonic across terms
 	readRoundOpen                bool   // its heartbeats are not handed out yet
+	confirmedRound               uint64 // newest round a majority answered (this term)
+	termFirstRound               uint64 // readRound when this term's leadership began
+	transferredInTerm            bool   // a transfer started in this term: no lease
+	restarted                    bool   // started from a non-empty hard state
 	readAcks                     []uint64
 	pendingReads                 ring[pendingRead]
 	readStates, spareReadStates  []ReadState
@@ -282,6 +290,7 @@ func New(cfg Config) (*Node, error) {
 	n.log.persisted = last
 	n.log.unstableFrom = last + 1
 	n.prevHard = n.hardState()
+	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)
 	n.prevSoft = n.softState()
 	return n, nil
@@ -434,6 +443,8 @@ func (n *Node) becomeLeader() {
 		}
 	}
 	clear(n.readAcks)
+	n.termFirstRound, n.confirmedRound = n.readRound, n.readRound
+	n.transferredInTerm = false
 	n.uncommittedBytes = 0
 	for i := n.log.committed + 1; i <= last; i++ {
 		n.uncommittedBytes += n.log.ents[i-n.log.snapIndex-1].PayloadBytes()

@@ -148,6 +148,9 @@ func (n *Node) Ready() Ready {
 		n.rejectedReads, n.spareRejReads = n.spareRejReads[:0], n.rejectedReads
 	}
 	// Heartbeats handed out: reads arriving from now on need a new round.
+	if n.readRoundOpen {
+		rd.HeartbeatRound = n.readRound
+	}
 	n.readRoundOpen = false
 	return rd
 }

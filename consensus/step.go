@@ -34,9 +34,10 @@ func (n *Node) tickLeader() {
 	}
 	if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
 		n.heartbeatElapsed = 0
-		// Carries the latest read round: it left after every read of that
-		// round arrived, so its answers confirm them too.
-		n.bcastHeartbeat()
+		// Every broadcast is a new round (unless one is still unsent):
+		// its answers renew the lease from its send time, and confirm the
+		// reads that joined it.
+		n.joinReadRound()
 	}
 }
 
@@ -169,9 +170,10 @@ func (n *Node) Step(m raftmsg.Message) error {
 }
 
 // inLease reports whether this node believes a leader is alive: it is the
-// leader, or it heard from one within the minimum election timeout.
+// leader, or it heard from one within the minimum election timeout, or it
+// started less than an election timeout ago (see LeaseRead).
 func (n *Node) inLease() bool {
-	return n.role == RoleLeader || (n.lead != raftmsg.None && n.electionElapsed < n.cfg.ElectionTicks)
+	return n.role == RoleLeader || (n.lead != raftmsg.None && n.electionElapsed < n.cfg.ElectionTicks) || n.startupQuiet()
 }
 
 // handleVoteRequest is RequestVote's receiver rule (paper Figure 2, §5.2,
@@ -383,7 +385,9 @@ func (n *Node) handleHeartbeat(m *raftmsg.Message) {
 	if c := min(m.Commit, n.log.lastIndex()); c > n.log.committed {
 		n.commitTo(c)
 	}
-	n.send(raftmsg.Message{Type: raftmsg.MsgHeartbeatResp, To: m.From, Term: n.term, Context: m.Context})
+	// After persist: the answer may extend the leader's lease, so the term
+	// it carries must survive a crash (see startupQuiet).
+	n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgHeartbeatResp, To: m.From, Term: n.term, Context: m.Context})
 }
 
 func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error {

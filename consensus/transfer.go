@@ -48,6 +48,7 @@ func (n *Node) startTransfer(to raftmsg.NodeID) {
 	}
 	n.leadTransferee = to
 	n.transferElapsed = 0
+	n.transferredInTerm = true
 	n.maybeSendTimeoutNow()
 }
 

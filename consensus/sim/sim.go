@@ -54,6 +54,7 @@ type Stats struct {
 	Leaders, MaxPipelined, Truncations            int
 	Reads, ReadsServed, ReadsRefused              int
 	Pauses, Transfers, TimeoutNows                int
+	LeaseReads, LeaseServed, LinkCuts             int
 	StepErrors                                    int
 }
 
@@ -82,12 +83,15 @@ func (s *Stats) Add(o Stats) {
 	s.Pauses += o.Pauses
 	s.Transfers += o.Transfers
 	s.TimeoutNows += o.TimeoutNows
+	s.LeaseReads += o.LeaseReads
+	s.LeaseServed += o.LeaseServed
+	s.LinkCuts += o.LinkCuts
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d",
-		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows)
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d",
+		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.LinkCuts, s.Heals,
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -136,6 +140,9 @@ type simNode struct {
 	// ticks, no messages handled, no I/O until this tick, while the others
 	// go on. Its messages wait in the network.
 	pausedUntil int
+	// roundSent: global tick at which each heartbeat round left (the
+	// runtime's monotonic clock, which keeps running through pauses).
+	roundSent map[uint64]int
 }
 
 func (sn *simNode) paused(now int) bool { return now < sn.pausedUntil }
@@ -155,6 +162,8 @@ type sim struct {
 	maxInflightMsgs  int
 	crashPerMille    int
 	leaderCrashRate  int
+	proposePercent   int // chance of a proposal per tick: some seeds are read-mostly
+	readPercent      int
 
 	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
@@ -170,6 +179,7 @@ type sim struct {
 	// when it began. Linearizability (thesis §6.4): its read index must be
 	// at least that.
 	readStart    map[uint64]uint64
+	cuts         map[[2]raftmsg.NodeID]bool // links cut both ways, by (low, high) id
 	healed       bool
 	livenessReqs map[uint64]bool
 	liveIndex    uint64 // index of the first liveness proposal committed
@@ -192,7 +202,7 @@ func Run(opts Options) (Stats, error) {
 		opts.CatchUpTicks = 500
 	}
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
-		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}}
+		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}, cuts: map[[2]raftmsg.NodeID]bool{}}
 	s.seedHash = maphash.MakeSeed()
 	profile := []struct {
 		msgBytes, inflightBytes uint64
@@ -206,6 +216,8 @@ func Run(opts Options) (Stats, error) {
 	s.maxMsgBytes, s.maxInflightBytes, s.maxInflightMsgs = profile.msgBytes, profile.inflightBytes, profile.inflightMsgs
 	s.crashPerMille = 4 + s.rng.IntN(16)
 	s.leaderCrashRate = s.rng.IntN(12)
+	s.proposePercent = []int{40, 10, 2}[s.rng.IntN(3)]
+	s.readPercent = []int{30, 80}[s.rng.IntN(2)]
 	n := opts.Nodes
 	if n == 0 {
 		n = 3 + 2*s.rng.IntN(2)
@@ -253,6 +265,7 @@ func (s *sim) start(sn *simNode) error {
 	}
 	sn.node = node
 	sn.pending = nil
+	sn.roundSent = map[uint64]int{}
 	sn.lastApplied = 0 // the state machine is volatile: re-applied from 1
 	sn.leaderTerm = 0
 	// What the runtime knows after a restart is exactly the durable log.
@@ -374,14 +387,22 @@ func (s *sim) chaos() error {
 			sn.part = s.rng.IntN(2)
 		}
 		s.tracef("partition %v", s.parts())
-	case r < 100: // heal
-		if s.parts() != "" {
+	case r < 85: // cut one link both ways (asymmetric reachability)
+		a, b := raftmsg.NodeID(1+s.rng.IntN(len(s.nodes))), raftmsg.NodeID(1+s.rng.IntN(len(s.nodes)))
+		if a != b {
+			s.stats.LinkCuts++
+			s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}] = true
+			s.tracef("cut %d-%d", a, b)
+		}
+	case r < 110: // heal
+		if s.parts() != "" || len(s.cuts) > 0 {
 			s.stats.Heals++
 			s.tracef("heal")
 		}
 		for _, sn := range s.nodes {
 			sn.part = 0
 		}
+		clear(s.cuts)
 	}
 	return nil
 }
@@ -405,6 +426,7 @@ func (s *sim) crash(sn *simNode) {
 
 func (s *sim) heal() error {
 	s.healed = true
+	clear(s.cuts)
 	s.tracef("heal all")
 	for _, sn := range s.nodes {
 		sn.part = 0
@@ -429,7 +451,7 @@ func (s *sim) dropRate() int {
 func (s *sim) sendAll(msgs []raftmsg.Message) {
 	for _, m := range msgs {
 		s.stats.MsgsSent++
-		if s.nodeByID(m.From).part != s.nodeByID(m.To).part || s.rng.IntN(100) < s.dropRate() {
+		if s.blocked(m.From, m.To) || s.rng.IntN(100) < s.dropRate() {
 			s.stats.MsgsDropped++
 			continue
 		}
@@ -448,6 +470,11 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
 		}
 	}
+}
+
+// blocked reports whether the network separates a from b.
+func (s *sim) blocked(a, b raftmsg.NodeID) bool {
+	return s.nodeByID(a).part != s.nodeByID(b).part || s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}]
 }
 
 func (s *sim) nodeByID(id raftmsg.NodeID) *simNode { return s.nodes[id-1] }
@@ -473,7 +500,7 @@ func (s *sim) deliver() error {
 			s.net = append(s.net, f)
 			continue
 		}
-		if to.node == nil || to.part != s.nodeByID(f.m.From).part {
+		if to.node == nil || s.blocked(f.m.From, f.m.To) {
 			s.stats.MsgsDropped++
 			continue
 		}
@@ -541,7 +568,7 @@ func (s *sim) propose() error {
 	}
 	// After healing, a trickle: liveness is about the cluster recovering,
 	// not about draining an unbounded load.
-	rate := 40
+	rate := s.proposePercent
 	if s.healed {
 		rate = 10
 	}
@@ -584,13 +611,16 @@ func (s *sim) propose() error {
 // read starts a linearizable read on a random node.
 func (s *sim) read() error {
 	live := s.liveNodes()
-	if len(live) == 0 || s.rng.IntN(100) >= 30 {
+	if len(live) == 0 || s.rng.IntN(100) >= s.readPercent {
 		return nil
 	}
 	return s.readAt(live[s.rng.IntN(len(live))])
 }
 
 func (s *sim) readAt(sn *simNode) error {
+	if s.rng.IntN(2) == 0 {
+		return s.leaseRead(sn)
+	}
 	s.nextReq++
 	s.readStart[s.nextReq] = uint64(len(s.global))
 	s.stats.Reads++
@@ -604,6 +634,38 @@ func (s *sim) readAt(sn *simNode) error {
 		delete(s.readStart, s.nextReq)
 	}
 	return s.afterStep(sn)
+}
+
+// leaseTicks is how long after sending a heartbeat round its answers hold
+// the lease, by the runtime's clock: the election timeout less a drift
+// bound of one tick (thesis §6.4.1).
+const leaseTicks = electionTicks - 1
+
+// leaseRead serves a read from the leader's lease, as the runtime would,
+// and checks it against everything committed before it.
+func (s *sim) leaseRead(sn *simNode) error {
+	s.stats.LeaseReads++
+	index, round, err := sn.node.LeaseRead()
+	if err != nil {
+		if consensus.RejectReasonOf(err) == raftmsg.RejectNone {
+			return fmt.Errorf("%w: lease read at %d: %v", ErrViolation, sn.id, err)
+		}
+		return nil
+	}
+	sent, ok := sn.roundSent[round]
+	if !ok {
+		return fmt.Errorf("%w: node %d claims a lease from round %d, which it never sent", ErrViolation, sn.id, round)
+	}
+	if s.now >= sent+leaseTicks {
+		s.tracef("lease read at %d: round %d sent at %d expired", sn.id, round, sent)
+		return nil
+	}
+	s.tracef("lease read at %d: index %d (round %d sent at %d), committed %d", sn.id, index, round, sent, len(s.global))
+	if index < uint64(len(s.global)) {
+		return fmt.Errorf("%w: linearizability: lease read at %d got index %d (round %d sent at tick %d), but %d entries were committed before it", ErrViolation, sn.id, index, round, sent, len(s.global))
+	}
+	s.stats.LeaseServed++
+	return nil
 }
 
 func (s *sim) readDone(sn *simNode, rd *consensus.Ready) error {
@@ -644,8 +706,23 @@ func (s *sim) runtime(sn *simNode) error {
 		return nil
 	}
 	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
-		if err := s.takeReady(sn); err != nil {
+		voted, err := s.takeReady(sn)
+		if err != nil {
 			return err
+		}
+		// A crash after sending, before the fsync: everything pending is
+		// lost; a supervisor restarts the process at once. Whatever left
+		// before persistence (it must be nothing durable-dependent) is out.
+		// Most likely right after a vote: when durability matters most.
+		odds := 300
+		if voted {
+			odds = 15
+		}
+		if !s.healed && s.rng.IntN(odds) == 0 {
+			s.crash(sn)
+			s.tracef("restart %d at once", sn.id)
+			s.stats.Restarts++
+			return s.start(sn)
 		}
 	}
 	for sn.node != nil && len(sn.pending) > 0 && s.rng.IntN(10) < 6 {
@@ -660,33 +737,43 @@ func (s *sim) runtime(sn *simNode) error {
 	return nil
 }
 
-func (s *sim) takeReady(sn *simNode) error {
+// takeReady takes one Ready; voted reports that a vote is not durable yet
+// (in this Ready or an earlier one).
+func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 	rd := sn.node.Ready()
+	voted = rd.HardState.Vote != raftmsg.None && rd.HardState.Vote != sn.durHS.Vote
+	for _, p := range sn.pending {
+		// A vote still on its way to disk.
+		voted = voted || !p.hs.IsEmpty() && p.hs.Vote != raftmsg.None && p.hs.Vote != sn.durHS.Vote
+	}
 	s.tracef("ready %d seq=%d role=%v term=%d lead=%d hs=%+v ents=%d committed=%d msgs=%d after=%d",
 		sn.id, rd.Seq, rd.SoftState.Role, rd.SoftState.Term, rd.SoftState.Leader, rd.HardState, len(rd.Entries), len(rd.CommittedEntries), len(rd.Messages), len(rd.MessagesAfterPersist))
 	if len(rd.Entries) > 0 {
 		if err := s.extend(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	s.sendAll(rd.Messages)
+	if rd.HeartbeatRound != 0 {
+		sn.roundSent[rd.HeartbeatRound] = s.now
+	}
 	if err := s.readDone(sn, &rd); err != nil {
-		return err
+		return false, err
 	}
 	// Copy the entries' headers: the durable log must not alias the core's.
 	sn.pending = append(sn.pending, pendingReady{seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist})
 	s.stats.MaxPipelined = max(s.stats.MaxPipelined, len(sn.pending))
 	for _, e := range rd.CommittedEntries {
 		if err := s.apply(sn, e); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if k := len(rd.CommittedEntries); k > 0 {
 		if err := sn.node.AckApplied(rd.CommittedEntries[k-1].Index); err != nil {
-			return fmt.Errorf("%w: %v", ErrViolation, err)
+			return false, fmt.Errorf("%w: %v", ErrViolation, err)
 		}
 	}
-	return s.afterStep(sn)
+	return voted, s.afterStep(sn)
 }
 
 func (s *sim) persistOldest(sn *simNode) error {
@@ -950,6 +1037,9 @@ func (s *sim) afterStep(sn *simNode) error {
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
+		if err := s.checkNoLiveLease(sn, ss.Term); err != nil {
+			return err
+		}
 		// Leader Completeness (§5.4.3): the new leader holds every entry
 		// committed in an earlier term.
 		for i, t := range s.globalTerm {
@@ -959,6 +1049,27 @@ func (s *sim) afterStep(sn *simNode) error {
 			if lt, ok := sn.node.LogTerm(uint64(i) + 1); !ok || lt != t {
 				return fmt.Errorf("%w: leader completeness: new leader %d of term %d lacks committed entry %d of term %d (has term %d)", ErrViolation, sn.id, ss.Term, i+1, t, lt)
 			}
+		}
+	}
+	return nil
+}
+
+// checkNoLiveLease: a leader of a newer term is never elected while a node
+// of an older term still holds a lease by its runtime's clock (thesis
+// §6.4.1), paused or not.
+func (s *sim) checkNoLiveLease(leader *simNode, term uint64) error {
+	for _, o := range s.nodes {
+		if o == leader || o.node == nil || o.node.SoftState().Term >= term {
+			// A leader of an older term elected late (its votes were
+			// delayed) cannot commit anything new: no threat to a lease.
+			continue
+		}
+		_, round, err := o.node.LeaseRead()
+		if err != nil {
+			continue
+		}
+		if sent := o.roundSent[round]; s.now < sent+leaseTicks {
+			return fmt.Errorf("%w: lease: %d elected for term %d at tick %d while %d (term %d) holds a lease from round %d sent at tick %d", ErrViolation, leader.id, term, s.now, o.id, o.node.SoftState().Term, round, sent)
 		}
 	}
 	return nil
