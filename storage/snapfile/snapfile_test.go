@@ -2,6 +2,8 @@ package snapfile
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -134,4 +136,53 @@ func FuzzDecodeMeta(f *testing.F) {
 			t.Fatal("decoded more than the input holds")
 		}
 	})
+}
+
+// FuzzPayloadDecompress wraps fuzzer-chosen bytes as the stored payload of
+// an otherwise valid file (correct checksums), so the decompressors see
+// arbitrary input: they must fail or stop, never panic or produce more than
+// the declared raw length.
+func FuzzPayloadDecompress(f *testing.F) {
+	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd} {
+		b := writeSnapshot(f, codec, bytes.Repeat([]byte("abc"), 100))
+		f.Add(uint8(codec), b[headerBytes:len(b)-trailerBytes], uint32(300))
+	}
+	f.Fuzz(func(t *testing.T, codec uint8, stored []byte, rawBytes uint32) {
+		codec %= uint8(codecCount)
+		rawBytes %= 1 << 20
+		file := wrapPayload(Codec(codec), stored, int64(rawBytes))
+		info, err := Verify(bytes.NewReader(file), int64(len(file)), "f")
+		if err != nil {
+			t.Fatalf("hand-built file does not verify: %v", err)
+		}
+		p, err := info.Payload(bytes.NewReader(file), "f")
+		if err != nil {
+			return
+		}
+		defer p.Close()
+		n, _ := io.Copy(io.Discard, p)
+		if n > int64(rawBytes) {
+			t.Fatalf("%d bytes out, %d declared", n, rawBytes)
+		}
+	})
+}
+
+// wrapPayload builds a file around stored payload bytes with correct
+// checksums and an empty meta.
+func wrapPayload(codec Codec, stored []byte, rawBytes int64) []byte {
+	meta, _ := encodeMeta(raftmsg.ConfState{}, nil)
+	hdr := make([]byte, headerBytes)
+	copy(hdr, fileMagic[:])
+	binary.LittleEndian.PutUint16(hdr[8:], Version)
+	hdr[10] = uint8(codec)
+	binary.LittleEndian.PutUint64(hdr[12:], 1)
+	binary.LittleEndian.PutUint32(hdr[28:], uint32(len(meta)))
+	binary.LittleEndian.PutUint32(hdr[32:], crc32.Checksum(hdr[:32], castagnoli))
+	file := append(append(hdr, meta...), stored...)
+	tr := make([]byte, trailerBytes)
+	binary.LittleEndian.PutUint64(tr[0:], uint64(len(stored)))
+	binary.LittleEndian.PutUint64(tr[8:], uint64(rawBytes))
+	binary.LittleEndian.PutUint32(tr[16:], crc32.Checksum(file, castagnoli))
+	copy(tr[20:], trailerMagic[:])
+	return append(file, tr...)
 }
