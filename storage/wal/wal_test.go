@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/storage/diskerr"
@@ -313,5 +314,36 @@ func TestDamageInSyncedBatchNamesFileAndOffset(t *testing.T) {
 	var ce *diskerr.CorruptError
 	if !errors.As(err, &ce) || ce.File != seg || ce.Offset != headerBatchBytes {
 		t.Fatalf("got %v, want corruption in %s at %d", err, seg, headerBatchBytes)
+	}
+}
+
+// TestSubmitCompletesInOrder pipelines many submissions without waiting:
+// callbacks must arrive in submission order, each after its batch is
+// durable.
+func TestSubmitCompletesInOrder(t *testing.T) {
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), t.TempDir(), 64<<10)
+	defer l.Close()
+	const n = 500
+	got := make(chan int, n)
+	for i := 0; i < n; i++ {
+		i := i
+		if err := l.Submit(raftmsg.HardState{Term: 1, Commit: uint64(i)}, []raftmsg.Entry{ent(uint64(i+1), 1, "x")}, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			got <- i
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := 0; want < n; want++ {
+		select {
+		case i := <-got:
+			if i != want {
+				t.Fatalf("completion %d arrived in place of %d", i, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("completion %d never arrived", want)
+		}
 	}
 }
