@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
@@ -111,7 +112,15 @@ func FuzzVerify(f *testing.F) {
 	}
 	f.Add([]byte("edgekvSN"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		info, _, err := readSnapshot(b)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		info, out, err := readSnapshot(b)
+		runtime.ReadMemStats(&after)
+		// Input-sized buffers, the output, and the decoders' bounded state.
+		limit := uint64(4*len(b)+2*len(out)) + 4*maxWindowBytes
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > limit {
+			t.Fatalf("reading %d bytes allocated %d", len(b), grown)
+		}
 		if err == nil && info == nil {
 			t.Fatal("no error and no info")
 		}

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
@@ -57,7 +58,14 @@ func FuzzScanSegment(f *testing.F) {
 	f.Add(sampleSegment()[:40], false)
 	f.Fuzz(func(t *testing.T, b []byte, isLast bool) {
 		st := &replayState{}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		_, err := st.scanSegment(b, "seg", 1, isLast)
+		runtime.ReadMemStats(&after)
+		// Entry copies plus slice headers: bounded by the input.
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > uint64(8*len(b))+64<<10 {
+			t.Fatalf("scanning %d bytes allocated %d", len(b), grown)
+		}
 		if err != nil {
 			if !errors.Is(err, diskerr.ErrCorrupt) && !errors.Is(err, diskerr.ErrMetaMismatch) {
 				t.Fatalf("untyped error: %v", err)
