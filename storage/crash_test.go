@@ -139,7 +139,7 @@ func facadeCrashSeed(t *testing.T, seed uint64) bool {
 			possible = []facadeModel{model, next}
 			break
 		}
-		crash.Crash(vfs.CrashMode(rng.IntN(3)), rng)
+		crash.Crash(vfs.CrashMode(rng.IntN(4)), rng)
 		s.Close()
 	}
 	return true

@@ -69,6 +69,12 @@
 //     it flipped, and cannot appear by chance after a torn write, which
 //     leaves zeros or stale zeros past the tear).
 //
+// A power cut during the last batch's write-back can also persist its
+// sectors out of order (the batch end reached the disk, an earlier sector
+// did not). That is recognised by a whole 512-byte sector inside the last
+// batch that is still zero (segments are zero-filled; bit rot leaves no
+// zeroed sector): the batch is dropped as torn.
+//
 // The one case that cannot be told apart is a last batch that was written
 // completely but never synced and then damaged: it is refused, as if it had
 // been synced, because refusing is the safe side.
