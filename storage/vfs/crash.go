@@ -68,6 +68,9 @@ type crashNode struct {
 	diskSize int64    // size of the synced content
 	size     int64    // size in the process's view
 	ops      []crashOp
+	// handles counts open crashFiles: the disk descriptor is closed when
+	// it drops to zero, so removed files do not pin disk space.
+	handles int
 }
 
 // crashOp is one unsynced operation: a write of data at off, or (when
@@ -178,6 +181,7 @@ func (c *CrashFS) Create(name string) (File, error) {
 		n = &crashNode{homeDir: filepath.Dir(filepath.Clean(name))}
 		d.names[base] = n
 	}
+	n.handles++
 	return &crashFile{fs: c, n: n, name: name, generation: c.generation}, nil
 }
 
@@ -193,6 +197,7 @@ func (c *CrashFS) Open(name string) (File, error) {
 	if !ok {
 		return nil, &os.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
+	n.handles++
 	return &crashFile{fs: c, n: n, name: name, generation: c.generation}, nil
 }
 
@@ -212,7 +217,7 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 	if !ok {
 		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: fs.ErrNotExist}
 	}
-	if old, ok := nd.names[nbase]; ok && old != n {
+	if old, ok := nd.names[nbase]; ok && old != n && old.handles > 0 {
 		// Replaced: open handles keep its content, as after rename(2).
 		if err := old.openDisk(); err != nil {
 			return err
@@ -238,8 +243,10 @@ func (c *CrashFS) Remove(name string) error {
 	}
 	// Open handles keep the content after the name is gone, as after
 	// unlink(2): hold a descriptor before the disk entry can disappear.
-	if err := n.openDisk(); err != nil {
-		return err
+	if n.handles > 0 {
+		if err := n.openDisk(); err != nil {
+			return err
+		}
 	}
 	delete(d.names, base)
 	d.gone[base] = true
@@ -626,5 +633,17 @@ func (f *crashFile) Close() error {
 		return os.ErrClosed
 	}
 	f.closed = true
+	if f.generation != f.fs.generation {
+		return nil // the crash closed every descriptor
+	}
+	n := f.n
+	n.handles--
+	if n.handles == 0 && n.disk != nil && len(n.ops) == 0 {
+		// Reopened from diskPath when needed; an unnamed node's content is
+		// gone with its last handle, as after unlink(2).
+		err := n.disk.Close()
+		n.disk = nil
+		return err
+	}
 	return nil
 }
