@@ -43,7 +43,8 @@
 // Payloads by type (format version 1):
 //
 //	1 SegmentHeader  magic "edgekvWL" (8) | version u16 | sequence u64
-//	2 Entry          term u64 | index u64 | entry type u8 | request id u64 | data
+//	2 Entry          term u64 | index u64 | entry type u8 | request id u64 |
+//	                 origin u64 | data
 //	3 HardState      term u64 | vote u64 | commit u64
 //	4 SnapshotRef    index u64 | term u64 | flags u8 (bit 0: reset the log)
 //	5 BatchEnd       own offset in the segment u64 | magic "edgekvBE" (8)
