@@ -74,16 +74,6 @@ func RejectReasonOf(err error) raftmsg.RejectReason {
 	return raftmsg.RejectNone
 }
 
-func errorOfReason(r raftmsg.RejectReason) error {
-	switch r {
-	case raftmsg.RejectNotQuorum:
-		return ErrNotQuorum
-	case raftmsg.RejectOverloaded:
-		return ErrOverloaded
-	}
-	return ErrNoLeader
-}
-
 // Config configures a Node. Zero limits take the defaults below.
 type Config struct {
 	// ID is this node's id; it must be one of Voters.

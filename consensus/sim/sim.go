@@ -55,7 +55,6 @@ type Stats struct {
 	Reads, ReadsServed, ReadsRefused              int
 	Pauses, Transfers, TimeoutNows                int
 	LeaseReads, LeaseServed, LinkCuts             int
-	StepErrors                                    int
 }
 
 // Add accumulates o into s (MaxPipelined takes the maximum).
@@ -76,7 +75,6 @@ func (s *Stats) Add(o Stats) {
 	s.Leaders += o.Leaders
 	s.MaxPipelined = max(s.MaxPipelined, o.MaxPipelined)
 	s.Truncations += o.Truncations
-	s.StepErrors += o.StepErrors
 	s.Reads += o.Reads
 	s.ReadsServed += o.ReadsServed
 	s.ReadsRefused += o.ReadsRefused
