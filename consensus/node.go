@@ -227,6 +227,8 @@ type Node struct {
 	termFirstRound               uint64 // readRound when this term's leadership began
 	transferredInTerm            bool   // a transfer started in this term: no lease
 	restarted                    bool   // started from a non-empty hard state
+	heardLeader                  bool   // leaderHeardTick is set
+	leaderHeardTick              uint64 // ticks when a leader last reached us
 	readAcks                     []uint64
 	pendingReads                 ring[pendingRead]
 	readStates, spareReadStates  []ReadState
