@@ -56,6 +56,11 @@ type Entry struct {
 	// RequestID is the proposer's opaque id, returned with the committed
 	// entry so the runtime can answer the right client. Zero means none.
 	RequestID uint64
+	// Origin is the member whose runtime proposed the entry (for a
+	// proposal forwarded to the leader, the forwarding follower): every
+	// member applies every entry, and only the origin may answer the
+	// client waiting on RequestID. None when unknown.
+	Origin NodeID
 	// Data is opaque to the core. For EntryConfChange it holds an encoded
 	// ConfChange. Decoders may point it into a pooled buffer: whoever keeps
 	// an Entry past the buffer's release must copy Data.
