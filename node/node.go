@@ -337,6 +337,13 @@ func (n *Node) runRaft() {
 	defer ticker.Stop()
 	park := time.NewTimer(time.Hour)
 	park.Stop()
+	if len(n.names) == 1 {
+		// A single voter needs nobody's vote: let its election timer run
+		// out at once rather than keep clients waiting 1-2 timeouts.
+		for i := 0; i < 2*n.cfg.ElectionTicks && n.raft.SoftState().Role != consensus.RoleLeader; i++ {
+			n.raft.Tick()
+		}
+	}
 	for {
 		n.proposeBatches()
 		if !n.handleReadys() {
