@@ -262,3 +262,35 @@ func runOnce(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
+
+// raw sends a request exactly as given (the path is not parsed or
+// escaped by a client library) and reads the response.
+func (p *proc) raw(method, target, body string, headers ...string) response {
+	p.t.Helper()
+	conn, err := net.DialTimeout("tcp", p.client, 5*time.Second)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d\r\n", method, target, p.client, len(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		fmt.Fprintf(&b, "%s: %s\r\n", headers[i], headers[i+1])
+	}
+	b.WriteString("\r\n")
+	b.WriteString(body)
+	if _, err := io.WriteString(conn, b.String()); err != nil {
+		p.t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(rb)}
+}
