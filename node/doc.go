@@ -42,8 +42,12 @@
 // (MsgProp). The leader stamps its clock into forwarded commands
 // (kv.StampTimestamp) and, since the wire codec may not carry Origin yet,
 // fills an entry's missing Origin from the message's sender: a node only
-// ever forwards its own proposals. Every member applies every entry; the
-// applier completes a waiter only for entries whose Origin is itself, so
+// ever forwards its own proposals. Request ids are moreover unique across
+// members by construction (the member's index among the voters sits in
+// the id's epoch bits), so an entry whose Origin was lost in transit is
+// still matched only by the member that proposed it. Every member applies
+// every entry; the applier completes waiters only for entries whose Origin
+// is itself or unknown, so
 // the answer (including 412, 404, 409 and 507) is the one the replicated
 // state machine computed. A proposal refused before it reached any log
 // (no leader, no quorum, leader overloaded) is answered 503 (429 when the
@@ -56,8 +60,8 @@
 // then wait until the applied index reaches the read index. Lease reads
 // are served like linearizable reads until the core offers leases.
 //
-// Request ids are unique within one boot of one member (batch.Registry:
-// slot, generation, boot epoch); BootEpoch must differ between boots so
-// that an entry of an earlier boot replayed from the log cannot complete a
-// waiter of this one.
+// Request ids (batch.Registry: slot, generation, epoch) carry the member's
+// index and its boot counter in the epoch; BootEpoch must differ between
+// boots so that an entry of an earlier boot replayed from the log cannot
+// complete a waiter of this one.
 package node

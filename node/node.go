@@ -58,8 +58,9 @@ type Config struct {
 	ElectionTicks int
 	// RequestTimeout bounds a client's wait (--request-timeout).
 	RequestTimeout time.Duration
-	// BootEpoch must differ from the previous boot's (a persisted counter):
-	// it keeps request ids of earlier boots from matching this one's.
+	// BootEpoch must differ from the previous boot's (a persisted counter;
+	// only its low bootEpochBits count): it keeps request ids of earlier
+	// boots from matching this one's.
 	BootEpoch uint16
 	// RandSeed seeds the election timer randomization.
 	RandSeed uint64
@@ -74,6 +75,25 @@ type Config struct {
 	Store     LogStore
 	Recovered Recovered
 	Logger    *slog.Logger
+}
+
+// Request ids are unique across the members by construction, so that an
+// entry is never taken for another member's request even when a transport
+// does not carry Entry.Origin: the registry's 16-bit epoch field holds the
+// member's position among the sorted voters (memberIndexBits, at most
+// consensus.MaxVoters = 64 members) above the boot counter (bootEpochBits:
+// 1024 boots before an id of an old boot could recur).
+const (
+	memberIndexBits = 6
+	bootEpochBits   = 16 - memberIndexBits
+)
+
+func idEpoch(voters []raftmsg.NodeID, self raftmsg.NodeID, boot uint16) uint16 {
+	i := slices.Index(voters, self)
+	if i < 0 || i >= 1<<memberIndexBits {
+		panic(fmt.Sprintf("node: member %d at index %d of %d voters", self, i, len(voters))) // New checked both
+	}
+	return uint16(i)<<bootEpochBits | boot&(1<<bootEpochBits-1)
 }
 
 // outcome is what a waiting client receives.
@@ -180,6 +200,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: TickInterval %v and RequestTimeout %v must be positive", cfg.TickInterval, cfg.RequestTimeout)
 	case cfg.Store == nil:
 		return nil, errors.New("node: no Store")
+	case len(cfg.Members) > consensus.MaxVoters:
+		return nil, fmt.Errorf("node: %d members, at most %d", len(cfg.Members), consensus.MaxVoters)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -213,7 +235,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// Twice the queue: waiters of queued proposals plus those in flight.
-	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, cfg.BootEpoch)
+	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(voters, cfg.ID, cfg.BootEpoch))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -235,7 +257,7 @@ func New(cfg Config) (*Node, error) {
 	n.soft = rn.SoftState()
 	// Read ids, like request ids, must not repeat across boots: a late
 	// answer to a read of the previous boot must not serve a new one.
-	n.readSeq.Store(uint64(cfg.BootEpoch) << 48)
+	n.readSeq.Store(uint64(idEpoch(voters, cfg.ID, cfg.BootEpoch)) << 46)
 	return n, nil
 }
 
@@ -704,7 +726,9 @@ func (n *Node) runApply() {
 			}
 			r := results[j]
 			j++
-			if e.Origin == n.cfg.ID && e.RequestID != 0 {
+			// Origin None: the entry came through a transport that does not
+			// carry Origin; the id alone is unique across members.
+			if e.RequestID != 0 && (e.Origin == n.cfg.ID || e.Origin == raftmsg.None) {
 				n.reg.Complete(e.RequestID, outcome{res: r})
 			}
 		}

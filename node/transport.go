@@ -34,6 +34,17 @@ type MemNetwork struct {
 	members map[raftmsg.NodeID]Receiver
 	cut     map[[2]raftmsg.NodeID]bool // [from, to]
 	down    map[raftmsg.NodeID]bool
+	// dropOrigin clears Entry.Origin in transit, as a codec that does not
+	// carry the field would.
+	dropOrigin bool
+}
+
+// DropOrigin makes the network lose Entry.Origin in transit (a wire codec
+// without the field).
+func (n *MemNetwork) DropOrigin() {
+	n.mu.Lock()
+	n.dropOrigin = true
+	n.mu.Unlock()
 }
 
 // NewMemNetwork returns an empty network.
@@ -87,6 +98,7 @@ func (t memTransport) Send(m raftmsg.Message) bool {
 	n.mu.RLock()
 	r := n.members[m.To]
 	blocked := n.down[t.from] || n.down[m.To] || n.cut[[2]raftmsg.NodeID{t.from, m.To}]
+	dropOrigin := n.dropOrigin
 	n.mu.RUnlock()
 	if r == nil || blocked {
 		return false
@@ -97,6 +109,9 @@ func (t memTransport) Send(m raftmsg.Message) bool {
 		ents := make([]raftmsg.Entry, len(m.Entries))
 		for i, e := range m.Entries {
 			e.Data = slices.Clone(e.Data)
+			if dropOrigin {
+				e.Origin = raftmsg.None
+			}
 			ents[i] = e
 		}
 		m.Entries = ents
