@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -47,11 +48,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 
-	srv, err := node.Start(cfg, log)
+	srv, err := node.Start(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgekv: %s\n", oneLine(err))
 		return 1
@@ -59,8 +59,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "edgekv: %s serving clients on http://%s, peers on %s, data in %s\n",
 		cfg.Name, srv.ClientAddr, srv.PeerAddr, cfg.DataDir)
 	select {
-	case sig := <-sigs:
-		log.Info("edgekv: stopping", "signal", sig.String())
+	case <-ctx.Done():
+		log.Info("edgekv: stopping on a signal")
 		if err := srv.Close(); err != nil {
 			fmt.Fprintf(stderr, "edgekv: stopping: %s\n", oneLine(err))
 			return 1

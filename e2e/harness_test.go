@@ -74,6 +74,7 @@ type proc struct {
 	client string // host:port
 	stderr *syncBuffer
 	exited chan struct{}
+	lines  chan string // stdout lines
 	state  *os.ProcessState
 }
 
@@ -105,49 +106,61 @@ func nodeFlags(t *testing.T, dir string) []string {
 // start runs edgekv with args and waits for its "serving" line.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	p := startAsync(t, args...)
+	p.awaitServing()
+	return p
+}
+
+// startAsync starts edgekv with args without waiting for it.
+func startAsync(t *testing.T, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{}), lines: make(chan string, 16)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 16)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			select {
-			case lines <- sc.Text():
+			case p.lines <- sc.Text():
 			default:
 			}
 		}
-		close(lines)
+		close(p.lines)
 		cmd.Wait()
 		p.state = cmd.ProcessState
 		close(p.exited)
 	}()
 	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// awaitServing waits for the "serving" line and records the client address.
+func (p *proc) awaitServing() {
+	p.t.Helper()
 	select {
-	case line, ok := <-lines:
+	case line, ok := <-p.lines:
 		if !ok {
 			<-p.exited
-			t.Fatalf("edgekv exited before serving (%v): %s", p.state, p.stderr.String())
+			p.t.Fatalf("edgekv exited before serving (%v): %s", p.state, p.stderr.String())
 		}
 		// "edgekv: NAME serving clients on http://HOST:PORT, peers on ..."
 		_, rest, found := strings.Cut(line, "http://")
 		addr, _, _ := strings.Cut(rest, ",")
 		if !found || addr == "" {
-			t.Fatalf("unexpected first line %q", line)
+			p.t.Fatalf("unexpected first line %q", line)
 		}
 		p.client = addr
-	case <-time.After(20 * time.Second):
-		t.Fatalf("edgekv did not report serving in time: %s", p.stderr.String())
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("edgekv did not report serving in time: %s", p.stderr.String())
 	}
-	return p
 }
 
 // kill stops the process with SIGKILL (a crash) and waits for it.

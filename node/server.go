@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgekv/edgekv/config"
@@ -63,9 +64,10 @@ type memberRecord struct {
 }
 
 // Start opens the data dir, starts the member and listens on the peer and
-// client addresses. Every failure is one error that names the problem;
-// nothing is left running.
-func Start(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+// client addresses. A new member of a cluster of several first learns the
+// other members' ids (discover.go), waiting for them until ctx ends. Every
+// failure is one error that names the problem; nothing is left running.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s := &Server{log: log, serveErr: make(chan error, 1), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -90,13 +92,49 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		rec.Snapshot.Close()
 		return nil, fmt.Errorf("data dir %s holds a snapshot, which this version cannot restore yet", cfg.DataDir)
 	}
-	state, err := loadState(cfg, rec.Meta.MemberID)
+	self := rec.Meta.MemberID
+	state, found, err := readState(cfg, self)
 	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0) {
+		return nil, fmt.Errorf("data dir %s holds a log but no %s: refusing to guess the membership", cfg.DataDir, stateFileName)
+	}
+	// The transport listens first: peers discovering us need our answer.
+	handler := &wireHandler{log: log}
+	wireCompression, err := wire.ParseCompression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := wire.NewTransport(wire.Config{
+		LocalID: self, LocalName: cfg.Name, ClusterID: cfg.ClusterID(),
+		ListenAddr: cfg.ListenPeer, Compression: wireCompression,
+		Handler: handler, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--listen-peer %s: %w", cfg.ListenPeer, err)
+	}
+	s.transport = tr
+	s.PeerAddr = tr.Addr().String()
+	if !found {
+		if len(cfg.InitialCluster) == 1 {
+			state.Members = []memberRecord{{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}}
+		} else if state.Members, err = discoverMembers(ctx, cfg, self, log); err != nil {
+			return nil, err
+		}
+	}
+	state.BootEpoch++
+	if err := writeState(cfg.DataDir, state); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	members := make(map[raftmsg.NodeID]string, len(state.Members))
 	for _, m := range state.Members {
 		members[m.ID] = m.Name
+		if m.ID != self {
+			if err := tr.AddPeer(m.ID, m.Name, m.Peer); err != nil {
+				return nil, err
+			}
+		}
 	}
 	n, err := New(Config{
 		ID: rec.Meta.MemberID, Name: cfg.Name, Members: members,
@@ -114,27 +152,7 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	s.node = n
-	wireCompression, err := wire.ParseCompression(cfg.Compression)
-	if err != nil {
-		return nil, err
-	}
-	tr, err := wire.NewTransport(wire.Config{
-		LocalID: n.ID(), LocalName: cfg.Name, ClusterID: cfg.ClusterID(),
-		ListenAddr: cfg.ListenPeer, Compression: wireCompression,
-		Handler: wireHandler{n: n, log: log}, Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("--listen-peer %s: %w", cfg.ListenPeer, err)
-	}
-	s.transport = tr
-	s.PeerAddr = tr.Addr().String()
-	for _, m := range state.Members {
-		if m.ID != n.ID() {
-			if err := tr.AddPeer(m.ID, m.Name, m.Peer); err != nil {
-				return nil, err
-			}
-		}
-	}
+	handler.n.Store(n)
 	api, err := httpapi.New(httpapi.Config{
 		MaxValueBytes: int(cfg.MaxValueBytes), MaxRequestBytes: int(cfg.MaxRequestBytes), MaxTxnOps: cfg.MaxTxnOps,
 	}, n.Backend(), log)
@@ -158,39 +176,37 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	return s, nil
 }
 
-// loadState reads the runtime's state file (creating it for a new data
-// dir), checks it against the flags, bumps the boot counter and writes it
-// back durably.
-func loadState(cfg config.Config, self raftmsg.NodeID) (stateFile, error) {
-	fsys := vfs.Default()
+// readState reads the runtime's state file and checks it against the
+// flags; found is false for a new data dir.
+func readState(cfg config.Config, self raftmsg.NodeID) (st stateFile, found bool, err error) {
 	path := filepath.Join(cfg.DataDir, stateFileName)
-	var st stateFile
-	buf, err := vfs.ReadFile(fsys, path, maxStateFileBytes)
+	buf, err := vfs.ReadFile(vfs.Default(), path, maxStateFileBytes)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if len(cfg.InitialCluster) != 1 {
-			return st, errors.New("bootstrapping a cluster of several members (--initial-cluster) is not supported by this build yet")
-		}
-		st.Members = []memberRecord{{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}}
+		return st, false, nil
 	case err != nil:
-		return st, fmt.Errorf("read %s: %w", path, err)
-	default:
-		if err := json.Unmarshal(buf, &st); err != nil {
-			return st, fmt.Errorf("%s is damaged: %w", path, err)
-		}
-		if err := st.check(cfg.Name, self); err != nil {
-			return st, fmt.Errorf("%s: %w", path, err)
-		}
+		return st, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	st.BootEpoch++
+	if err := json.Unmarshal(buf, &st); err != nil {
+		return st, false, fmt.Errorf("%s is damaged: %w", path, err)
+	}
+	if err := st.check(cfg.Name, self); err != nil {
+		return st, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, true, nil
+}
+
+// writeState replaces the state file atomically and durably.
+func writeState(dir string, st stateFile) error {
+	path := filepath.Join(dir, stateFileName)
 	out, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return st, err
+		return err
 	}
-	if err := vfs.WriteFileAtomic(fsys, path, append(out, '\n')); err != nil {
-		return st, fmt.Errorf("write %s: %w", path, err)
+	if err := vfs.WriteFileAtomic(vfs.Default(), path, append(out, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return st, nil
+	return nil
 }
 
 func (st *stateFile) check(name string, self raftmsg.NodeID) error {
@@ -283,28 +299,30 @@ func (s *Server) shutdown() error {
 	return errors.Join(errs...)
 }
 
-// wireHandler connects the peer transport to the member.
+// wireHandler connects the peer transport to the member; until the member
+// exists (during discovery), inbound batches are dropped.
 type wireHandler struct {
-	n   *Node
+	n   atomic.Pointer[Node]
 	log *slog.Logger
 }
 
-func (h wireHandler) HandleBatch(b *wire.Batch) {
+func (h *wireHandler) HandleBatch(b *wire.Batch) {
 	for _, f := range b.Forwards {
 		// Writes reach the leader as Raft proposals, not as forwards.
 		h.log.Debug("node: forwarded request refused (unsupported)", "from", uint64(b.From), "id", f.RequestID)
 	}
-	if len(b.Messages) == 0 {
+	n := h.n.Load()
+	if n == nil || len(b.Messages) == 0 {
 		b.Release()
 		return
 	}
-	h.n.Receive(b.Messages, b.Release)
+	n.Receive(b.Messages, b.Release)
 }
 
-func (h wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
+func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
 	return errors.New("node: snapshots are not supported by this build yet")
 }
 
-func (h wireHandler) PeerUnreachable(raftmsg.NodeID) {}
+func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
 
-func (h wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
+func (h *wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
