@@ -33,10 +33,13 @@ const NoDeadline = time.Duration(math.MaxInt64)
 // Config bounds a Batcher. Zero fields take the defaults above.
 type Config struct {
 	// MaxBatchBytes bounds one batch (sum of Proposal.SizeBytes). A single
-	// proposal larger than it still goes out, alone.
+	// proposal larger than it still goes out, alone; so MaxBatchBytes = 1
+	// turns batching off (every batch is one proposal, none is held), the
+	// baseline for the "adaptive on/off" benchmark.
 	MaxBatchBytes int64
 	// MaxBatchDelay bounds how long the batcher holds a proposal, to grow a
-	// batch, while the pipeline has room. Never applied when idle.
+	// batch, while the pipeline has room. Never applied when idle. Zero
+	// means the default like every field; for no hold at all, use 1ns.
 	MaxBatchDelay time.Duration
 	// MaxPending and MaxPendingBytes bound the proposals submitted and not
 	// yet handed out in a batch; past them Submit refuses at once.
@@ -53,6 +56,9 @@ type Config struct {
 	// Clock stamps submissions; a FakeClock in tests. Nil: a MonotonicClock.
 	Clock Clock
 	// Metrics, if not nil, receives the batcher's metrics (edgekv_batch_*).
+	// One Batcher per set: the names are fixed, and a second registration
+	// of the histograms panics. A node keeps one Batcher for its life (a
+	// leader change needs no new one: PopPending and Finish(id, _, false)).
 	Metrics *metrics.Set
 }
 
@@ -230,6 +236,10 @@ func (b *Batcher) Submit(p Proposal) Reason {
 
 // Close refuses every later Submit with ReasonClosed and wakes the
 // proposer. Proposals already queued stay: drain them with PopPending.
+// Close is for shutdown, there is no reopening: from then on Park always
+// reports false, so the proposer loop must end (after draining) rather
+// than keep polling. A node that merely stops leading keeps the Batcher
+// open and fails or forwards what PopPending returns.
 func (b *Batcher) Close() { b.queue.Close() }
 
 // Wakeup is the channel the proposer sleeps on after a successful Park.

@@ -559,3 +559,54 @@ func TestMetricsExposition(t *testing.T) {
 		t.Log(out)
 	}
 }
+
+// The full trigger fires exactly when the queued bytes reach the bound,
+// not before, even though the hold has not ended.
+func TestFullTriggerAtExactlyMaxBatchBytes(t *testing.T) {
+	b, clk := newTestBatcher(t, Config{MaxBatchBytes: 1000})
+	mustSubmit(t, b, prop(1, 64))
+	bt := mustNext(t, b, clk.Now())
+	b.Finish(bt.ID, clk.Advance(time.Millisecond), true)
+	mustSubmit(t, b, prop(2, 64))
+	mustNext(t, b, clk.Now()) // in flight from now on
+
+	mustSubmit(t, b, prop(3, 250))
+	mustSubmit(t, b, prop(4, 250))
+	mustSubmit(t, b, prop(5, 250))
+	mustSubmit(t, b, prop(6, 249)) // 999 bytes
+	if got, ok := b.Next(clk.Now()); ok {
+		t.Fatalf("999 of 1000 bytes left early: trigger %v", got.Trigger)
+	}
+	// A parked proposer is woken by the producer that completes the batch.
+	if _, ok := b.Park(clk.Now()); !ok {
+		t.Fatal("Park refused below the byte threshold")
+	}
+	mustSubmit(t, b, prop(7, 33)) // 1032 bytes queued
+	select {
+	case <-b.Wakeup():
+	default:
+		t.Fatal("a full batch did not wake the holding proposer")
+	}
+	b.Unpark()
+	got := mustNext(t, b, clk.Now())
+	if got.Trigger != TriggerFull || got.Bytes != 999 || len(got.Proposals) != 4 {
+		t.Fatalf("full batch: trigger %v bytes %d ids %v", got.Trigger, got.Bytes, ids(got))
+	}
+}
+
+// MaxBatchBytes = 1 is "batching off": one proposal per batch, none held.
+func TestBatchingOff(t *testing.T) {
+	b, clk := newTestBatcher(t, Config{MaxBatchBytes: 1, MaxInflightBatches: 64})
+	mustSubmit(t, b, prop(1, 64))
+	bt := mustNext(t, b, clk.Now())
+	b.Finish(bt.ID, clk.Advance(time.Millisecond), true) // a 1ms hold if batching were on
+	for id := uint64(2); id <= 6; id++ {
+		mustSubmit(t, b, prop(id, 64))
+	}
+	for id := uint64(2); id <= 6; id++ {
+		bt := mustNext(t, b, clk.Now())
+		if len(bt.Proposals) != 1 || bt.Proposals[0].RequestID != id {
+			t.Fatalf("batching off: ids %v, want [%d]", ids(bt), id)
+		}
+	}
+}

@@ -13,18 +13,32 @@ import (
 // waiters. Reported: ops/s, mean batch size, allocations per operation.
 //
 //	go test -run '^$' -bench SubmitCollect -benchmem ./batch/
+//
+// batching=off (MaxBatchBytes 1: one proposal per batch) against a cluster
+// with latency gives the adaptive/off ratio; with zero latency the
+// pipeline is always idle, so batches are single anyway and the figure is
+// the raw cost of the path.
 func BenchmarkSubmitCollect(b *testing.B) {
 	for _, latency := range []time.Duration{0, 200 * time.Microsecond} {
-		for _, producers := range []int{1, 16, 64, 256} {
-			b.Run(fmt.Sprintf("latency=%v/producers=%d", latency, producers), func(b *testing.B) {
-				benchSubmitCollect(b, producers, latency)
-			})
+		for _, batching := range []string{"adaptive", "off"} {
+			if latency == 0 && batching == "off" {
+				continue
+			}
+			for _, producers := range []int{1, 16, 64, 256} {
+				b.Run(fmt.Sprintf("latency=%v/batching=%s/producers=%d", latency, batching, producers), func(b *testing.B) {
+					cfg := Config{}
+					if batching == "off" {
+						cfg.MaxBatchBytes = 1
+					}
+					benchSubmitCollect(b, cfg, producers, latency)
+				})
+			}
 		}
 	}
 }
 
-func benchSubmitCollect(b *testing.B, producers int, latency time.Duration) {
-	bt, err := New(Config{})
+func benchSubmitCollect(b *testing.B, cfg Config, producers int, latency time.Duration) {
+	bt, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -134,12 +134,15 @@ func runClosedLoop(t testing.TB, b *Batcher, reg *Registry[uint64], producers in
 						refusedCount.Add(1)
 						continue
 					}
-					if r := b.Submit(Proposal{RequestID: w.ID(), Data: payload}); r != ReasonNone {
+					// The id is read before Wait: Wait releases the waiter, and
+					// another producer may take its slot at once.
+					id := w.ID()
+					if r := b.Submit(Proposal{RequestID: id, Data: payload}); r != ReasonNone {
 						w.Cancel()
 						refusedCount.Add(1)
 						continue
 					}
-					if res, ok := w.Wait(10 * time.Second); !ok || res != w.ID() && res != 0 {
+					if res, ok := w.Wait(10 * time.Second); !ok || res != id && res != 0 {
 						t.Errorf("request not completed: ok %v", ok)
 						return
 					}

@@ -10,12 +10,13 @@ import (
 )
 
 // submitPathFrames name the functions a client goroutine runs to hand a
-// request to the proposer and get its waiter.
+// request to the proposer and get its waiter. (Waiting for the result is a
+// one-to-one handoff on the waiter's own channel, not a shared lock, and
+// is not listed.)
 var submitPathFrames = []string{
 	"edgekv/batch.(*Batcher).Submit",
-	"edgekv/batch.(*Queue[",
-	"edgekv/batch.(*Ring[",
-	"edgekv/batch.(*Registry[",
+	"].TryPush", // Queue and Ring
+	"].Acquire", // Registry
 }
 
 // wakeFrames mark the one lock a submitter may meet: the scheduler's, when

@@ -104,6 +104,10 @@ type Queue[T any] struct {
 
 	rejected [numReasons]atomic.Uint64
 	accepted atomic.Uint64
+
+	// testHookParking, when set by a test, runs inside Park between
+	// announcing the sleep and re-checking the queue.
+	testHookParking func()
 }
 
 // NewQueue returns a queue admitting at most maxCount items and maxBytes
@@ -286,6 +290,9 @@ func (q *Queue[T]) Park(wakeAtBytes int64) bool {
 		wakeAtBytes = 1
 	}
 	q.wakeAt.Store(wakeAtBytes)
+	if q.testHookParking != nil {
+		q.testHookParking() // a test pushes here: the lost-wake-up window
+	}
 	if q.closed.Load() || q.readyFor(wakeAtBytes) {
 		q.wakeAt.Store(0)
 		return false

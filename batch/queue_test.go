@@ -3,6 +3,7 @@ package batch
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -289,5 +290,72 @@ func TestReadQueueBoundedRoundTrip(t *testing.T) {
 	}
 	if r := reads.TryPush(ReadRequest{}, ReadRequestBytes); r != ReasonNone {
 		t.Fatalf("after the round the read queue still refuses: %v", r)
+	}
+}
+
+// TestQueuePingPongNoLostWakeup makes the producer push each item just as
+// the consumer is parking (it waits for the previous item to be popped),
+// over and over, so that the push races the consumer's Park; a lost
+// wake-up leaves the consumer asleep with an item queued.
+func TestQueuePingPongNoLostWakeup(t *testing.T) {
+	rounds := 100_000
+	if testing.Short() {
+		rounds = 10_000
+	}
+	q, err := NewQueue[int](4, 1<<20, NewMonotonicClock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var popped atomic.Int64
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < rounds && !stop.Load(); i++ {
+			for popped.Load() < int64(i) && !stop.Load() {
+				runtime.Gosched()
+			}
+			if r := q.TryPush(i, 1); r != ReasonNone {
+				t.Errorf("push %d: %v", i, r)
+				return
+			}
+		}
+	}()
+	defer func() { stop.Store(true); <-done }()
+	for i := 0; i < rounds; {
+		if v, _, _, ok := q.Pop(); ok {
+			if v != i {
+				t.Fatalf("got %d, want %d", v, i)
+			}
+			i++
+			popped.Store(int64(i))
+			continue
+		}
+		if !q.Park(1) {
+			continue
+		}
+		select {
+		case <-q.Wakeup():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: consumer asleep with %d item(s) queued: lost wake-up", i, q.Len())
+		}
+		q.Unpark()
+	}
+}
+
+// TestQueuePushDuringParkIsNotLost pushes at the exact point of Park where
+// a wrong ordering (re-check before announcing the sleep) loses the wake.
+func TestQueuePushDuringParkIsNotLost(t *testing.T) {
+	for _, threshold := range []int64{1, 10} {
+		q, _ := newTestQueue[int](t, 10, 100)
+		q.testHookParking = func() { q.TryPush(1, 10) }
+		if q.Park(threshold) {
+			select {
+			case <-q.Wakeup():
+			default:
+				t.Fatalf("threshold %d: consumer would sleep with an item queued and no wake-up", threshold)
+			}
+		}
+		q.Unpark()
 	}
 }

@@ -90,12 +90,17 @@ func TestRingManyProducersOneConsumer(t *testing.T) {
 	}
 	r, _ := NewRing[uint64](64)
 	var wg sync.WaitGroup
+	var stop atomic.Bool // set when the test fails, so producers exit
+	defer func() { stop.Store(true); wg.Wait() }()
 	for p := 0; p < producers; p++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for s := 0; s < perProducer; s++ {
 				for !r.TryPush(encode(p, s)) {
+					if stop.Load() {
+						return
+					}
 					runtime.Gosched()
 				}
 			}
@@ -115,6 +120,7 @@ func TestRingManyProducersOneConsumer(t *testing.T) {
 		nextSeq[p]++
 		got++
 	}
+	stop.Store(true)
 	wg.Wait()
 	if v, ok := r.TryPop(); ok {
 		t.Fatalf("extra item %x after all were received", v)

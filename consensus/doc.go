@@ -28,7 +28,9 @@
 //	    //    acknowledgements) and call n.AckPersisted(rd.Seq).
 //	    // 4. Apply rd.CommittedEntries in order; call
 //	    //    n.AckApplied(lastAppliedIndex).
-//	    // 5. Report rd.RejectedProposals to the waiting clients.
+//	    // 5. Report rd.RejectedProposals to the waiting clients; serve
+//	    //    each of rd.ReadStates once applied >= its Index; refuse
+//	    //    rd.RejectedReads.
 //	}
 //
 // Steps 2-3 may lag behind: the runtime may take further Readys before an
@@ -72,9 +74,46 @@
 // timeout covers that, and the request id lets it recognise the entry if it
 // commits after all.
 //
+// # Linearizable reads
+//
+// ReadIndex(requestID) starts a read (thesis §6.4). The leader refuses
+// until an entry of its term has committed (ErrNotReady), records its
+// commit index, and confirms it is still leader with a round of heartbeats
+// acknowledged by a majority; every read started between two Readys shares
+// one round. A follower asks its leader (MsgReadIndex). Answers come in
+// Ready.ReadStates: serve the read once the state machine has applied
+// Index. Refusals come at once (ErrNoLeader, ErrNotReady, ErrNotQuorum,
+// ErrOverloaded) or later in Ready.RejectedReads (leadership lost, or the
+// leader refused a forwarded read). Duplicate answers are possible on a
+// duplicating network: ignore request ids no longer waited for.
+//
+// # Leadership transfer
+//
+// TransferLeadership(to) on the leader (or forwarded by a follower) stops
+// accepting proposals (ErrTransferring), catches `to` up, and sends it
+// MsgTimeoutNow; `to` campaigns at once, and its vote requests carry a flag
+// that lets followers grant them even while they still hear from the old
+// leader (thesis §3.10). A transfer not done within an election timeout is
+// abandoned and proposals are accepted again. Watch SoftState for the
+// outcome.
+//
+// # Leases
+//
+// Every heartbeat broadcast is a numbered round; Ready.HeartbeatRound names
+// the round a Ready's Messages carry, and the runtime records its monotonic
+// clock when it sends them. LeaseRead returns the commit index and the
+// newest round a majority answered; the runtime may serve the read locally
+// (once applied >= index) if now < sendTime(round) + electionTimeout -
+// maxClockDrift. This holds because followers refuse (pre-)votes while
+// they hear from a leader, and for an election timeout after a restart;
+// heartbeat answers leave only once their term is durable; and a leader
+// that started a transfer has no lease for the rest of its term (thesis
+// §6.4.1, §3.10). A paused leader's rounds age on the runtime's clock, not
+// on its ticks.
+//
 // # Not yet
 //
-// ReadIndex, leases, leadership transfer, snapshots and membership changes
-// (issue 3) are not implemented: Step returns ErrUnsupported for their
-// messages, and the log is kept whole in memory since Config.Snapshot.
+// Snapshots with log compaction, and membership changes (the rest of
+// issue 3) are not implemented: Step returns ErrUnsupported
+// for MsgSnap, and the log is kept whole in memory since Config.Snapshot.
 package consensus

@@ -160,5 +160,8 @@ func recovered(t testing.TB, id raftmsg.NodeID, voters []raftmsg.NodeID, term ui
 	cfg := testConfig(id, voters...)
 	cfg.HardState = raftmsg.HardState{Term: term}
 	cfg.Entries = entriesWithTerms(terms...)
-	return mustNew(t, cfg)
+	n := mustNew(t, cfg)
+	// As if restarted long ago: past its post-restart quiet period.
+	n.ticks = uint64(cfg.ElectionTicks)
+	return n
 }

@@ -68,6 +68,8 @@ func RejectReasonOf(err error) raftmsg.RejectReason {
 		return raftmsg.RejectOverloaded
 	case errors.Is(err, ErrNotReady):
 		return raftmsg.RejectNotReady
+	case errors.Is(err, ErrTransferring):
+		return raftmsg.RejectTransferring
 	}
 	return raftmsg.RejectNone
 }
@@ -174,6 +176,10 @@ type Ready struct {
 	// applied up to their Index. RejectedReads: reads refused.
 	ReadStates    []ReadState
 	RejectedReads []RejectedRead
+	// HeartbeatRound, when not zero, is the heartbeat round that Messages
+	// carry: note the monotonic clock when sending them (leases, see
+	// LeaseRead).
+	HeartbeatRound uint64
 }
 
 type persistRecord struct {
@@ -220,9 +226,17 @@ type Node struct {
 	freeAfter               [][]raftmsg.Message
 	pendingPersist          ring[persistRecord]
 
+	// Leadership transfer (transfer.go), on the leader.
+	leadTransferee  raftmsg.NodeID
+	transferElapsed int
+
 	// ReadIndex (read.go): rounds of heartbeats confirm leadership.
-	readRound                    uint64 // last round started; monotonic across terms
+	readRound                    uint64 // last heartbeat round started; monotonic across terms
 	readRoundOpen                bool   // its heartbeats are not handed out yet
+	confirmedRound               uint64 // newest round a majority answered (this term)
+	termFirstRound               uint64 // readRound when this term's leadership began
+	transferredInTerm            bool   // a transfer started in this term: no lease
+	restarted                    bool   // started from a non-empty hard state
 	readAcks                     []uint64
 	pendingReads                 ring[pendingRead]
 	readStates, spareReadStates  []ReadState
@@ -276,6 +290,7 @@ func New(cfg Config) (*Node, error) {
 	n.log.persisted = last
 	n.log.unstableFrom = last + 1
 	n.prevHard = n.hardState()
+	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)
 	n.prevSoft = n.softState()
 	return n, nil
@@ -381,6 +396,7 @@ func (n *Node) reset(term uint64) {
 	// Randomized in [T, 2T) so that split votes are rare (paper §5.2).
 	n.randomizedElectionTimeout = n.cfg.ElectionTicks + n.rng.IntN(n.cfg.ElectionTicks)
 	clear(n.votes)
+	n.leadTransferee = raftmsg.None
 }
 
 func (n *Node) becomeFollower(term uint64, lead raftmsg.NodeID) {
@@ -427,6 +443,8 @@ func (n *Node) becomeLeader() {
 		}
 	}
 	clear(n.readAcks)
+	n.termFirstRound, n.confirmedRound = n.readRound, n.readRound
+	n.transferredInTerm = false
 	n.uncommittedBytes = 0
 	for i := n.log.committed + 1; i <= last; i++ {
 		n.uncommittedBytes += n.log.ents[i-n.log.snapIndex-1].PayloadBytes()

@@ -105,6 +105,7 @@ func (n *Node) handleReadAck(i int, round uint64) {
 	n.readAcks[i] = round
 	n.readAcks[n.selfPos] = n.readRound
 	confirmed := quorum.CommittedIndex(n.readAcks, n.scratch)
+	n.confirmedRound = max(n.confirmedRound, confirmed)
 	for n.pendingReads.len() > 0 && n.pendingReads.at(0).round <= confirmed {
 		n.answerRead(n.pendingReads.pop())
 	}

@@ -46,6 +46,9 @@ func (n *Node) appendProposals(ents []raftmsg.Entry, copyData bool) error {
 	if n.role != RoleLeader {
 		return ErrNoLeader
 	}
+	if n.leadTransferee != raftmsg.None {
+		return ErrTransferring
+	}
 	// Refuse quickly rather than queue behind a partition: half an election
 	// timeout without a quorum's answer, while heartbeats go out every
 	// HeartbeatTicks, means the quorum is probably gone (check-quorum will
@@ -145,6 +148,9 @@ func (n *Node) Ready() Ready {
 		n.rejectedReads, n.spareRejReads = n.spareRejReads[:0], n.rejectedReads
 	}
 	// Heartbeats handed out: reads arriving from now on need a new round.
+	if n.readRoundOpen {
+		rd.HeartbeatRound = n.readRound
+	}
 	n.readRoundOpen = false
 	return rd
 }

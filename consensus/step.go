@@ -24,6 +24,7 @@ func (n *Node) Tick() {
 func (n *Node) tickLeader() {
 	n.electionElapsed++
 	n.heartbeatElapsed++
+	n.tickTransfer()
 	// Check-quorum (thesis §6.2): a leader that has not heard from a
 	// quorum for an election timeout steps down, so a partitioned leader
 	// stops accepting proposals and clients find the new one.
@@ -33,9 +34,10 @@ func (n *Node) tickLeader() {
 	}
 	if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
 		n.heartbeatElapsed = 0
-		// Carries the latest read round: it left after every read of that
-		// round arrived, so its answers confirm them too.
-		n.bcastHeartbeat()
+		// Every broadcast is a new round (unless one is still unsent):
+		// its answers renew the lease from its send time, and confirm the
+		// reads that joined it.
+		n.joinReadRound()
 	}
 }
 
@@ -72,7 +74,11 @@ func (n *Node) startPreVote() {
 // startElection increments the term and votes for itself (paper §5.2). The
 // vote requests wait for the term and self-vote to be durable: a node that
 // crashed and forgot its vote could vote twice in one term.
-func (n *Node) startElection() {
+func (n *Node) startElection() { n.startElectionWith(0) }
+
+// startElectionWith campaigns; context transferCampaign marks an election
+// forced by leadership transfer.
+func (n *Node) startElectionWith(context uint64) {
 	n.becomeCandidate()
 	if n.recordVote(n.id, true) == quorum.VoteWon {
 		n.becomeLeader()
@@ -81,7 +87,7 @@ func (n *Node) startElection() {
 	for _, v := range n.voters {
 		if v != n.id {
 			n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgVote, To: v, Term: n.term,
-				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm()})
+				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm(), Context: context})
 		}
 	}
 }
@@ -119,7 +125,8 @@ func (n *Node) Step(m raftmsg.Message) error {
 	}
 	switch {
 	case m.Term > n.term:
-		if (m.Type == raftmsg.MsgVote || m.Type == raftmsg.MsgPreVote) && n.inLease() {
+		forced := m.Type == raftmsg.MsgVote && m.Context == transferCampaign
+		if (m.Type == raftmsg.MsgVote || m.Type == raftmsg.MsgPreVote) && n.inLease() && !forced {
 			// Leader stickiness (thesis §4.2.3, §9.6): while we hear from a
 			// leader, a node that cannot hear it must not disturb us.
 			return nil
@@ -163,9 +170,10 @@ func (n *Node) Step(m raftmsg.Message) error {
 }
 
 // inLease reports whether this node believes a leader is alive: it is the
-// leader, or it heard from one within the minimum election timeout.
+// leader, or it heard from one within the minimum election timeout, or it
+// started less than an election timeout ago (see LeaseRead).
 func (n *Node) inLease() bool {
-	return n.role == RoleLeader || (n.lead != raftmsg.None && n.electionElapsed < n.cfg.ElectionTicks)
+	return n.role == RoleLeader || (n.lead != raftmsg.None && n.electionElapsed < n.cfg.ElectionTicks) || n.startupQuiet()
 }
 
 // handleVoteRequest is RequestVote's receiver rule (paper Figure 2, §5.2,
@@ -219,6 +227,12 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 		n.refuseProposal(m, raftmsg.RejectNoLeader)
 	case raftmsg.MsgPropResp:
 		n.recordRejections(m)
+	case raftmsg.MsgTimeoutNow:
+		n.handleTimeoutNow(m)
+	case raftmsg.MsgTransferLeader:
+		// Sent to a node that is not (or no longer) leader: dropped rather
+		// than forwarded again, so stale leader hints cannot make it
+		// circle; the runtime retries.
 	}
 	return nil
 }
@@ -266,7 +280,10 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 			n.refuseProposal(m, RejectReasonOf(err))
 		}
 		return nil
-	case raftmsg.MsgPropResp:
+	case raftmsg.MsgPropResp, raftmsg.MsgTimeoutNow:
+		return nil
+	case raftmsg.MsgTransferLeader:
+		n.startTransfer(m.Hint)
 		return nil
 	case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
 		return fmt.Errorf("%w: %v from %d claims leadership of term %d, which %d leads", ErrInvalidMessage, m.Type, m.From, m.Term, n.id)
@@ -276,7 +293,11 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 	pr.LastHeardTick = n.ticks
 	switch m.Type {
 	case raftmsg.MsgAppResp:
-		return n.handleAppendResp(m, pr)
+		err := n.handleAppendResp(m, pr)
+		if m.From == n.leadTransferee {
+			n.maybeSendTimeoutNow()
+		}
+		return err
 	case raftmsg.MsgHeartbeatResp:
 		n.handleReadAck(i, m.Context)
 		if pr.Match >= n.log.lastIndex() {
@@ -364,7 +385,9 @@ func (n *Node) handleHeartbeat(m *raftmsg.Message) {
 	if c := min(m.Commit, n.log.lastIndex()); c > n.log.committed {
 		n.commitTo(c)
 	}
-	n.send(raftmsg.Message{Type: raftmsg.MsgHeartbeatResp, To: m.From, Term: n.term, Context: m.Context})
+	// After persist: the answer may extend the leader's lease, so the term
+	// it carries must survive a crash (see startupQuiet).
+	n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgHeartbeatResp, To: m.From, Term: n.term, Context: m.Context})
 }
 
 func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error {
@@ -532,7 +555,7 @@ func (n *Node) validate(m *raftmsg.Message) error {
 		return fmt.Errorf("%w: type %d", ErrInvalidMessage, m.Type)
 	}
 	switch m.Type {
-	case raftmsg.MsgSnap, raftmsg.MsgTimeoutNow, raftmsg.MsgTransferLeader:
+	case raftmsg.MsgSnap:
 		return fmt.Errorf("%w: %v", ErrUnsupported, m.Type)
 	}
 	if m.To != n.id {
@@ -568,6 +591,10 @@ func (n *Node) validate(m *raftmsg.Message) error {
 				return fmt.Errorf("%w: entry type %d", ErrInvalidMessage, e.Type)
 			}
 			prevTerm = e.Term
+		}
+	case raftmsg.MsgTransferLeader:
+		if n.pos(m.Hint) < 0 {
+			return fmt.Errorf("%w: transfer to %d, not a voter", ErrInvalidMessage, m.Hint)
 		}
 	case raftmsg.MsgAppResp:
 		if m.Reject && m.RejectHint > m.Index {

@@ -3,6 +3,7 @@
 package ebpf
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"testing"
@@ -38,6 +39,18 @@ func BenchmarkMarkerAttached(b *testing.B) {
 // uprobe hit makes.
 func BenchmarkMarkerAttachedStagesOnly(b *testing.B) {
 	attachOrSkip(b, Options{StagesOnly: true})
+	cpu := startCPU(b)
+	for i := 0; b.Loop(); i++ {
+		stage.Received(uint64(i))
+	}
+	cpu.report()
+	reportOptimized(b)
+}
+
+// BenchmarkMarkerAttachedSingleUprobe: as BenchmarkMarkerAttached on the
+// pre-6.6 attach path (classic perf-event uprobes).
+func BenchmarkMarkerAttachedSingleUprobe(b *testing.B) {
+	attachOrSkip(b, Options{singleUprobes: true})
 	cpu := startCPU(b)
 	for i := 0; b.Loop(); i++ {
 		stage.Received(uint64(i))
@@ -138,7 +151,7 @@ func BenchmarkOrdinaryGoFuncAttached(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := ex.UprobeMulti(nil, tr.objs.OnMarker, &link.UprobeMultiOptions{
+	l, err := ex.UprobeMulti(nil, tr.coll.Programs[traceProgOnMarker], &link.UprobeMultiOptions{
 		Addresses: []uint64{off}, Cookies: []uint64{0}, PID: uint32(tr.PID()),
 	})
 	if err != nil {
@@ -153,5 +166,65 @@ func BenchmarkOrdinaryGoFuncAttached(b *testing.B) {
 	cpu.report()
 	if sink == 0 {
 		b.Fatal("no calls")
+	}
+}
+
+// BenchmarkPerWrite is the tracing cost per client write for batches of
+// N writes: the six markers of one batch per N writes, with the probes
+// detached and attached (op = one write).
+func BenchmarkPerWrite(b *testing.B) {
+	for _, attached := range []bool{false, true} {
+		for _, n := range []int{1, 16, 128} {
+			name := fmt.Sprintf("detached/batch=%d", n)
+			if attached {
+				name = fmt.Sprintf("attached/batch=%d", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				if attached {
+					attachOrSkip(b, Options{})
+				}
+				cpu := startCPU(b)
+				var id uint64
+				for i := 0; b.Loop(); i++ {
+					if i%n != 0 {
+						continue // a write that joined the open batch
+					}
+					id++
+					stage.Received(id)
+					stage.Proposed(id)
+					stage.Persisted(id)
+					stage.Committed(id)
+					stage.Applied(id)
+					stage.Answered(id)
+				}
+				cpu.report()
+				b.ReportMetric(float64(stage.NumStages)/float64(n), "hits/write")
+			})
+		}
+	}
+}
+
+// BenchmarkHostSyscallOverhead: what a tracer costs the rest of the host.
+// It times getppid (not a traced syscall) in this process while a tracer
+// is attached to another process: the raw_syscalls programs run on every
+// syscall of every process and return after the PID check.
+func BenchmarkHostSyscallOverhead(b *testing.B) {
+	for _, attached := range []bool{false, true} {
+		name := "detached"
+		if attached {
+			name = "attached-to-other-pid"
+		}
+		b.Run(name, func(b *testing.B) {
+			if attached {
+				skipUnlessTracingPossible(b)
+				tg := startTarget(b)
+				attachOrSkip(b, Options{PID: tg.pid})
+			}
+			cpu := startCPU(b)
+			for b.Loop() {
+				unix.Getppid()
+			}
+			cpu.report()
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -92,9 +93,25 @@ func RunTraceCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		if err := shown.WriteText(stdout); err != nil {
 			return err
 		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", *pid)); err != nil {
+		if !processAlive(*pid) {
 			return fmt.Errorf("pid %d exited", *pid)
 		}
 	}
 	return nil
+}
+
+// processAlive reports whether pid exists and has not exited: a zombie
+// (exited, not yet reaped by its parent) is not alive.
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...; comm may contain spaces and parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	state := stat[i+2]
+	return state != 'Z' && state != 'X' && state != 'x'
 }

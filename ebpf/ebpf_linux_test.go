@@ -40,6 +40,19 @@ func attachOrSkip(t testing.TB, opts Options) *Tracer {
 	return nil
 }
 
+// skipUnlessTracingPossible skips (or, under REQUIRE_EBPF_TESTS=1,
+// fails) a test before it does expensive setup when Check says this
+// process cannot trace.
+func skipUnlessTracingPossible(t testing.TB) {
+	t.Helper()
+	if err := Check(); err != nil {
+		if os.Getenv("REQUIRE_EBPF_TESTS") == "1" {
+			t.Fatalf("REQUIRE_EBPF_TESTS=1 but: %v", err)
+		}
+		t.Skipf("eBPF tracing not possible here (set REQUIRE_EBPF_TESTS=1 to fail instead): %v", err)
+	}
+}
+
 func snapshot(t testing.TB, tr *Tracer) *Snapshot {
 	t.Helper()
 	s := new(Snapshot)
@@ -312,4 +325,93 @@ func TestRegisterMetrics(t *testing.T) {
 	if strings.Contains(buf.String(), "edgekv_trace") {
 		t.Errorf("closed tracer still exported:\n%s", buf.String())
 	}
+}
+
+// TestScrapeWhileClosing scrapes and snapshots from several goroutines
+// while the tracer is closed under them (run it with -race): every read
+// either succeeds or reports the tracer closed, none touches freed maps.
+func TestScrapeWhileClosing(t *testing.T) {
+	tr := attachOrSkip(t, Options{StagesOnly: true})
+	set := metrics.NewSet()
+	tr.RegisterMetrics(set)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var s Snapshot
+			var buf bytes.Buffer
+			for i := 0; i < 50; i++ {
+				if err := tr.Snapshot(&s); err != nil && !strings.Contains(err.Error(), "closed") {
+					t.Errorf("Snapshot: %v", err)
+					return
+				}
+				buf.Reset()
+				set.WritePrometheus(&buf)
+				stage.Received(uint64(i))
+			}
+		}()
+	}
+	close(start)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
+
+// TestTwoTracersIndependent: the node's own tracer and an `edgekv trace`
+// on the same process each count every hit, in their own maps.
+func TestTwoTracersIndependent(t *testing.T) {
+	a := attachOrSkip(t, Options{})
+	b := attachOrSkip(t, Options{StagesOnly: true})
+	beforeA, beforeB := snapshot(t, a), snapshot(t, b)
+	base := uint64(time.Now().UnixNano())
+	for i := uint64(0); i < 25; i++ {
+		for s := 0; s < stage.NumStages; s++ {
+			stage.Mark(stage.Stage(s), base+i)
+		}
+	}
+	dA, dB := snapshot(t, a).Sub(beforeA), snapshot(t, b).Sub(beforeB)
+	checkBatches(t, &dA, 25)
+	checkBatches(t, &dB, 25)
+	fdatasyncs(t, t.TempDir(), 3)
+	if got := snapshot(t, b).Syscalls[1].Count(); got != 0 {
+		t.Errorf("StagesOnly tracer counted %d fdatasyncs, want 0", got)
+	}
+	if got := snapshot(t, a).Syscalls[1].Count(); got != 3 {
+		t.Errorf("full tracer counted %d fdatasyncs, want 3", got)
+	}
+}
+
+// TestSingleUprobesFallback takes the attach path of kernels without
+// uprobe_multi (before 6.6): one classic perf-event uprobe per marker,
+// by address for this process and by symbol for another.
+func TestSingleUprobesFallback(t *testing.T) {
+	t.Run("self", func(t *testing.T) {
+		tr := attachOrSkip(t, Options{singleUprobes: true})
+		before := snapshot(t, tr)
+		base := uint64(time.Now().UnixNano())
+		for i := uint64(0); i < 100; i++ {
+			for s := 0; s < stage.NumStages; s++ {
+				stage.Mark(stage.Stage(s), base+i)
+			}
+		}
+		fdatasyncs(t, t.TempDir(), 4)
+		d := snapshot(t, tr).Sub(before)
+		checkBatches(t, &d, 100)
+		if got := d.Syscalls[1].Count(); got != 4 {
+			t.Errorf("fdatasync count %d, want 4", got)
+		}
+	})
+	t.Run("other process", func(t *testing.T) {
+		skipUnlessTracingPossible(t)
+		tg := startTarget(t)
+		tr := attachOrSkip(t, Options{PID: tg.pid, singleUprobes: true, StagesOnly: true})
+		before := snapshot(t, tr)
+		tg.do(t, "batches 60")
+		d := snapshot(t, tr).Sub(before)
+		checkBatches(t, &d, 60)
+	})
 }

@@ -14,4 +14,8 @@ type Options struct {
 	// syscall an optimized uprobe hit makes) and no scheduler programs.
 	// The syscall and run-queue histograms then stay empty.
 	StagesOnly bool
+
+	// singleUprobes forces one classic uprobe per marker instead of a
+	// uprobe_multi link: the path kernels before 6.6 take (for tests).
+	singleUprobes bool
 }

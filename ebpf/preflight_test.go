@@ -3,6 +3,7 @@ package ebpf
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"strings"
 	"testing"
 )
@@ -118,4 +119,16 @@ func FuzzEffectiveCaps(f *testing.F) {
 		}
 		_ = checkSystem(systemProbe{readFile: p.readFile, stat: func(string) error { return nil }})
 	})
+}
+
+func TestProcessAlive(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if !processAlive(os.Getpid()) {
+		t.Error("this process is not alive")
+	}
+	if processAlive(1 << 30) {
+		t.Error("pid 2^30 is alive")
+	}
 }

@@ -26,7 +26,7 @@ type target struct {
 	out *bufio.Scanner
 }
 
-func startTarget(t *testing.T, buildFlags ...string) *target {
+func startTarget(t testing.TB, buildFlags ...string) *target {
 	t.Helper()
 	bin, err := gobuild.Build(t.TempDir(), "github.com/edgekv/edgekv/ebpf/internal/tracetarget", buildFlags...)
 	if err != nil {
@@ -61,7 +61,7 @@ func startTarget(t *testing.T, buildFlags ...string) *target {
 }
 
 // do sends one command and waits for its answer.
-func (tg *target) do(t *testing.T, command string) {
+func (tg *target) do(t testing.TB, command string) {
 	t.Helper()
 	if _, err := fmt.Fprintln(tg.in, command); err != nil {
 		t.Fatalf("sending %q: %v", command, err)
@@ -77,6 +77,7 @@ func (tg *target) do(t *testing.T, command string) {
 // TestAttachOtherProcess traces another process by PID and by symbol, the
 // way `edgekv trace --pid` does.
 func TestAttachOtherProcess(t *testing.T) {
+	skipUnlessTracingPossible(t)
 	tg := startTarget(t)
 	tr := attachOrSkip(t, Options{PID: tg.pid})
 	if tr.PID() != tg.pid {
@@ -104,9 +105,7 @@ func TestAttachOtherProcess(t *testing.T) {
 // TestAttachStrippedBinary: a target built with -ldflags "-s -w" has no
 // symbols to attach the markers by; the error must say so.
 func TestAttachStrippedBinary(t *testing.T) {
-	if err := Check(); err != nil {
-		attachOrSkip(t, Options{}) // skips or fails with the reason
-	}
+	skipUnlessTracingPossible(t)
 	tg := startTarget(t, "-ldflags=-s -w")
 	tr, err := Attach(Options{PID: tg.pid})
 	if err == nil {
@@ -139,10 +138,8 @@ func (b *lockedBuffer) String() string {
 // TestTraceCommand runs the `edgekv trace` body against a busy target and
 // checks the printed histograms.
 func TestTraceCommand(t *testing.T) {
+	skipUnlessTracingPossible(t)
 	tg := startTarget(t)
-	if err := Check(); err != nil {
-		attachOrSkip(t, Options{PID: tg.pid}) // skips or fails with the reason
-	}
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -215,5 +212,42 @@ func TestTraceCommandFlagErrors(t *testing.T) {
 		if stdout.Len() != 0 {
 			t.Errorf("args %q: printed %q to stdout", args, stdout.String())
 		}
+	}
+}
+
+// TestTraceCommandTargetExits: when the traced process exits, the command
+// ends with an error saying so instead of printing empty intervals
+// forever.
+func TestTraceCommandTargetExits(t *testing.T) {
+	skipUnlessTracingPossible(t)
+	tg := startTarget(t)
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- RunTraceCommand(ctx, []string{"--pid", fmt.Sprint(tg.pid), "--interval", "50ms"}, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.HasPrefix(stdout.String(), "Tracing pid") {
+		if time.Now().After(deadline) {
+			t.Fatal("trace command did not start")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("trace command ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := fmt.Fprintln(tg.in, "quit"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exited") {
+			t.Fatalf("trace command returned %v, want an error saying the pid exited", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("trace command still running after its target exited")
 	}
 }

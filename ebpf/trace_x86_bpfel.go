@@ -38,22 +38,26 @@ type traceSysStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	traceMapBatches      = "batches"
-	traceMapCounters     = "counters"
-	traceMapRunqHist     = "runq_hist"
-	traceMapRunqStarts   = "runq_starts"
-	traceMapStageHists   = "stage_hists"
-	traceMapStageHits    = "stage_hits"
-	traceMapSysHists     = "sys_hists"
-	traceMapSysStarts    = "sys_starts"
-	traceProgOnMarker    = "on_marker"
-	traceProgOnSwitch    = "on_switch"
-	traceProgOnSysEnter  = "on_sys_enter"
-	traceProgOnSysExit   = "on_sys_exit"
-	traceProgOnWakeup    = "on_wakeup"
-	traceProgOnWakeupNew = "on_wakeup_new"
-	traceVarArgOnStack   = "arg_on_stack"
-	traceVarTargetTgid   = "target_tgid"
+	traceMapBatches         = "batches"
+	traceMapCounters        = "counters"
+	traceMapRunqHist        = "runq_hist"
+	traceMapRunqStarts      = "runq_starts"
+	traceMapStageHists      = "stage_hists"
+	traceMapStageHits       = "stage_hits"
+	traceMapSysHists        = "sys_hists"
+	traceMapSysStarts       = "sys_starts"
+	traceProgOnMarker       = "on_marker"
+	traceProgOnMarkerSingle = "on_marker_single"
+	traceProgOnSwitch       = "on_switch"
+	traceProgOnSysEnter     = "on_sys_enter"
+	traceProgOnSysExit      = "on_sys_exit"
+	traceProgOnWakeup       = "on_wakeup"
+	traceProgOnWakeupNew    = "on_wakeup_new"
+	traceVarArgOnStack      = "arg_on_stack"
+	traceVarGlobalTgid      = "global_tgid"
+	traceVarPidnsDev        = "pidns_dev"
+	traceVarPidnsIno        = "pidns_ino"
+	traceVarTargetTgid      = "target_tgid"
 )
 
 // loadTrace returns the embedded CollectionSpec for trace.
@@ -98,12 +102,13 @@ type traceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceProgramSpecs struct {
-	OnMarker    *ebpf.ProgramSpec `ebpf:"on_marker"`
-	OnSwitch    *ebpf.ProgramSpec `ebpf:"on_switch"`
-	OnSysEnter  *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
-	OnSysExit   *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
-	OnWakeup    *ebpf.ProgramSpec `ebpf:"on_wakeup"`
-	OnWakeupNew *ebpf.ProgramSpec `ebpf:"on_wakeup_new"`
+	OnMarker       *ebpf.ProgramSpec `ebpf:"on_marker"`
+	OnMarkerSingle *ebpf.ProgramSpec `ebpf:"on_marker_single"`
+	OnSwitch       *ebpf.ProgramSpec `ebpf:"on_switch"`
+	OnSysEnter     *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
+	OnSysExit      *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
+	OnWakeup       *ebpf.ProgramSpec `ebpf:"on_wakeup"`
+	OnWakeupNew    *ebpf.ProgramSpec `ebpf:"on_wakeup_new"`
 }
 
 // traceMapSpecs contains maps before they are loaded into the kernel.
@@ -125,6 +130,9 @@ type traceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceVariableSpecs struct {
 	ArgOnStack *ebpf.VariableSpec `ebpf:"arg_on_stack"`
+	GlobalTgid *ebpf.VariableSpec `ebpf:"global_tgid"`
+	PidnsDev   *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno   *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 }
 
@@ -176,6 +184,9 @@ func (m *traceMaps) Close() error {
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceVariables struct {
 	ArgOnStack *ebpf.Variable `ebpf:"arg_on_stack"`
+	GlobalTgid *ebpf.Variable `ebpf:"global_tgid"`
+	PidnsDev   *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno   *ebpf.Variable `ebpf:"pidns_ino"`
 	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 }
 
@@ -183,17 +194,19 @@ type traceVariables struct {
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracePrograms struct {
-	OnMarker    *ebpf.Program `ebpf:"on_marker"`
-	OnSwitch    *ebpf.Program `ebpf:"on_switch"`
-	OnSysEnter  *ebpf.Program `ebpf:"on_sys_enter"`
-	OnSysExit   *ebpf.Program `ebpf:"on_sys_exit"`
-	OnWakeup    *ebpf.Program `ebpf:"on_wakeup"`
-	OnWakeupNew *ebpf.Program `ebpf:"on_wakeup_new"`
+	OnMarker       *ebpf.Program `ebpf:"on_marker"`
+	OnMarkerSingle *ebpf.Program `ebpf:"on_marker_single"`
+	OnSwitch       *ebpf.Program `ebpf:"on_switch"`
+	OnSysEnter     *ebpf.Program `ebpf:"on_sys_enter"`
+	OnSysExit      *ebpf.Program `ebpf:"on_sys_exit"`
+	OnWakeup       *ebpf.Program `ebpf:"on_wakeup"`
+	OnWakeupNew    *ebpf.Program `ebpf:"on_wakeup_new"`
 }
 
 func (p *tracePrograms) Close() error {
 	return _TraceClose(
 		p.OnMarker,
+		p.OnMarkerSingle,
 		p.OnSwitch,
 		p.OnSysEnter,
 		p.OnSysExit,

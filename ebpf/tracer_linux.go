@@ -16,6 +16,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	cebpf "github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -33,20 +34,28 @@ type Tracer struct {
 	// mu guards closed against Close releasing the maps under a reader.
 	mu     sync.Mutex
 	closed bool
-	objs   traceObjects
+	coll   *cebpf.Collection
+	maps   tracerMaps
 	links  []link.Link
 
 	readErrors atomic.Uint64
+}
+
+// tracerMaps are the maps Snapshot reads.
+type tracerMaps struct {
+	stageHists, stageHits, counters, sysHists, runqHist *cebpf.Map
 }
 
 // Attach loads the tracing programs and attaches them to the process
 // opts.PID: uprobes on its six stage markers, raw_syscalls and scheduler
 // tracepoints filtered to its PID. Errors that mean the host cannot trace
 // wrap ErrUnavailable. The caller must Close the Tracer: while it is
-// attached every syscall on the host pays a few tens of nanoseconds.
+// attached every syscall on the host pays for a PID check (tens of ns on
+// an idle host, ~0.4 µs measured on a loaded VM), unless StagesOnly.
 //
-// PIDs are matched in the initial PID namespace: a tracer inside a
-// container with its own PID namespace sees no events.
+// opts.PID is read in this process's PID namespace. In a container with
+// its own PID namespace the target must be in the same namespace (a node
+// tracing itself, or `edgekv trace` run in the node's container).
 func Attach(opts Options) (*Tracer, error) {
 	if err := Check(); err != nil {
 		return nil, err
@@ -75,25 +84,55 @@ func Attach(opts Options) (*Tracer, error) {
 	if err := spec.Variables[traceVarArgOnStack].Set(onStack); err != nil {
 		return nil, fmt.Errorf("setting marker ABI: %w", err)
 	}
+	nsDev, nsIno, err := pidNamespace()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[traceVarPidnsDev].Set(nsDev); err != nil {
+		return nil, fmt.Errorf("setting PID namespace: %w", err)
+	}
+	if err := spec.Variables[traceVarPidnsIno].Set(nsIno); err != nil {
+		return nil, fmt.Errorf("setting PID namespace: %w", err)
+	}
 
-	t := &Tracer{pid: pid}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	// Load only the marker program that will be attached: a kernel without
+	// uprobe_multi (before 6.6) refuses to load the other.
+	multi := !opts.singleUprobes && features.HaveBPFLinkUprobeMulti() == nil
+	if multi {
+		delete(spec.Programs, traceProgOnMarkerSingle)
+	} else {
+		delete(spec.Programs, traceProgOnMarker)
+	}
+	if opts.StagesOnly {
+		for _, name := range []string{traceProgOnSysEnter, traceProgOnSysExit, traceProgOnWakeup, traceProgOnWakeupNew, traceProgOnSwitch} {
+			delete(spec.Programs, name)
+		}
+	}
+	coll, err := cebpf.NewCollection(spec)
+	if err != nil {
 		return nil, loadError("loading BPF programs", err)
 	}
-	if err := t.attach(self, opts); err != nil {
+	t := &Tracer{pid: pid, coll: coll, maps: tracerMaps{
+		stageHists: coll.Maps[traceMapStageHists],
+		stageHits:  coll.Maps[traceMapStageHits],
+		counters:   coll.Maps[traceMapCounters],
+		sysHists:   coll.Maps[traceMapSysHists],
+		runqHist:   coll.Maps[traceMapRunqHist],
+	}}
+	if err := t.attach(self, multi, opts); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
-func (t *Tracer) attach(self bool, opts Options) error {
+func (t *Tracer) attach(self, multi bool, opts Options) error {
 	if !opts.StagesOnly {
 		if err := t.attachKernelSide(); err != nil {
 			return err
 		}
 	}
-	return t.attachMarkers(self, opts.Executable)
+	return t.attachMarkers(self, multi, opts.Executable)
 }
 
 // attachKernelSide attaches the syscall and scheduler programs.
@@ -101,7 +140,7 @@ func (t *Tracer) attachKernelSide() error {
 	for _, tp := range []struct {
 		name string
 		prog *cebpf.Program
-	}{{"sys_enter", t.objs.OnSysEnter}, {"sys_exit", t.objs.OnSysExit}} {
+	}{{"sys_enter", t.coll.Programs[traceProgOnSysEnter]}, {"sys_exit", t.coll.Programs[traceProgOnSysExit]}} {
 		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: tp.prog})
 		if err != nil {
 			return loadError("attaching raw tracepoint "+tp.name, err)
@@ -111,7 +150,7 @@ func (t *Tracer) attachKernelSide() error {
 	for _, p := range []struct {
 		name string
 		prog *cebpf.Program
-	}{{"sched_wakeup", t.objs.OnWakeup}, {"sched_wakeup_new", t.objs.OnWakeupNew}, {"sched_switch", t.objs.OnSwitch}} {
+	}{{"sched_wakeup", t.coll.Programs[traceProgOnWakeup]}, {"sched_wakeup_new", t.coll.Programs[traceProgOnWakeupNew]}, {"sched_switch", t.coll.Programs[traceProgOnSwitch]}} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			return loadError("attaching tp_btf "+p.name, err)
@@ -121,45 +160,83 @@ func (t *Tracer) attachKernelSide() error {
 	return nil
 }
 
-// attachMarkers attaches the uprobe_multi program to the six markers,
-// with the stage number as each one's cookie.
-func (t *Tracer) attachMarkers(self bool, executable string) error {
+// attachMarkers attaches the marker program to the six markers, with the
+// stage number as each one's cookie: one uprobe_multi link when the
+// kernel has them (multi), else one classic perf-event uprobe per marker.
+func (t *Tracer) attachMarkers(self, multi bool, executable string) error {
+	symbols := make([]string, stage.NumStages)
 	cookies := make([]uint64, stage.NumStages)
-	for i := range cookies {
+	for i := range symbols {
+		symbols[i] = stage.Symbol(stage.Stage(i))
 		cookies[i] = uint64(i)
 	}
-	mopts := &link.UprobeMultiOptions{Cookies: cookies, PID: uint32(t.pid)}
-	var symbols []string
+	var offsets []uint64 // nil: resolve symbols
 	path := executable
 	switch {
 	case self && executable == "":
-		offsets, err := selfMarkerOffsets()
-		if err != nil {
+		var err error
+		if offsets, err = selfMarkerOffsets(); err != nil {
 			return fmt.Errorf("locating the stage markers in this process: %w", err)
 		}
 		path = "/proc/self/exe"
-		mopts.Addresses = offsets
-	default:
-		if path == "" {
-			path = fmt.Sprintf("/proc/%d/exe", t.pid)
-		}
-		for i := 0; i < stage.NumStages; i++ {
-			symbols = append(symbols, stage.Symbol(stage.Stage(i)))
-		}
+	case path == "":
+		path = fmt.Sprintf("/proc/%d/exe", t.pid)
 	}
 	ex, err := link.OpenExecutable(path)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", path, err)
 	}
-	l, err := ex.UprobeMulti(symbols, t.objs.OnMarker, mopts)
-	if err != nil {
-		if errors.Is(err, link.ErrNoSymbol) {
-			return fmt.Errorf("attaching uprobes to the stage markers of %s: %w (a build stripped with -ldflags \"-s -w\"? keep the symbol table)", path, err)
+	if multi {
+		mopts := &link.UprobeMultiOptions{Addresses: offsets, Cookies: cookies, PID: uint32(t.pid)}
+		syms := symbols
+		if offsets != nil {
+			syms = nil
 		}
-		return loadError("attaching uprobes to the stage markers of "+path, err)
+		l, err := ex.UprobeMulti(syms, t.coll.Programs[traceProgOnMarker], mopts)
+		if err != nil {
+			return markerError(path, err)
+		}
+		t.links = append(t.links, l)
+		return nil
 	}
-	t.links = append(t.links, l)
+	for i, sym := range symbols {
+		uopts := &link.UprobeOptions{Cookie: cookies[i], PID: t.pid}
+		if offsets != nil {
+			uopts.Address = offsets[i]
+		}
+		l, err := ex.Uprobe(sym, t.coll.Programs[traceProgOnMarkerSingle], uopts)
+		if err != nil {
+			return markerError(path, err)
+		}
+		t.links = append(t.links, l)
+	}
 	return nil
+}
+
+func markerError(path string, err error) error {
+	if errors.Is(err, link.ErrNoSymbol) {
+		return fmt.Errorf("attaching uprobes to the stage markers of %s: %w (a build stripped with -ldflags \"-s -w\"? keep the symbol table)", path, err)
+	}
+	return loadError("attaching uprobes to the stage markers of "+path, err)
+}
+
+// initPIDNamespaceIno is the inode number of the initial PID namespace
+// (PROC_PID_INIT_INO in the kernel), fixed since Linux 3.8.
+const initPIDNamespaceIno = 0xEFFFFFFC
+
+// pidNamespace returns the device (kernel encoding) and inode of this
+// process's PID namespace, or zeros for the initial one, where the BPF
+// programs compare global tgids directly.
+func pidNamespace() (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0, 0, fmt.Errorf("reading this process's PID namespace: %w", err)
+	}
+	if st.Ino == initPIDNamespaceIno {
+		return 0, 0, nil
+	}
+	// The kernel's dev_t: major in the top 12 bits, minor in the low 20.
+	return uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev)), st.Ino, nil
 }
 
 // loadError wraps a load or attach error; a permission error becomes an
@@ -248,33 +325,33 @@ func (t *Tracer) Snapshot(dst *Snapshot) error {
 	if t.closed {
 		return errors.New("tracer closed")
 	}
-	m := &t.objs.traceMaps
+	m := &t.maps
 	for i := range dst.StageHits {
-		if err := m.StageHits.Lookup(uint32(i), &dst.StageHits[i]); err != nil {
+		if err := m.stageHits.Lookup(uint32(i), &dst.StageHits[i]); err != nil {
 			return fmt.Errorf("reading stage hits: %w", err)
 		}
 	}
 	for from := range dst.Stages {
 		for to := range dst.Stages[from] {
 			key := uint32(from*stage.NumStages + to)
-			if err := m.StageHists.Lookup(key, &dst.Stages[from][to]); err != nil {
+			if err := m.stageHists.Lookup(key, &dst.Stages[from][to]); err != nil {
 				return fmt.Errorf("reading stage histogram %d: %w", key, err)
 			}
 		}
 	}
-	if err := m.StageHists.Lookup(uint32(stage.NumStages*stage.NumStages), &dst.Batch); err != nil {
+	if err := m.stageHists.Lookup(uint32(stage.NumStages*stage.NumStages), &dst.Batch); err != nil {
 		return fmt.Errorf("reading batch histogram: %w", err)
 	}
 	for i := range dst.Syscalls {
-		if err := m.SysHists.Lookup(uint32(i), &dst.Syscalls[i]); err != nil {
+		if err := m.sysHists.Lookup(uint32(i), &dst.Syscalls[i]); err != nil {
 			return fmt.Errorf("reading syscall histogram %d: %w", i, err)
 		}
 	}
-	if err := m.RunqHist.Lookup(uint32(0), &dst.RunQueue); err != nil {
+	if err := m.runqHist.Lookup(uint32(0), &dst.RunQueue); err != nil {
 		return fmt.Errorf("reading run-queue histogram: %w", err)
 	}
 	for i := range dst.Unpaired {
-		if err := m.Counters.Lookup(uint32(i), &dst.Unpaired[i]); err != nil {
+		if err := m.counters.Lookup(uint32(i), &dst.Unpaired[i]); err != nil {
 			return fmt.Errorf("reading counters: %w", err)
 		}
 	}
@@ -320,9 +397,7 @@ func (t *Tracer) Close() error {
 		}
 	}
 	t.links = nil
-	if err := t.objs.Close(); err != nil {
-		errs = append(errs, err)
-	}
+	t.coll.Close()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing tracer: %w", err)
 	}

@@ -44,6 +44,13 @@ func TestUnprivilegedGetsOneClearError(t *testing.T) {
 	cmd.Env = append(os.Environ(), childEnv+"=1", "HOME="+dir, "GOCACHE="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		// The child never ran (no CAP_SETUID here, or the temp dir is not
+		// reachable by nobody): this test cannot run, tracing is not at
+		// fault.
+		t.Skipf("cannot start a child as user nobody: %v", err)
+	}
 	if err != nil {
 		t.Fatalf("unprivileged child failed: %v\n%s", err, out)
 	}

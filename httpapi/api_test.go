@@ -69,8 +69,14 @@ func TestPutGetDelete(t *testing.T) {
 	}
 	wantError(t, h.do("DELETE", "/v1/kv/greeting", nil, ""), 404, "not_found")
 
+	// Content-Encoding: identity is no encoding.
+	wantRevisionBody(t, h.do("PUT", "/v1/kv/id", []string{"Content-Encoding: identity"}, "raw"))
+
 	// Empty value is a value.
 	wantRevisionBody(t, h.do("PUT", "/v1/kv/empty", nil, ""))
+	if v := h.be.lastPut.Value; len(v) != 0 {
+		t.Errorf("empty value reached the backend as %q", v)
+	}
 	resp = h.do("GET", "/v1/kv/empty", nil, "")
 	if resp.StatusCode() != 200 || len(resp.Body()) != 0 {
 		t.Errorf("empty value: %d %q", resp.StatusCode(), resp.Body())
@@ -269,6 +275,14 @@ func TestListBoundedByBytes(t *testing.T) {
 	if len(lb.Items) != 2 || !lb.More {
 		t.Errorf("byte-bounded page: %d items, more=%v; want 2, true", len(lb.Items), lb.More)
 	}
+	// A Backend that ignores MaxBytes: the handler cuts the page itself.
+	h.be.mu.Lock()
+	h.be.ignoreMaxBytes = true
+	h.be.mu.Unlock()
+	lb = decodeList(t, h.do("GET", "/v1/kv", nil, "").Body())
+	if len(lb.Items) != 2 || !lb.More || lb.Items[1].Key != "b" {
+		t.Errorf("handler-bounded page: %d items, more=%v; want 2, true", len(lb.Items), lb.More)
+	}
 }
 
 func TestListLargeResponse(t *testing.T) {
@@ -334,6 +348,11 @@ func TestFollowerHeaders(t *testing.T) {
 			t.Errorf("%s %s: leader %q revision %q", r.method, r.target, header(resp, HeaderLeader), header(resp, HeaderRevision))
 		}
 	}
+	// A leader never sends the leader header, even naming itself.
+	h.be.meta = Meta{Leader: "node1"}
+	if resp := h.do("GET", "/v1/kv/k", nil, ""); header(resp, HeaderLeader) != "" {
+		t.Errorf("leader sent %s %q", HeaderLeader, header(resp, HeaderLeader))
+	}
 	// A follower that knows no leader sends no leader header.
 	h.be.meta = Meta{Follower: true}
 	if resp := h.do("GET", "/v1/kv/k", nil, ""); header(resp, HeaderLeader) != "" {
@@ -356,11 +375,31 @@ func TestHealthAndReady(t *testing.T) {
 	if eb.Error != "no leader" || header(resp, "Retry-After") != "3" {
 		t.Errorf("readyz: %+v Retry-After %q", eb, header(resp, "Retry-After"))
 	}
+	h.be.readyErr = &Error{Kind: KindTimeout, Message: "apply lagging"}
+	wantError(t, h.do("GET", "/readyz", nil, ""), 503, "unavailable")
 	h.be.readyErr = errors.New("some untyped failure")
 	wantError(t, h.do("GET", "/readyz", nil, ""), 503, "unavailable")
 	h.be.readyErr = nil
 	if resp := h.do("GET", "/readyz", nil, ""); resp.StatusCode() != 200 {
 		t.Errorf("ready backend: readyz %d %s", resp.StatusCode(), resp.Body())
 	}
-	wantError(t, h.do("POST", "/readyz", nil, ""), 405, "method_not_allowed")
+	resp = h.do("POST", "/readyz", nil, "")
+	wantError(t, resp, 405, "method_not_allowed")
+	if header(resp, "Allow") != "GET, HEAD" || header(resp, HeaderRevision) != "" {
+		t.Errorf("405 on /readyz: Allow %q, %s %q", header(resp, "Allow"), HeaderRevision, header(resp, HeaderRevision))
+	}
+}
+
+func TestZeroRevisionIsABackendBug(t *testing.T) {
+	for _, raw := range []string{
+		"PUT /v1/kv/k HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nv",
+		"GET /v1/kv/k HTTP/1.1\r\nHost: h\r\n\r\n",
+	} {
+		api, ctx := handlerCtx(t, raw)
+		api.backend.(*fixedBackend).zero = true
+		api.Handler()(ctx)
+		if ctx.Response.StatusCode() != 500 {
+			t.Errorf("%.20q with revision 0 from the backend: status %d, want 500", raw, ctx.Response.StatusCode())
+		}
+	}
 }

@@ -15,10 +15,12 @@ import (
 //   - Every []byte in a request points into the HTTP layer's buffers and is
 //     valid only until the method returns: a Backend that keeps a key or a
 //     value beyond the call (for example in a Raft proposal) must copy it.
-//   - Every []byte in a result is read by the HTTP layer before the method's
-//     caller returns and is never modified by it; the Backend must not
-//     modify it either until the next call (an immutable snapshot of the
-//     store satisfies this).
+//   - Every []byte in a result is read (copied into the response) by the
+//     HTTP layer before its request handler returns, and never modified;
+//     the Backend must keep it unchanged until then (slices of an
+//     immutable snapshot of the store satisfy this).
+//   - ctx is the request's *fasthttp.RequestCtx: it must not be kept or
+//     used after the method returns (fasthttp reuses it).
 //   - Requests reach the Backend only after validation: keys and prefixes are
 //     valid UTF-8 within MaxKeyBytes (keys non-empty), values within
 //     Config.MaxValueBytes, batches within Config.MaxTxnOps with distinct
@@ -29,13 +31,18 @@ import (
 //     answered with 500 {"code":"internal"} and logged at error level. A
 //     write whose outcome is unknown (it may still commit) must be reported
 //     as KindTimeout, never as KindUnavailable.
+//   - Revisions start at 1: a successful Put or Delete reports the
+//     revision it was applied at (>= 1) and Get the key's revision (>= 1);
+//     a zero there is a Backend bug, answered 500 and logged. (Batch and
+//     DeletePrefix may have changed nothing, so the store revision they
+//     report may still be 0 on an empty store.)
 //   - The Meta of a result is used for the X-Edgekv-Revision and
 //     X-Edgekv-Leader headers, also when the method returns an error (for
 //     example the revision a 404 reflects). When a result's Meta.Revision is
 //     zero the HTTP layer uses Backend.Meta() instead.
 //   - Methods are called concurrently from many connections and block until
 //     they have an answer; they must bound their own wait (the runtime's
-//     --request-timeout). ctx is cancelled when the HTTP server shuts down.
+//     --request-timeout). ctx is done when the HTTP server shuts down.
 type Backend interface {
 	// Put writes one key (PUT /v1/kv/<key>). On success Meta.Revision is the
 	// revision the write was applied at (also the key's new revision).

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // handlerCtx returns a RequestCtx holding the parsed raw request, served
@@ -91,4 +92,59 @@ func BenchmarkHandler(b *testing.B) {
 			h(ctx)
 		}
 	})
+}
+
+// BenchmarkServer measures whole requests through the fasthttp server on
+// one pipelined in-memory connection: request parsing, handler, response
+// writing, plus the client's response parsing (so allocs/op includes the
+// test client's). The backend is fixedBackend.
+func BenchmarkServer(b *testing.B) {
+	for _, hp := range hotPaths[:3] {
+		b.Run(hp.name, func(b *testing.B) {
+			api, err := New(Config{}, &fixedBackend{value: []byte("a small value, 32 bytes long....")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ln := fasthttputil.NewInmemoryListener()
+			go api.Server().Serve(ln)     //nolint:errcheck // Shutdown below ends it
+			defer api.Server().Shutdown() //nolint:errcheck
+			conn, err := ln.Dial()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			const window = 64 // requests in flight on the connection
+			sent := make(chan struct{}, window)
+			go func() {
+				bw := bufio.NewWriter(conn)
+				for range sent {
+					if _, err := bw.WriteString(hp.raw); err != nil {
+						return
+					}
+					if len(sent) == 0 {
+						bw.Flush() //nolint:errcheck // reads below fail if it does
+					}
+				}
+			}()
+			br := bufio.NewReader(conn)
+			var resp fasthttp.Response
+			b.ReportAllocs()
+			b.ResetTimer()
+			inflight := 0
+			for i := 0; i < b.N; i++ {
+				for inflight < window && i+inflight < b.N {
+					sent <- struct{}{}
+					inflight++
+				}
+				if err := resp.Read(br); err != nil {
+					b.Fatal(err)
+				}
+				inflight--
+				if resp.StatusCode() != hp.status {
+					b.Fatalf("status %d", resp.StatusCode())
+				}
+			}
+			close(sent)
+		})
+	}
 }

@@ -247,7 +247,7 @@ func parseIfMatch(v []byte) (uint64, *Error) {
 	}
 	digits := v[1 : len(v)-1]
 	// Canonical decimal only (as this server's ETags are): no sign, no
-	// leading zero, at most 20 digits.
+	// leading zero (which also refuses revision 0), at most 20 digits.
 	if len(digits) > 20 || digits[0] == '0' {
 		return 0, errBadIfMatch
 	}
@@ -261,9 +261,6 @@ func parseIfMatch(v []byte) (uint64, *Error) {
 			return 0, errBadIfMatch // overflows uint64
 		}
 		n = n*10 + d
-	}
-	if n == 0 {
-		return 0, errBadIfMatch
 	}
 	return n, nil
 }

@@ -69,6 +69,10 @@
 // no "value" and no "if_absent"; "if_match" is an integer >= 1; "if_match"
 // with "if_absent" is 400; two ops on one key are 400.
 //
+// If-Match, If-None-Match and Idempotency-Key sent on more than one header
+// line are 400. Bodies are taken as sent: a Content-Encoding other than
+// identity is 400 (never stored encoded).
+//
 // Query strings: only the parameters listed for an endpoint are accepted;
 // unknown, repeated or malformed parameters are 400 (a typo must not
 // silently change a request). Headers If-Match / If-None-Match where not

@@ -20,6 +20,8 @@ type memBackend struct {
 	// failWith, when set, is returned by the next Put/Get/Delete/List/
 	// DeletePrefix/Batch call (and cleared).
 	failWith error
+	// ignoreMaxBytes makes List disregard ListRequest.MaxBytes.
+	ignoreMaxBytes bool
 	// panicNext makes the next call panic (to test recovery).
 	panicNext bool
 	// last* record the latest request of each kind (deep copies).
@@ -188,7 +190,7 @@ func (m *memBackend) List(_ context.Context, req ListRequest) (ListResult, error
 		if !bytes.HasPrefix([]byte(k), req.Prefix) || (len(req.After) > 0 && k <= string(req.After)) {
 			continue
 		}
-		if len(res.Items) == req.Limit || (len(res.Items) > 0 && size >= req.MaxBytes) {
+		if len(res.Items) == req.Limit || (len(res.Items) > 0 && size >= req.MaxBytes && !m.ignoreMaxBytes) {
 			res.More = true
 			break
 		}
@@ -269,12 +271,19 @@ func (m *memBackend) Batch(_ context.Context, req BatchRequest) (WriteResult, er
 // nothing: it isolates the handler's own allocations in benchmarks.
 type fixedBackend struct {
 	value []byte
+	zero  bool // report revision 0 everywhere (a contract violation)
 }
 
 func (f *fixedBackend) Put(context.Context, PutRequest) (WriteResult, error) {
+	if f.zero {
+		return WriteResult{}, nil
+	}
 	return WriteResult{Meta: Meta{Revision: 42}}, nil
 }
 func (f *fixedBackend) Get(context.Context, GetRequest) (GetResult, error) {
+	if f.zero {
+		return GetResult{Meta: Meta{Revision: 42}, Value: f.value}, nil
+	}
 	return GetResult{Meta: Meta{Revision: 42}, Value: f.value, KeyRevision: 7}, nil
 }
 func (f *fixedBackend) Delete(context.Context, DeleteRequest) (WriteResult, error) {

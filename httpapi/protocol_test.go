@@ -2,9 +2,13 @@ package httpapi
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -63,6 +67,12 @@ func TestExpectContinue(t *testing.T) {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
+	// fasthttp's Response.Read skips 1xx answers: check the first status
+	// line by hand, then parse the rest.
+	first, err := br.Peek(len("HTTP/1.1 413"))
+	if err != nil || string(first) != "HTTP/1.1 413" {
+		t.Fatalf("first answer starts %q (%v), want HTTP/1.1 413 (no 100 Continue)", first, err)
+	}
 	var resp fasthttp.Response
 	if err := resp.Read(br); err != nil {
 		t.Fatal(err)
@@ -147,13 +157,132 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestAbsoluteFormAndHTTP10(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{MaxValueBytes: 1 << 10})
 	wantRevisionBody(t, h.raw("PUT http://t/v1/kv/a%2F..%2Fb HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nv", false))
 	if string(h.be.lastPut.Key) != "a/../b" {
 		t.Errorf("absolute-form key %q", h.be.lastPut.Key)
 	}
+	wantError(t, h.raw("GET http://t/v1/kv/a#b HTTP/1.1\r\nHost: t\r\n\r\n", false), 400, "bad_request")
+	// The value limit applies to absolute-form PUTs too, from the headers.
+	wantError(t, h.raw("PUT http://t/v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 2048\r\n\r\n", false), 413, "too_large")
 	resp := h.raw("GET /v1/kv/a%2F..%2Fb HTTP/1.0\r\n\r\n", false)
 	if resp.StatusCode() != 200 || string(resp.Body()) != "v" {
 		t.Errorf("HTTP/1.0 GET: %d %q", resp.StatusCode(), resp.Body())
 	}
+}
+
+// TestConcurrentClients checks that per-request scratch memory is never
+// shared between requests in flight: each client must read back exactly
+// its own keys and values (run it under -race too).
+func TestConcurrentClients(t *testing.T) {
+	h := newHarness(t, Config{})
+	const clients, requests = 8, 40
+	errc := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		go func() {
+			errc <- func() error {
+				conn, err := h.ln.Dial()
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+					return err
+				}
+				br := bufio.NewReader(conn)
+				for i := 0; i < requests; i++ {
+					key := fmt.Sprintf("c%d%%2Fk%d", c, i)
+					val := strings.Repeat(fmt.Sprintf("<%d.%d>", c, i), 1+i)
+					if _, err := io.WriteString(conn, buildRequest("PUT", "/v1/kv/"+key, nil, val)+buildRequest("GET", "/v1/kv/"+key, nil, "")); err != nil {
+						return err
+					}
+					var put, get fasthttp.Response
+					if err := put.Read(br); err != nil {
+						return err
+					}
+					if err := get.Read(br); err != nil {
+						return err
+					}
+					if put.StatusCode() != 200 || get.StatusCode() != 200 || string(get.Body()) != val {
+						return fmt.Errorf("client %d request %d: put %d, get %d %.40q, want %.40q",
+							c, i, put.StatusCode(), get.StatusCode(), get.Body(), val)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for c := 0; c < clients; c++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestSlowClientGetsJSONTimeout(t *testing.T) {
+	h := newHarness(t, Config{ReadTimeout: 200 * time.Millisecond})
+	// A body that never completes: the server's read deadline fires and the
+	// answer is a JSON 408, not a hang.
+	c := h.dial()
+	defer c.Close()
+	if _, err := io.WriteString(c, "PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, &resp, 408, "request_timeout")
+	if h.be.rev != 0 {
+		t.Errorf("a partial body was written")
+	}
+}
+
+// TestLoopbackTCP runs the server on a real loopback socket: raw keys,
+// body limits and read timeouts behave as on the in-memory listener.
+func TestLoopbackTCP(t *testing.T) {
+	api, err := New(Config{ReadTimeout: 300 * time.Millisecond, MaxValueBytes: 1 << 10}, newMemBackend(),
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- api.Server().Serve(ln) }()
+	defer func() {
+		if err := api.Server().Shutdown(); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	exchange := func(raw string) *fasthttp.Response {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(c)); err != nil {
+			t.Fatal(err)
+		}
+		return &resp
+	}
+	wantRevisionBody(t, exchange(buildRequest("PUT", "/v1/kv//x%2F..%2F", nil, "v")))
+	if resp := exchange(buildRequest("GET", "/v1/kv/%2Fx%2F..%2F", nil, "")); string(resp.Body()) != "v" {
+		t.Errorf("GET over TCP: %d %q", resp.StatusCode(), resp.Body())
+	}
+	wantError(t, exchange("PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"), 413, "too_large")
+	wantError(t, exchange("PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"), 408, "request_timeout")
 }

@@ -12,7 +12,7 @@ go test -count=1 "$@" ./...
 
 # Packages with concurrency of their own also run under the race detector.
 race_pkgs=()
-for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./loadgen/... ./faultproxy/...; do
+for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./faultproxy/...; do
 	if go list "$p" >/dev/null 2>&1; then race_pkgs+=("$p"); fi
 done
 if [ ${#race_pkgs[@]} -gt 0 ]; then

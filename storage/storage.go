@@ -15,6 +15,26 @@
 // the snapshot covering them is durable, and never start on a data dir that
 // belongs to another node or cluster or whose synced data is damaged.
 //
+// How the node runtime uses it:
+//
+//	st, rec, err := storage.Open(dir, storage.Options{Identity: ..., Compression: c, SnapshotKeep: k, Logger: l})
+//	// err: ErrMetaMismatch (other node/cluster, newer format), ErrCorrupt
+//	// (damaged synced data, names file and offset): exit with the message.
+//	// rec.Meta.MemberID is this node's id; restore the state machine from
+//	// rec.Snapshot (Payload, Membership, Meta; Close it), then apply
+//	// rec.Entries up to rec.HardState.Commit.
+//	st.SaveAsync(rd.HardState, rd.Entries, func(err error) { ... })
+//	// per Raft Ready: durable in submission order, one fdatasync shared by
+//	// everything queued meanwhile; send the messages that wait for it
+//	// (votes, append acks) only from the callback with err == nil. Save is
+//	// the blocking form. ErrNoSpace/ErrIO: nothing written, answer 507,
+//	// resubmit from LastIndex()+1 later; ErrFailed: reopen the storage.
+//	st.SaveSnapshot(meta, membership, func(w io.Writer) error { ... })
+//	// from an immutable view; also prunes snapshots and log segments.
+//	rc, size, meta, err := st.SnapshotFile() // raw bytes for MsgSnap
+//	meta, err := st.InstallSnapshot(r)        // on a follower; then OpenSnapshot
+//	st.Close()
+//
 // Crash safety of snapshots: a snapshot is written to a temporary file,
 // synced, renamed into place, the directory synced, and only then
 // referenced by a SnapshotRef record in the log. Recovery uses the snapshot
@@ -187,17 +207,30 @@ func Open(dir string, opts Options) (*Storage, *Recovered, error) {
 			return nil, nil, fmt.Errorf("storage: create %s: %w", d, diskerr.Classify(err))
 		}
 	}
+	// The new directories' entries must be durable before anything in
+	// them is acknowledged.
+	for _, d := range []string{filepath.Dir(filepath.Clean(dir)), dir} {
+		if err := s.fs.SyncDir(d); err != nil {
+			return nil, nil, fmt.Errorf("storage: sync %s: %w", d, diskerr.Classify(err))
+		}
+	}
 	walNames, err := s.fs.List(s.walDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: list %s: %w", s.walDir, err)
 	}
+	hasSegments := slices.ContainsFunc(walNames, func(n string) bool { return strings.HasSuffix(n, ".wal") })
 	snaps, err := s.listSnapshots()
 	if err != nil {
 		return nil, nil, err
 	}
-	meta, created, err := loadOrCreateMeta(s.fs, dir, opts.Identity, len(walNames) > 0 || len(snaps) > 0)
+	meta, created, err := loadOrCreateMeta(s.fs, dir, opts.Identity, hasSegments || len(snaps) > 0)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !hasSegments && slices.ContainsFunc(snaps, func(sn snapName) bool { return !sn.tmp }) {
+		// The log is created before any snapshot and never removed whole:
+		// snapshots without it mean the log was lost.
+		return nil, nil, diskerr.Corrupt(s.walDir, 0, "log missing but snapshot files present")
 	}
 	log, walRec, err := wal.Open(wal.Options{
 		FS: s.fs, Dir: s.walDir, SegmentBytes: opts.SegmentBytes,
@@ -292,6 +325,19 @@ func cmpU64(a, b uint64) int {
 // the one the log references: they were never made visible.
 func (s *Storage) removeUnreferenced(snaps []snapName, ref wal.SnapshotRef) error {
 	removed := false
+	names, err := s.fs.List(s.snapDir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, ok := parseSnapName(name); !ok && strings.HasSuffix(name, tmpSuffix) {
+			// An interrupted InstallSnapshot.
+			if err := s.fs.Remove(filepath.Join(s.snapDir, name)); err != nil {
+				return err
+			}
+			removed = true
+		}
+	}
 	for _, sn := range snaps {
 		if sn.tmp || sn.index > ref.Index || (sn.index == ref.Index && sn.term != ref.Term) {
 			if err := s.fs.Remove(filepath.Join(s.snapDir, sn.name)); err != nil {

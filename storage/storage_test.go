@@ -13,13 +13,19 @@ import (
 	"testing"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/storage/snapfile"
 	"github.com/edgekv/edgekv/storage/vfs"
 )
 
 var testID = Identity{ClusterID: 0xc1, NodeName: "n1"}
 
+// open opens dir; a nil fs means a CrashFS without real syncs (fast on a
+// loaded disk; these tests simulate crashes themselves where they need to).
 func open(t *testing.T, dir string, fs vfs.FS) (*Storage, *Recovered) {
 	t.Helper()
+	if fs == nil {
+		fs = vfs.NewCrashFSWithoutRealSync()
+	}
 	s, rec, err := Open(dir, Options{Identity: testID, FS: fs, SegmentBytes: 4096, SnapshotKeep: 2})
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -75,11 +81,11 @@ func TestMetaFileChecks(t *testing.T) {
 	metaPath := filepath.Join(dir, metaFileName)
 	buf, _ := os.ReadFile(metaPath)
 	os.WriteFile(metaPath, bytes.Replace(buf, []byte(`"format_version": 1`), []byte(`"format_version": 2`), 1), 0o644)
-	if _, _, err := Open(dir, Options{Identity: testID}); !errors.Is(err, ErrMetaMismatch) || !strings.Contains(err.Error(), "newer") {
+	if _, _, err := Open(dir, Options{Identity: testID, SegmentBytes: 4096}); !errors.Is(err, ErrMetaMismatch) || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("newer format: %v", err)
 	}
 	os.Remove(metaPath)
-	if _, _, err := Open(dir, Options{Identity: testID}); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := Open(dir, Options{Identity: testID, SegmentBytes: 4096}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("missing meta with data: %v", err)
 	}
 }
@@ -190,13 +196,13 @@ func TestDamagedSnapshotRefused(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	b[40] ^= 1
 	os.WriteFile(path, b, 0o644)
-	_, _, err := Open(dir, Options{Identity: testID})
+	_, _, err := Open(dir, Options{Identity: testID, SegmentBytes: 4096})
 	var ce *CorruptError
 	if !errors.As(err, &ce) || ce.File != path {
 		t.Fatalf("damaged snapshot: %v", err)
 	}
 	os.Remove(path)
-	if _, _, err := Open(dir, Options{Identity: testID}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "missing") {
+	if _, _, err := Open(dir, Options{Identity: testID, SegmentBytes: 4096}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("missing snapshot: %v", err)
 	}
 }
@@ -297,13 +303,9 @@ func snapshotCrashCase(t *testing.T, install bool, k int, mode vfs.CrashMode) bo
 	var incoming []byte
 	if install {
 		var buf bytes.Buffer
-		src, _ := open(t, t.TempDir(), nil)
-		src.Save(raftmsg.HardState{Term: 5}, entries(1, 60, 5))
-		src.SaveSnapshot(raftmsg.SnapshotMeta{Index: 60, Term: 5}, nil, payloadWriter(payloadB))
-		rc, _, _, _ := src.SnapshotFile()
-		io.Copy(&buf, rc)
-		rc.Close()
-		src.Close()
+		if _, err := snapfile.Write(&buf, raftmsg.SnapshotMeta{Index: 60, Term: 5}, nil, CompressionZstd, payloadWriter(payloadB)); err != nil {
+			t.Fatal(err)
+		}
 		incoming = buf.Bytes()
 	}
 	var mu sync.Mutex
@@ -358,4 +360,18 @@ func snapshotCrashCase(t *testing.T, install bool, k int, mode vfs.CrashMode) bo
 		t.Fatalf("install=%v k=%d: log ends at %d, want %d", install, k, last, want)
 	}
 	return completed
+}
+
+func TestLostLogRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, nil)
+	s.Save(raftmsg.HardState{Term: 1}, entries(1, 5, 1))
+	if err := s.SaveSnapshot(raftmsg.SnapshotMeta{Index: 5, Term: 1}, nil, payloadWriter([]byte("p"))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.RemoveAll(filepath.Join(dir, walDirName))
+	if _, _, err := Open(dir, Options{Identity: testID, SegmentBytes: 4096}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("lost log: %v", err)
+	}
 }

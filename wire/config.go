@@ -145,7 +145,8 @@ type Config struct {
 	ControlQueueLen int
 	AppendQueueLen  int
 	MaxQueueBytes   int
-	// ReceiveRetainBytes: idle receive buffers kept per size class.
+	// ReceiveRetainBytes bounds the idle receive buffers kept for reuse
+	// (in total, over all size classes).
 	ReceiveRetainBytes int
 
 	DialTimeout      time.Duration
@@ -179,7 +180,7 @@ const (
 	DefaultControlQueueLen      = 512
 	DefaultAppendQueueLen       = 4096
 	DefaultMaxQueueBytes        = 64 << 20
-	DefaultReceiveRetainBytes   = 8 << 20
+	DefaultReceiveRetainBytes   = 64 << 20
 	DefaultDialTimeout          = time.Second
 	DefaultHandshakeTimeout     = 2 * time.Second
 	DefaultIdleTimeout          = 10 * time.Second

@@ -22,8 +22,13 @@ type waiterShard struct {
 }
 
 type waiter struct {
-	ch   chan Outcome // capacity 1: deliver never blocks
+	ch   chan forwardResult // capacity 1: deliver never blocks
 	peer raftmsg.NodeID
+}
+
+type forwardResult struct {
+	out Outcome
+	err error
 }
 
 func (w *waiters) init() {
@@ -34,10 +39,10 @@ func (w *waiters) init() {
 
 func (w *waiters) shard(id uint64) *waiterShard { return &w.shards[id%uint64(len(w.shards))] }
 
-func (w *waiters) add(id uint64, peer raftmsg.NodeID) (chan Outcome, error) {
-	ch, _ := w.chans.Get().(chan Outcome)
+func (w *waiters) add(id uint64, peer raftmsg.NodeID) (chan forwardResult, error) {
+	ch, _ := w.chans.Get().(chan forwardResult)
 	if ch == nil {
-		ch = make(chan Outcome, 1)
+		ch = make(chan forwardResult, 1)
 	}
 	s := w.shard(id)
 	s.mu.Lock()
@@ -52,7 +57,7 @@ func (w *waiters) add(id uint64, peer raftmsg.NodeID) (chan Outcome, error) {
 
 // remove forgets id; after it returns nothing can be sent on ch any more
 // (deliver sends under the same lock), so ch is drained and recycled.
-func (w *waiters) remove(id uint64, ch chan Outcome) {
+func (w *waiters) remove(id uint64, ch chan forwardResult) {
 	s := w.shard(id)
 	s.mu.Lock()
 	if cur, ok := s.m[id]; ok && cur.ch == ch {
@@ -83,9 +88,29 @@ func (w *waiters) deliver(from raftmsg.NodeID, o Outcome) bool {
 		o.Body = nil
 	}
 	select {
-	case cur.ch <- o:
+	case cur.ch <- forwardResult{out: o}:
 		return true
 	default: // a duplicate answer: the first one stands
 		return false
+	}
+}
+
+// failPeer ends every forward waiting on peer with err: a connection to
+// it broke, so their outcomes are unknown (they may still commit). Later
+// answers find no waiter and are dropped.
+func (w *waiters) failPeer(peer raftmsg.NodeID, err error) {
+	for i := range w.shards {
+		s := &w.shards[i]
+		s.mu.Lock()
+		for id, cur := range s.m {
+			if cur.peer != peer {
+				continue
+			}
+			select {
+			case cur.ch <- forwardResult{out: Outcome{RequestID: id, Status: StatusUnknown}, err: err}:
+			default:
+			}
+		}
+		s.mu.Unlock()
 	}
 }

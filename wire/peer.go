@@ -43,6 +43,7 @@ type outLane struct {
 	maxBytes    int64
 	queuedBytes atomic.Int64
 	dropped     atomic.Uint64
+	connected   atomic.Bool // a handshaken connection is up
 }
 
 // enqueue never blocks: it reports false when the queue is full by count
@@ -242,30 +243,42 @@ func (p *peer) runLane(l *outLane) {
 	defer p.wg.Done()
 	log := p.t.log.With("peer", p.name, "lane", laneName(l.lane))
 	bo := p.newBackoff(l.lane)
-	quiet := false // log repeated dial failures at debug level only
+	quiet := false                     // a non-handshake failure was logged
+	lastRefusal := handshake.FieldNone // the handshake refusal last logged
 	for p.ctx.Err() == nil {
 		s, err := p.connect(l.lane, p.t.cfg.Compression.streamCodec())
 		if err == nil {
 			log.Debug("connected", "version", s.version, "codec", s.codec)
 			bo.reset()
-			quiet = false
+			quiet, lastRefusal = false, handshake.FieldNone
+			l.connected.Store(true)
 			err = p.stream(l, s)
+			l.connected.Store(false)
 			p.untrack(s.conn)
 		}
 		if p.ctx.Err() != nil {
 			return
 		}
+		// Each kind of failure is logged once at Warn/Error, then at debug
+		// level on every backoff step until a connection succeeds.
 		var me *handshake.MismatchError
 		switch {
-		case errors.As(err, &me):
+		case errors.As(err, &me) && me.Field != lastRefusal:
 			log.Error("peer refused the handshake", "field", me.Field.String(), "local", me.Local, "remote", me.Remote, "err", err)
-		case quiet:
+			lastRefusal = me.Field
+		case errors.As(err, &me) || quiet:
 			log.Debug("connection failed", "err", err)
 		default:
 			log.Warn("connection failed, reconnecting with backoff", "err", err)
 			quiet = true
 		}
 		p.t.cfg.Handler.PeerUnreachable(p.id)
+		if err != nil && l.lane != laneSnapshot {
+			// Requests forwarded to this peer may have been lost with the
+			// connection: their callers learn "unknown" now, not at their
+			// deadline.
+			p.t.waiters.failPeer(p.id, fmt.Errorf("%w: %v", ErrConnectionLost, err))
+		}
 		if !p.wait(bo.next()) {
 			return
 		}
@@ -284,15 +297,37 @@ func (p *peer) stream(l *outLane, s *session) error {
 		return err
 	}
 	defer w.Close()
+	w.SetFrameTimeout(s.conn, cfg.WriteTimeout)
+	// The acceptor never writes on a stream lane: a read returning means
+	// it closed or reset the connection (or broke the protocol). Watching
+	// for that notices a dead peer at once instead of at the next write.
+	peerGone := make(chan struct{})
+	go func() {
+		defer close(peerGone)
+		var one [1]byte
+		s.conn.Read(one[:])
+	}()
+	defer func() {
+		s.conn.Close()
+		<-peerGone // the watcher ends once the connection is closed
+	}()
 	ping := time.NewTicker(cfg.IdleTimeout / 4)
 	defer ping.Stop()
 	maxBatch := min(cfg.MaxBatchBytes, s.limits.MaxRecordBytes)
 	var (
-		enc     codec.Encoder
+		// Uncompressed, entry data is written from the caller's slices
+		// (one writev per frame), never copied; compressed, it must be
+		// gathered for the compressor anyway.
+		enc     = codec.Encoder{RefMinBytes: refMinBytes(s.codec)}
 		held    outItem
 		hasHeld bool
 		wrote   bool
 	)
+	defer func() {
+		if hasHeld { // lost with the connection, like the batch in flight
+			l.queuedBytes.Add(-int64(held.bytes))
+		}
+	}()
 	for {
 		var it outItem
 		if hasHeld {
@@ -301,9 +336,10 @@ func (p *peer) stream(l *outLane, s *session) error {
 			select {
 			case <-p.ctx.Done():
 				return nil
+			case <-peerGone:
+				return errors.New("wire: peer closed the connection")
 			case <-ping.C:
 				if !wrote {
-					s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 					if err := w.WriteRecord(frame.TypePing, nil); err != nil {
 						return err
 					}
@@ -330,12 +366,21 @@ func (p *peer) stream(l *outLane, s *session) error {
 				break drain
 			}
 		}
-		s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if err := w.WriteRecord(frame.TypeBatch, enc.Bytes()); err != nil {
+		if err := w.WriteSegments(frame.TypeBatch, enc.Segments()); err != nil {
 			return err
 		}
+		enc.Reset() // unpin the entries the batch referenced
 		wrote = true
 	}
+}
+
+// refMinBytes: below this, copying entry data is cheaper than one more
+// iovec.
+func refMinBytes(c frame.Codec) int {
+	if c != frame.CodecNone {
+		return 0
+	}
+	return 1 << 10
 }
 
 // add encodes one dequeued item; an item that can never fit a record is

@@ -147,8 +147,8 @@ func (t *Transport) serveStream(c net.Conn, from raftmsg.NodeID) error {
 		return err
 	}
 	defer r.Close()
+	r.SetFrameTimeout(c, t.cfg.IdleTimeout)
 	for {
-		c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
 		typ, buf, err := r.ReadRecord()
 		if err != nil {
 			return err

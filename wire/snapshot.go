@@ -112,10 +112,8 @@ func (p *peer) streamSnapshot(s *session, job snapJob) error {
 	if len(begin) > s.limits.MaxRecordBytes {
 		return fmt.Errorf("%w: snapshot message of %d bytes", errRefused, len(begin))
 	}
-	write := func(t frame.Type, b []byte) error {
-		s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		return w.WriteRecord(t, b)
-	}
+	w.SetFrameTimeout(s.conn, cfg.WriteTimeout)
+	write := w.WriteRecord
 	if err := write(frame.TypeSnapBegin, begin); err != nil {
 		return err
 	}
@@ -204,12 +202,16 @@ func (t *Transport) serveSnapshot(c net.Conn, from raftmsg.NodeID, log *slog.Log
 	}
 	sr := &snapReader{conn: c, r: r, w: w, remaining: size, idle: cfg.IdleTimeout}
 	herr := cfg.Handler.HandleSnapshot(msg, sr)
+	if herr == nil && !sr.eof {
+		// A handler may stop after exactly the announced size without
+		// seeing io.EOF; anything more is an error.
+		if n, err := sr.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			herr = errors.New("handler returned before the end of the snapshot")
+		}
+	}
 	sr.release()
 	if sr.err != nil { // the stream broke: nobody to answer
 		return sr.err
-	}
-	if herr == nil && !sr.eof {
-		herr = errors.New("handler returned before the end of the snapshot")
 	}
 	ack := []byte{ackDone, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	if herr != nil {

@@ -16,6 +16,12 @@
 // snapshot lane (flow-control acks). Outcomes of forwarded requests travel
 // back on the leader's own control connection to the follower.
 //
+// Versions: each connection negotiates the highest protocol version both
+// nodes speak (package handshake); today there is only version 1. A change
+// to the frame or batch encoding (for example a field added to
+// raftmsg.Message) needs a new version, with the encoders choosing by the
+// session's negotiated version so that mixed clusters keep working.
+//
 // Sending never blocks: Send puts the message in the peer's bounded queue
 // or returns false (queue full, peer unknown), and the runtime tells Raft
 // the peer is unreachable. Each writer takes one message, then drains the
@@ -32,8 +38,41 @@
 // releases the batch exactly once when it no longer needs them (after the
 // Raft core has copied entries into its log, or after they were written to
 // the WAL). Outcome bodies returned by Forward are copies owned by the
-// caller. Data given to Send, Forward, Respond must not be modified until
-// it has been sent (Raft entries are immutable, so this holds naturally).
+// caller. Entries given to Send are referenced, not copied, until written
+// to the socket: they must not be modified (Raft entries are immutable, so
+// this holds naturally). Forward and Respond copy what they are given.
+//
+// API for the node runtime:
+//
+//	NewTransport(Config) (*Transport, error)  listen and accept peers; Config
+//	    names this node (LocalID, LocalName, ClusterID), the listen address,
+//	    Compression, frame/queue bounds, deadlines, a *slog.Logger and the
+//	    Handler that receives everything
+//	(*Transport).Addr() net.Addr              the bound listen address
+//	(*Transport).AddPeer(id, name, addr)      start talking to a member (also
+//	    at run time, after a membership change; re-adding with a new
+//	    address replaces the peer)
+//	(*Transport).RemovePeer(id)               stop: queues, writers and the
+//	    peer's inbound connections
+//	(*Transport).Send(msg) bool               queue a Raft message, never
+//	    blocks; false = dropped (tell Raft: ReportUnreachable)
+//	(*Transport).SendSnapshot(msg, data io.ReaderAt, size) error
+//	    stream a snapshot in the background; result in Handler.SnapshotDone
+//	(*Transport).Forward(ctx, leader, ForwardRequest) (Outcome, error)
+//	    a follower's client request (propose or read-index) to the leader
+//	(*Transport).Respond(follower, Outcome) bool
+//	    the leader's answer to a request received in Batch.Forwards
+//	(*Transport).Status(id) (PeerStatus, bool) reachable, messages dropped
+//	(*Transport).Close() error                stop every goroutine and wait
+//
+//	Handler.HandleBatch(*Batch)               messages and forwarded requests;
+//	    the handler owns the batch and calls Release exactly once
+//	Handler.HandleSnapshot(msg, io.Reader) error
+//	Handler.PeerUnreachable(id)               a connection to id failed
+//	Handler.SnapshotDone(to, index, err)
+//
+// Handler methods must return (Close waits for them) and must not call
+// AddPeer, RemovePeer or Close.
 //
 // Every goroutine is owned by the Transport (accept loop, inbound
 // connections) or by a peer (lane writers, snapshot sender); Close and
@@ -43,6 +82,7 @@
 package wire
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +118,9 @@ var (
 	ErrQueueFull   = errors.New("wire: send queue full")
 	ErrBusy        = errors.New("wire: a snapshot to this peer is already being sent")
 	ErrTooLarge    = errors.New("wire: message larger than the record limit")
+	// ErrConnectionLost ends a Forward whose connection to the leader
+	// broke: the outcome is unknown (the request may still commit).
+	ErrConnectionLost = errors.New("wire: connection to the leader lost, outcome unknown")
 )
 
 // Transport connects this node to its peers.
@@ -118,7 +161,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		cfg:  c,
 		log:  c.Logger.With("local", c.LocalName),
 		ln:   ln,
-		pool: zerocopy.NewPool(4096, c.MaxRecordBytes, c.ReceiveRetainBytes),
+		pool: newReceivePool(&c),
 		stop: make(chan struct{}),
 	}
 	t.waiters.init()
@@ -140,6 +183,25 @@ func NewTransport(cfg Config) (*Transport, error) {
 	t.wg.Add(1)
 	go t.acceptLoop()
 	return t, nil
+}
+
+// newReceivePool sizes the receive buffers from the declared bounds:
+//
+//	smallest buffer  4 KiB            (a page: heartbeats and votes share it)
+//	largest buffer   MaxRecordBytes   (one whole record, split or not)
+//	kept idle        ReceiveRetainBytes in total, split evenly over the classes
+//
+// Buffers in use are bounded by the inbound connections (at most
+// maxInboundConns, one record being read each) plus the batches the
+// handler holds; beyond the idle budget they are left to the collector.
+func newReceivePool(c *Config) *zerocopy.Pool {
+	const minBytes = 4 << 10
+	perClass := c.ReceiveRetainBytes / zerocopy.ClassCount(minBytes, c.MaxRecordBytes)
+	p := zerocopy.NewPool(minBytes, c.MaxRecordBytes, perClass)
+	if p.RetainedBoundBytes() > c.ReceiveRetainBytes {
+		panic(fmt.Sprintf("wire: receive pool keeps %d bytes idle, budget %d", p.RetainedBoundBytes(), c.ReceiveRetainBytes))
+	}
+	return p
 }
 
 // supportedCodecs: every codec this build decodes.
@@ -226,13 +288,15 @@ func (t *Transport) Send(m raftmsg.Message) bool {
 }
 
 // Respond sends the outcome of a request that peer `to` forwarded
-// (received in a Batch's Forwards). False if it could not be queued; the
-// follower's Forward then ends with its context (outcome unknown).
+// (received in a Batch's Forwards); o.Body is copied. False if it could
+// not be queued; the follower's Forward then ends with its context
+// (outcome unknown).
 func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 	p := t.peer(to)
 	if p == nil {
 		return false
 	}
+	o.Body = bytes.Clone(o.Body) // the caller may reuse its buffer at once
 	lane := laneControl
 	if len(o.Body) > 64<<10 {
 		lane = laneAppend
@@ -241,7 +305,9 @@ func (t *Transport) Respond(to raftmsg.NodeID, o Outcome) bool {
 }
 
 // Forward sends a client request to the leader `to` and waits for its
-// outcome or ctx. Request ids must be unique among this node's requests in
+// outcome, ctx, or the loss of a connection to it (ErrConnectionLost).
+// req.Payload is copied, so the caller may reuse it as soon as Forward
+// returns. Request ids must be unique among this node's requests in
 // flight. An error means the outcome is unknown (the request may still
 // commit) unless it is ErrQueueFull or ErrUnknownPeer (not sent).
 func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardRequest) (Outcome, error) {
@@ -249,6 +315,9 @@ func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardR
 	if p == nil {
 		return Outcome{}, fmt.Errorf("%w %#x", ErrUnknownPeer, uint64(to))
 	}
+	// Copied: on a timeout Forward returns while the request may still
+	// sit in the queue, and HTTP servers reuse request bodies.
+	req.Payload = bytes.Clone(req.Payload)
 	w, err := t.waiters.add(req.RequestID, to)
 	if err != nil {
 		return Outcome{}, err
@@ -262,9 +331,9 @@ func (t *Transport) Forward(ctx context.Context, to raftmsg.NodeID, req ForwardR
 		return Outcome{}, ErrQueueFull
 	}
 	select {
-	case o := <-w:
+	case r := <-w:
 		t.waiters.remove(req.RequestID, w)
-		return o, nil
+		return r.out, r.err
 	case <-ctx.Done():
 		t.waiters.remove(req.RequestID, w)
 		return Outcome{RequestID: req.RequestID, Status: StatusUnknown}, fmt.Errorf("wire: forward %d to %#x: %w", req.RequestID, uint64(to), ctx.Err())
@@ -293,6 +362,29 @@ func (t *Transport) SendSnapshot(msg raftmsg.Message, data io.ReaderAt, sizeByte
 	default:
 		return ErrBusy
 	}
+}
+
+// PeerStatus describes the transport's view of one peer.
+type PeerStatus struct {
+	// Reachable: the control and append lanes both have a live,
+	// handshaken connection.
+	Reachable bool
+	// Dropped counts messages refused by Send (queue full) or dropped as
+	// too large, since the peer was added.
+	Dropped uint64
+}
+
+// Status reports on peer id (ok false if unknown), for /v1/cluster and
+// metrics.
+func (t *Transport) Status(id raftmsg.NodeID) (PeerStatus, bool) {
+	p := t.peer(id)
+	if p == nil {
+		return PeerStatus{}, false
+	}
+	return PeerStatus{
+		Reachable: p.lanes[laneControl].connected.Load() && p.lanes[laneAppend].connected.Load(),
+		Dropped:   p.lanes[laneControl].dropped.Load() + p.lanes[laneAppend].dropped.Load(),
+	}, true
 }
 
 // Close stops every goroutine the transport started and waits for them.

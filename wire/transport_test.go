@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,6 +69,15 @@ func TestEveryMessageTypeEveryCompression(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatal("messages changed in transit")
 			}
+			// Every receive buffer goes back to the pool once the handler
+			// releases its batches.
+			deadline := time.Now().Add(waitTimeout)
+			for b.pool.Outstanding() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d receive buffers never released", b.pool.Outstanding())
+				}
+				runtime.Gosched()
+			}
 		})
 	}
 }
@@ -111,6 +121,8 @@ func TestHeartbeatNotBehindAppend(t *testing.T) {
 	release := make(chan struct{})
 	held := make(chan *Batch, 1)
 	a, b := pair(t, nil)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // runs before the transports close
 	first := true
 	b.rec.setOnBatch(func(bt *Batch) bool { // runs on the append lane's goroutine only for MsgApp
 		if bt.Messages[0].Type == raftmsg.MsgApp && first {
@@ -133,7 +145,7 @@ func TestHeartbeatNotBehindAppend(t *testing.T) {
 			t.Fatalf("got %s, want %s", m.Type, want)
 		}
 	}
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	for range 8 {
 		recv(t, b.rec.msgs, "the blocked appends")
 	}
@@ -171,6 +183,10 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 	if id := recv(t, a.rec.unreach, "PeerUnreachable"); id != 2 {
 		t.Fatalf("unreachable %d", id)
 	}
+	st, ok := a.Status(2)
+	if !ok || st.Reachable || st.Dropped != uint64(100-accepted) {
+		t.Fatalf("Status = %+v, %v; want unreachable with %d dropped", st, ok, 100-accepted)
+	}
 }
 
 func TestQueueBytesBound(t *testing.T) {
@@ -201,7 +217,12 @@ func TestQueueBytesBound(t *testing.T) {
 func TestReconnectAfterPeerRestart(t *testing.T) {
 	a, b := pair(t, nil)
 	a.Send(raftmsg.Message{Type: raftmsg.MsgHeartbeat, From: 1, To: 2, Term: 1})
+	a.Send(raftmsg.Message{Type: raftmsg.MsgApp, From: 1, To: 2, Term: 1})
 	recv(t, b.rec.msgs, "first heartbeat")
+	recv(t, b.rec.msgs, "first append")
+	if st, _ := a.Status(2); !st.Reachable {
+		t.Fatalf("Status %+v after both lanes delivered", st)
+	}
 	addr := b.Addr().String()
 	b.Close()
 	recv(t, a.rec.unreach, "PeerUnreachable after the peer closed")
@@ -367,6 +388,30 @@ func TestSnapshotRestartsAfterBrokenConnection(t *testing.T) {
 	}
 	if err := recv(t, a.rec.snapDone, "SnapshotDone"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSnapshotHandlerReadingExactSize: a handler that reads exactly the
+// snapshot's size (never seeing io.EOF) has stored it; one that stops
+// early has not.
+func TestSnapshotHandlerReadingExactSize(t *testing.T) {
+	a, b := pair(t, func(c *Config) { c.SnapshotChunkBytes = 4 << 10 })
+	const size = 50000
+	for _, tc := range []struct {
+		read    int
+		wantErr bool
+	}{{size, false}, {size - 1, true}} {
+		b.rec.setOnSnap(func(m raftmsg.Message, r io.Reader) error {
+			_, err := io.ReadFull(r, make([]byte, tc.read))
+			return err
+		})
+		msg := raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 2, Snapshot: raftmsg.SnapshotMeta{Index: 5}}
+		if err := a.SendSnapshot(msg, bytes.NewReader(make([]byte, size)), size); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv(t, a.rec.snapDone, "SnapshotDone"); (err != nil) != tc.wantErr {
+			t.Fatalf("handler reading %d of %d bytes: SnapshotDone(%v)", tc.read, size, err)
+		}
 	}
 }
 

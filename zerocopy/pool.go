@@ -88,10 +88,19 @@ func NewPool(minBytes, maxBytes, retainBytes int) *Pool {
 		keep := retainBytes / size // 0 for classes larger than retainBytes: never kept idle
 		p.classes = append(p.classes, make(chan *Buffer, keep))
 	}
+	if len(p.classes) != ClassCount(minBytes, maxBytes) {
+		panic("zerocopy: class count disagrees with ClassCount")
+	}
 	if got, bound := p.retainedCapacityBytes(), p.RetainedBoundBytes(); got > bound {
 		panic(fmt.Sprintf("zerocopy: retained capacity %d exceeds bound %d", got, bound))
 	}
 	return p
+}
+
+// ClassCount is the number of size classes of a pool serving minBytes to
+// maxBytes, so that callers can split a total retention budget.
+func ClassCount(minBytes, maxBytes int) int {
+	return bits.Len(uint(maxBytes-1)) - bits.Len(uint(minBytes-1)) + 1
 }
 
 // RetainedBoundBytes is the most memory the pool keeps idle: retainBytes

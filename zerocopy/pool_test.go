@@ -117,3 +117,14 @@ func BenchmarkGetRelease(b *testing.B) {
 		p.Get(64 << 10).Release()
 	}
 }
+
+func TestClassCount(t *testing.T) {
+	for _, tc := range []struct{ min, max, want int }{{4096, 4096, 1}, {4096, 8192, 2}, {4096, 8193, 3}, {4096, 64 << 20, 15}, {1000, 4096, 3}} {
+		if got := ClassCount(tc.min, tc.max); got != tc.want {
+			t.Errorf("ClassCount(%d, %d) = %d, want %d", tc.min, tc.max, got, tc.want)
+		}
+		if got := len(NewPool(tc.min, tc.max, 0).classes); got != tc.want {
+			t.Errorf("NewPool(%d, %d) has %d classes, want %d", tc.min, tc.max, got, tc.want)
+		}
+	}
+}

@@ -33,9 +33,11 @@ type Options struct {
 	Nodes int
 	// ChaosTicks is how long faults are injected (default 300); then the
 	// cluster heals, must commit a new proposal within LivenessTicks
-	// (default 150), and every node must apply it within CatchUpTicks more
-	// (default 500: a node that missed the whole chaos phase replays it at
-	// the small window sizes used here).
+	// (default 300: elections among nodes all restarted at once may split a
+	// few times, and the new leader's no-op commits only after the old
+	// uncommitted tail replicated through the small windows used here), and
+	// every node must apply it within CatchUpTicks more (default 500: a node
+	// that missed the whole chaos phase replays it).
 	ChaosTicks    int
 	LivenessTicks int
 	CatchUpTicks  int
@@ -51,6 +53,8 @@ type Stats struct {
 	Proposals, ProposalsRefused, EntriesApplied   int
 	Leaders, MaxPipelined, Truncations            int
 	Reads, ReadsServed, ReadsRefused              int
+	Pauses, Transfers, TimeoutNows                int
+	LeaseReads, LeaseServed, LinkCuts             int
 	StepErrors                                    int
 }
 
@@ -76,24 +80,28 @@ func (s *Stats) Add(o Stats) {
 	s.Reads += o.Reads
 	s.ReadsServed += o.ReadsServed
 	s.ReadsRefused += o.ReadsRefused
+	s.Pauses += o.Pauses
+	s.Transfers += o.Transfers
+	s.TimeoutNows += o.TimeoutNows
+	s.LeaseReads += o.LeaseReads
+	s.LeaseServed += o.LeaseServed
+	s.LinkCuts += o.LinkCuts
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d",
-		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused)
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d",
+		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.LinkCuts, s.Heals,
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
 // and backtracking are exercised constantly.
 const (
-	electionTicks    = 10
-	heartbeatTicks   = 2
-	maxDelayTicks    = 3
-	maxPipelined     = 4 // Readys taken and not yet durable, per node
-	maxInflightMsgs  = 4
-	maxInflightBytes = 1024
-	bigEntryBytes    = 1500 // larger than the window: must go alone
+	electionTicks  = 10
+	heartbeatTicks = 2
+	maxDelayTicks  = 3
+	maxPipelined   = 4    // Readys taken and not yet durable, per node
+	bigEntryBytes  = 1500 // larger than the window: must go alone
 )
 
 type inFlight struct {
@@ -128,7 +136,16 @@ type simNode struct {
 	lastApplied uint64
 	leaderTerm  uint64 // last term in which this node was seen leading and checked
 	part        int
+	// pausedUntil: a stopped process (GC pause, SIGSTOP, starved VM): no
+	// ticks, no messages handled, no I/O until this tick, while the others
+	// go on. Its messages wait in the network.
+	pausedUntil int
+	// roundSent: global tick at which each heartbeat round left (the
+	// runtime's monotonic clock, which keeps running through pauses).
+	roundSent map[uint64]int
 }
+
+func (sn *simNode) paused(now int) bool { return now < sn.pausedUntil }
 
 type sim struct {
 	opts     Options
@@ -140,20 +157,29 @@ type sim struct {
 	seedHash maphash.Seed
 	nextReq  uint64
 	// Per-seed knobs, so that seeds differ in kind, not just in order.
-	maxMsgBytes     uint64 // 200: a few entries per message
-	crashPerMille   int
-	leaderCrashRate int
+	maxMsgBytes      uint64
+	maxInflightBytes uint64
+	maxInflightMsgs  int
+	crashPerMille    int
+	leaderCrashRate  int
+	proposePercent   int // chance of a proposal per tick: some seeds are read-mostly
+	readPercent      int
 
 	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
 	global     []uint64                  // prefix hash of the applied sequence, by index-1
 	globalTerm []uint64
+	// commitTerm: the term of the leader that committed each entry.
+	// Leader Completeness is about leaders of later terms only: a stale
+	// leader of an earlier term (say, paused) may lack it.
+	commitTerm []uint64
 	// liveness
 	linkLast map[[2]raftmsg.NodeID]int // last delivery tick per link, for FIFO
 	// readStart: for each read in flight, how many entries were committed
 	// when it began. Linearizability (thesis §6.4): its read index must be
 	// at least that.
 	readStart    map[uint64]uint64
+	cuts         map[[2]raftmsg.NodeID]bool // links cut both ways, by (low, high) id
 	healed       bool
 	livenessReqs map[uint64]bool
 	liveIndex    uint64 // index of the first liveness proposal committed
@@ -170,17 +196,28 @@ func Run(opts Options) (Stats, error) {
 		opts.ChaosTicks = 300
 	}
 	if opts.LivenessTicks == 0 {
-		opts.LivenessTicks = 150
+		opts.LivenessTicks = 300
 	}
 	if opts.CatchUpTicks == 0 {
 		opts.CatchUpTicks = 500
 	}
 	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
-		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}}
+		leaders: map[uint64]raftmsg.NodeID{}, prefixAt: map[[2]uint64]uint64{}, livenessReqs: map[uint64]bool{}, linkLast: map[[2]raftmsg.NodeID]int{}, readStart: map[uint64]uint64{}, cuts: map[[2]raftmsg.NodeID]bool{}}
 	s.seedHash = maphash.MakeSeed()
-	s.maxMsgBytes = []uint64{200, 1024, 4096}[s.rng.IntN(3)]
+	profile := []struct {
+		msgBytes, inflightBytes uint64
+		inflightMsgs            int
+	}{
+		{64, 4096, 32}, // one entry per message: old-term entries travel apart from the no-op
+		{200, 1024, 4}, // a few entries per message, tiny window
+		{1024, 1024, 4},
+		{4096, 8192, 8},
+	}[s.rng.IntN(4)]
+	s.maxMsgBytes, s.maxInflightBytes, s.maxInflightMsgs = profile.msgBytes, profile.inflightBytes, profile.inflightMsgs
 	s.crashPerMille = 4 + s.rng.IntN(16)
 	s.leaderCrashRate = s.rng.IntN(12)
+	s.proposePercent = []int{40, 10, 2}[s.rng.IntN(3)]
+	s.readPercent = []int{30, 80}[s.rng.IntN(2)]
 	n := opts.Nodes
 	if n == 0 {
 		n = 3 + 2*s.rng.IntN(2)
@@ -219,8 +256,8 @@ func (s *sim) start(sn *simNode) error {
 	cfg := consensus.Config{
 		ID: sn.id, Voters: s.voters(), HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
 		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
-		MaxInflightMsgs: maxInflightMsgs, MaxInflightBytes: maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
-		MaxUncommittedBytes: 64 << 10, MaxApplyBytes: 2048,
+		MaxInflightMsgs: s.maxInflightMsgs, MaxInflightBytes: s.maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
+		MaxUncommittedBytes: 8 << 10, MaxApplyBytes: 2048,
 	}
 	node, err := consensus.New(cfg)
 	if err != nil {
@@ -228,6 +265,7 @@ func (s *sim) start(sn *simNode) error {
 	}
 	sn.node = node
 	sn.pending = nil
+	sn.roundSent = map[uint64]int{}
 	sn.lastApplied = 0 // the state machine is volatile: re-applied from 1
 	sn.leaderTerm = 0
 	// What the runtime knows after a restart is exactly the durable log.
@@ -255,10 +293,20 @@ func (s *sim) run() error {
 		for _, i := range s.rng.Perm(len(s.nodes)) {
 			sn := s.nodes[i]
 			// 10% of ticks are skipped: clocks drift apart.
-			if sn.node != nil && s.rng.IntN(10) != 0 {
+			if sn.node != nil && !sn.paused(s.now) && s.rng.IntN(10) != 0 {
 				sn.node.Tick()
 				s.stats.Ticks++
 				if err := s.afterStep(sn); err != nil {
+					return err
+				}
+			}
+		}
+		for _, sn := range s.nodes {
+			// A process resuming from a pause may serve a client before it
+			// reads what the network queued for it: a deposed leader must
+			// not answer from its stale view.
+			if sn.node != nil && sn.pausedUntil == s.now && s.now > 0 && s.rng.IntN(2) == 0 {
+				if err := s.readAt(sn); err != nil {
 					return err
 				}
 			}
@@ -314,20 +362,47 @@ func (s *sim) chaos() error {
 				return s.start(sn)
 			}
 		}
+	case r < 62: // leadership transfer asked at a random node
+		if live := s.liveNodes(); len(live) > 0 {
+			sn := live[s.rng.IntN(len(live))]
+			to := raftmsg.NodeID(1 + s.rng.IntN(len(s.nodes)))
+			err := sn.node.TransferLeadership(to)
+			s.tracef("transfer to %d asked at %d: %v", to, sn.id, err)
+			if err != nil && !errors.Is(err, consensus.ErrNoLeader) {
+				return fmt.Errorf("%w: transfer at %d: %v", ErrViolation, sn.id, err)
+			}
+			s.stats.Transfers++
+			return s.afterStep(sn)
+		}
+	case r < 68: // pause a process for one to five election timeouts
+		sn := s.nodes[s.rng.IntN(len(s.nodes))]
+		if sn.node != nil && !sn.paused(s.now) {
+			sn.pausedUntil = s.now + electionTicks + s.rng.IntN(4*electionTicks)
+			s.stats.Pauses++
+			s.tracef("pause %d until %d", sn.id, sn.pausedUntil)
+		}
 	case r < 75: // partition
 		s.stats.Partitions++
 		for _, sn := range s.nodes {
 			sn.part = s.rng.IntN(2)
 		}
 		s.tracef("partition %v", s.parts())
-	case r < 100: // heal
-		if s.parts() != "" {
+	case r < 85: // cut one link both ways (asymmetric reachability)
+		a, b := raftmsg.NodeID(1+s.rng.IntN(len(s.nodes))), raftmsg.NodeID(1+s.rng.IntN(len(s.nodes)))
+		if a != b {
+			s.stats.LinkCuts++
+			s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}] = true
+			s.tracef("cut %d-%d", a, b)
+		}
+	case r < 110: // heal
+		if s.parts() != "" || len(s.cuts) > 0 {
 			s.stats.Heals++
 			s.tracef("heal")
 		}
 		for _, sn := range s.nodes {
 			sn.part = 0
 		}
+		clear(s.cuts)
 	}
 	return nil
 }
@@ -351,9 +426,11 @@ func (s *sim) crash(sn *simNode) {
 
 func (s *sim) heal() error {
 	s.healed = true
+	clear(s.cuts)
 	s.tracef("heal all")
 	for _, sn := range s.nodes {
 		sn.part = 0
+		sn.pausedUntil = min(sn.pausedUntil, s.now)
 		if sn.node == nil {
 			s.stats.Restarts++
 			if err := s.start(sn); err != nil {
@@ -374,14 +451,15 @@ func (s *sim) dropRate() int {
 func (s *sim) sendAll(msgs []raftmsg.Message) {
 	for _, m := range msgs {
 		s.stats.MsgsSent++
-		if s.nodeByID(m.From).part != s.nodeByID(m.To).part || s.rng.IntN(100) < s.dropRate() {
+		if s.blocked(m.From, m.To) || s.rng.IntN(100) < s.dropRate() {
 			s.stats.MsgsDropped++
 			continue
 		}
 		at := s.now + s.rng.IntN(maxDelayTicks+1)
-		if s.rng.IntN(100) < 80 {
+		if s.healed || s.rng.IntN(100) < 90 {
 			// Mostly FIFO per link, like a TCP connection; the rest is
-			// reordered, like messages across a reconnection.
+			// reordered, like messages across a reconnection. A healed
+			// network keeps its connections: FIFO.
 			link := [2]raftmsg.NodeID{m.From, m.To}
 			at = max(at, s.linkLast[link])
 			s.linkLast[link] = at
@@ -392,6 +470,11 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
 		}
 	}
+}
+
+// blocked reports whether the network separates a from b.
+func (s *sim) blocked(a, b raftmsg.NodeID) bool {
+	return s.nodeByID(a).part != s.nodeByID(b).part || s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}]
 }
 
 func (s *sim) nodeByID(id raftmsg.NodeID) *simNode { return s.nodes[id-1] }
@@ -412,11 +495,19 @@ func (s *sim) deliver() error {
 	due = s.interleave(due)
 	for _, f := range due {
 		to := s.nodeByID(f.m.To)
-		if to.node == nil || to.part != s.nodeByID(f.m.From).part {
+		if to.node != nil && to.paused(s.now) {
+			f.deliverAt = to.pausedUntil
+			s.net = append(s.net, f)
+			continue
+		}
+		if to.node == nil || s.blocked(f.m.From, f.m.To) {
 			s.stats.MsgsDropped++
 			continue
 		}
 		s.stats.MsgsDelivered++
+		if f.m.Type == raftmsg.MsgTimeoutNow {
+			s.stats.TimeoutNows++
+		}
 		m := f.m
 		// The wire decodes into fresh buffers: the receiver must not share
 		// the sender's entries.
@@ -477,7 +568,7 @@ func (s *sim) propose() error {
 	}
 	// After healing, a trickle: liveness is about the cluster recovering,
 	// not about draining an unbounded load.
-	rate := 40
+	rate := s.proposePercent
 	if s.healed {
 		rate = 10
 	}
@@ -520,10 +611,16 @@ func (s *sim) propose() error {
 // read starts a linearizable read on a random node.
 func (s *sim) read() error {
 	live := s.liveNodes()
-	if len(live) == 0 || s.rng.IntN(100) >= 30 {
+	if len(live) == 0 || s.rng.IntN(100) >= s.readPercent {
 		return nil
 	}
-	sn := live[s.rng.IntN(len(live))]
+	return s.readAt(live[s.rng.IntN(len(live))])
+}
+
+func (s *sim) readAt(sn *simNode) error {
+	if s.rng.IntN(2) == 0 {
+		return s.leaseRead(sn)
+	}
 	s.nextReq++
 	s.readStart[s.nextReq] = uint64(len(s.global))
 	s.stats.Reads++
@@ -537,6 +634,38 @@ func (s *sim) read() error {
 		delete(s.readStart, s.nextReq)
 	}
 	return s.afterStep(sn)
+}
+
+// leaseTicks is how long after sending a heartbeat round its answers hold
+// the lease, by the runtime's clock: the election timeout less a drift
+// bound of one tick (thesis §6.4.1).
+const leaseTicks = electionTicks - 1
+
+// leaseRead serves a read from the leader's lease, as the runtime would,
+// and checks it against everything committed before it.
+func (s *sim) leaseRead(sn *simNode) error {
+	s.stats.LeaseReads++
+	index, round, err := sn.node.LeaseRead()
+	if err != nil {
+		if consensus.RejectReasonOf(err) == raftmsg.RejectNone {
+			return fmt.Errorf("%w: lease read at %d: %v", ErrViolation, sn.id, err)
+		}
+		return nil
+	}
+	sent, ok := sn.roundSent[round]
+	if !ok {
+		return fmt.Errorf("%w: node %d claims a lease from round %d, which it never sent", ErrViolation, sn.id, round)
+	}
+	if s.now >= sent+leaseTicks {
+		s.tracef("lease read at %d: round %d sent at %d expired", sn.id, round, sent)
+		return nil
+	}
+	s.tracef("lease read at %d: index %d (round %d sent at %d), committed %d", sn.id, index, round, sent, len(s.global))
+	if index < uint64(len(s.global)) {
+		return fmt.Errorf("%w: linearizability: lease read at %d got index %d (round %d sent at tick %d), but %d entries were committed before it", ErrViolation, sn.id, index, round, sent, len(s.global))
+	}
+	s.stats.LeaseServed++
+	return nil
 }
 
 func (s *sim) readDone(sn *simNode, rd *consensus.Ready) error {
@@ -563,7 +692,7 @@ func (s *sim) readDone(sn *simNode, rd *consensus.Ready) error {
 func (s *sim) liveNodes() []*simNode {
 	var out []*simNode
 	for _, sn := range s.nodes {
-		if sn.node != nil {
+		if sn.node != nil && !sn.paused(s.now) {
 			out = append(out, sn)
 		}
 	}
@@ -573,9 +702,27 @@ func (s *sim) liveNodes() []*simNode {
 // runtime plays the node runtime: take Readys (pipelining up to
 // maxPipelined not yet durable), persist the oldest, send, apply.
 func (s *sim) runtime(sn *simNode) error {
+	if sn.paused(s.now) {
+		return nil
+	}
 	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
-		if err := s.takeReady(sn); err != nil {
+		voted, err := s.takeReady(sn)
+		if err != nil {
 			return err
+		}
+		// A crash after sending, before the fsync: everything pending is
+		// lost; a supervisor restarts the process at once. Whatever left
+		// before persistence (it must be nothing durable-dependent) is out.
+		// Most likely right after a vote: when durability matters most.
+		odds := 300
+		if voted {
+			odds = 15
+		}
+		if !s.healed && s.rng.IntN(odds) == 0 {
+			s.crash(sn)
+			s.tracef("restart %d at once", sn.id)
+			s.stats.Restarts++
+			return s.start(sn)
 		}
 	}
 	for sn.node != nil && len(sn.pending) > 0 && s.rng.IntN(10) < 6 {
@@ -590,33 +737,43 @@ func (s *sim) runtime(sn *simNode) error {
 	return nil
 }
 
-func (s *sim) takeReady(sn *simNode) error {
+// takeReady takes one Ready; voted reports that a vote is not durable yet
+// (in this Ready or an earlier one).
+func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 	rd := sn.node.Ready()
+	voted = rd.HardState.Vote != raftmsg.None && rd.HardState.Vote != sn.durHS.Vote
+	for _, p := range sn.pending {
+		// A vote still on its way to disk.
+		voted = voted || !p.hs.IsEmpty() && p.hs.Vote != raftmsg.None && p.hs.Vote != sn.durHS.Vote
+	}
 	s.tracef("ready %d seq=%d role=%v term=%d lead=%d hs=%+v ents=%d committed=%d msgs=%d after=%d",
 		sn.id, rd.Seq, rd.SoftState.Role, rd.SoftState.Term, rd.SoftState.Leader, rd.HardState, len(rd.Entries), len(rd.CommittedEntries), len(rd.Messages), len(rd.MessagesAfterPersist))
 	if len(rd.Entries) > 0 {
 		if err := s.extend(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	s.sendAll(rd.Messages)
+	if rd.HeartbeatRound != 0 {
+		sn.roundSent[rd.HeartbeatRound] = s.now
+	}
 	if err := s.readDone(sn, &rd); err != nil {
-		return err
+		return false, err
 	}
 	// Copy the entries' headers: the durable log must not alias the core's.
 	sn.pending = append(sn.pending, pendingReady{seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist})
 	s.stats.MaxPipelined = max(s.stats.MaxPipelined, len(sn.pending))
 	for _, e := range rd.CommittedEntries {
 		if err := s.apply(sn, e); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if k := len(rd.CommittedEntries); k > 0 {
 		if err := sn.node.AckApplied(rd.CommittedEntries[k-1].Index); err != nil {
-			return fmt.Errorf("%w: %v", ErrViolation, err)
+			return false, fmt.Errorf("%w: %v", ErrViolation, err)
 		}
 	}
-	return s.afterStep(sn)
+	return voted, s.afterStep(sn)
 }
 
 func (s *sim) persistOldest(sn *simNode) error {
@@ -735,7 +892,8 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 		// Applied before any leader was seen committing it (possible when
 		// the leader's commit reached this node before the leader's next
 		// step was checked).
-		if err := s.commitUpTo(sn, e.Index); err != nil {
+		// The committing leader's term is at most this node's.
+		if err := s.commitUpTo(sn, e.Index, sn.node.SoftState().Term); err != nil {
 			return err
 		}
 	}
@@ -763,7 +921,7 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 // index, checking that each newly committed entry is durable on a quorum
 // (persist before acknowledging, thesis §10.2.1) and present in the log of
 // every leader of a later term (Leader Completeness, paper §5.4).
-func (s *sim) commitUpTo(sn *simNode, index uint64) error {
+func (s *sim) commitUpTo(sn *simNode, index, commitTerm uint64) error {
 	if index > sn.view.len() {
 		return fmt.Errorf("%w: node %d commits %d beyond its handed-out log %d", ErrViolation, sn.id, index, sn.view.len())
 	}
@@ -780,7 +938,7 @@ func (s *sim) commitUpTo(sn *simNode, index uint64) error {
 		}
 		for _, o := range s.nodes {
 			if o.node != nil {
-				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > term {
+				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > commitTerm {
 					if t, ok := o.node.LogTerm(i); !ok || t != term {
 						return fmt.Errorf("%w: leader completeness: leader %d of term %d lacks committed entry %d of term %d", ErrViolation, o.id, ss.Term, i, term)
 					}
@@ -789,6 +947,7 @@ func (s *sim) commitUpTo(sn *simNode, index uint64) error {
 		}
 		s.global = append(s.global, h)
 		s.globalTerm = append(s.globalTerm, term)
+		s.commitTerm = append(s.commitTerm, commitTerm)
 	}
 	return nil
 }
@@ -870,7 +1029,7 @@ func (s *sim) afterStep(sn *simNode) error {
 		return fmt.Errorf("%w: election safety: %d and %d both lead term %d", ErrViolation, l, sn.id, ss.Term)
 	}
 	if c := sn.node.HardState().Commit; c > uint64(len(s.global)) {
-		if err := s.commitUpTo(sn, c); err != nil {
+		if err := s.commitUpTo(sn, c, ss.Term); err != nil {
 			return err
 		}
 	} else if c > 0 && (c > sn.view.len() || sn.view.prefix[c-1] != s.global[c-1]) {
@@ -878,12 +1037,39 @@ func (s *sim) afterStep(sn *simNode) error {
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
+		if err := s.checkNoLiveLease(sn, ss.Term); err != nil {
+			return err
+		}
 		// Leader Completeness (§5.4.3): the new leader holds every entry
-		// applied anywhere so far.
+		// committed in an earlier term.
 		for i, t := range s.globalTerm {
+			if s.commitTerm[i] >= ss.Term {
+				continue
+			}
 			if lt, ok := sn.node.LogTerm(uint64(i) + 1); !ok || lt != t {
 				return fmt.Errorf("%w: leader completeness: new leader %d of term %d lacks committed entry %d of term %d (has term %d)", ErrViolation, sn.id, ss.Term, i+1, t, lt)
 			}
+		}
+	}
+	return nil
+}
+
+// checkNoLiveLease: a leader of a newer term is never elected while a node
+// of an older term still holds a lease by its runtime's clock (thesis
+// §6.4.1), paused or not.
+func (s *sim) checkNoLiveLease(leader *simNode, term uint64) error {
+	for _, o := range s.nodes {
+		if o == leader || o.node == nil || o.node.SoftState().Term >= term {
+			// A leader of an older term elected late (its votes were
+			// delayed) cannot commit anything new: no threat to a lease.
+			continue
+		}
+		_, round, err := o.node.LeaseRead()
+		if err != nil {
+			continue
+		}
+		if sent := o.roundSent[round]; s.now < sent+leaseTicks {
+			return fmt.Errorf("%w: lease: %d elected for term %d at tick %d while %d (term %d) holds a lease from round %d sent at tick %d", ErrViolation, leader.id, term, s.now, o.id, o.node.SoftState().Term, round, sent)
 		}
 	}
 	return nil

@@ -36,6 +36,12 @@ enum bpf_map_type {
 };
 #define BPF_ANY 0
 
+/* include/uapi/linux/bpf.h: filled by bpf_get_ns_current_pid_tgid. */
+struct bpf_pidns_info {
+	__u32 pid;
+	__u32 tgid;
+};
+
 /* arch/x86/include/uapi/asm/ptrace.h (64-bit): the register file a uprobe
  * program receives. A user-space ABI, so no CO-RE needed. */
 struct pt_regs {

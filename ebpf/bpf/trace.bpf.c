@@ -1,7 +1,8 @@
 // BPF programs of edgekv's built-in latency tracing (package ebpf).
 //
-// Three families, all filtered to one process (target_tgid):
-//   on_marker               uprobe_multi on the stage markers (package
+// Three families, all filtered to one process (target_tgid, see
+// is_target):
+//   on_marker(_single)      uprobes on the stage markers (package
 //                           ebpf/stage): time between consecutive stages of
 //                           one batch, paired by batch id.
 //   on_sys_enter/exit       raw tracepoints raw_syscalls:sys_enter/exit:
@@ -28,7 +29,17 @@
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 // Set by the loader before the programs are loaded.
+//
+// target_tgid is the traced process's id as the tracer sees it. When the
+// tracer runs in the initial PID namespace (pidns_ino == 0) that is the
+// kernel's global tgid. Otherwise (a node tracing itself in a container)
+// it is local to the tracer's PID namespace (pidns_dev, pidns_ino): the
+// programs that run in the context of the traced process translate with
+// bpf_get_ns_current_pid_tgid and record the global tgid in global_tgid,
+// which the scheduler programs (whose tasks are not current) compare to.
 volatile const u32 target_tgid = 0;
+volatile const u64 pidns_dev = 0;
+volatile const u64 pidns_ino = 0;
 // 1: the marker's id argument is at 8(SP) (amd64 assembly, ABI0);
 // 0: it is in AX (first integer register of Go's register ABI).
 volatile const u8 arg_on_stack = 1;
@@ -150,15 +161,38 @@ static __always_inline void count(void *map, u32 key)
 		__sync_fetch_and_add(c, 1);
 }
 
-static __always_inline int is_target(void)
+// Learned global tgid of the target (namespaced mode only; 0 = not yet).
+u32 global_tgid = 0;
+
+// is_target reports whether the current task belongs to the target.
+static __always_inline int is_target(u64 pid_tgid)
 {
-	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
+	u32 tgid = pid_tgid >> 32;
+	if (pidns_ino == 0)
+		return tgid == target_tgid;
+	if (global_tgid != 0)
+		return tgid == global_tgid;
+	struct bpf_pidns_info ns = {};
+	if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
+		return 0; // not in the tracer's PID namespace
+	if (ns.tgid != target_tgid)
+		return 0;
+	global_tgid = tgid;
+	return 1;
 }
 
-SEC("uprobe.multi")
-int on_marker(struct pt_regs *ctx)
+// target_global_tgid returns the target's global tgid, or 0 while it is
+// not known yet (0 is never a user process: it is the idle task).
+static __always_inline u32 target_global_tgid(void)
 {
-	if (!is_target())
+	if (pidns_ino == 0)
+		return target_tgid;
+	return global_tgid;
+}
+
+static __always_inline int marker_hit(struct pt_regs *ctx)
+{
+	if (!is_target(bpf_get_current_pid_tgid()))
 		return 0;
 	u32 stage = (u32)bpf_get_attach_cookie(ctx);
 	if (stage >= NSTAGES)
@@ -202,6 +236,22 @@ int on_marker(struct pt_regs *ctx)
 	return 0;
 }
 
+// The same program twice: on_marker for uprobe_multi links (Linux 6.6+),
+// on_marker_single for one classic perf-event uprobe per marker (older
+// kernels). The loader keeps only the one it attaches; the stage comes
+// from the attach cookie in both.
+SEC("uprobe.multi")
+int on_marker(struct pt_regs *ctx)
+{
+	return marker_hit(ctx);
+}
+
+SEC("uprobe")
+int on_marker_single(struct pt_regs *ctx)
+{
+	return marker_hit(ctx);
+}
+
 // sys_index maps an x86_64 syscall number to its histogram, or -1.
 // The order is the contract with syscallNames in the Go package.
 static __always_inline int sys_index(long nr)
@@ -229,7 +279,7 @@ SEC("raw_tp/sys_enter")
 int on_sys_enter(u64 *ctx)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
-	if ((pid_tgid >> 32) != target_tgid)
+	if (!is_target(pid_tgid))
 		return 0;
 	int index = sys_index((long)ctx[1]);
 	if (index < 0)
@@ -245,7 +295,7 @@ SEC("raw_tp/sys_exit")
 int on_sys_exit(u64 *ctx)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
-	if ((pid_tgid >> 32) != target_tgid)
+	if (!is_target(pid_tgid))
 		return 0;
 	u32 tid = (u32)pid_tgid;
 	struct sys_start *s = bpf_map_lookup_elem(&sys_starts, &tid);
@@ -259,7 +309,8 @@ int on_sys_exit(u64 *ctx)
 
 static __always_inline void enqueued(struct task_struct *p)
 {
-	if ((u32)p->tgid != target_tgid)
+	u32 target = target_global_tgid();
+	if (target == 0 || (u32)p->tgid != target)
 		return;
 	u32 tid = p->pid;
 	u64 now = bpf_ktime_get_ns();
@@ -296,7 +347,8 @@ int on_switch(u64 *ctx)
 	if (prev_state == TASK_RUNNING)
 		enqueued(prev);
 
-	if ((u32)next->tgid != target_tgid)
+	u32 target = target_global_tgid();
+	if (target == 0 || (u32)next->tgid != target)
 		return 0;
 	u32 tid = next->pid;
 	u64 *ts = bpf_map_lookup_elem(&runq_starts, &tid);

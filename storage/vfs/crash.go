@@ -50,6 +50,10 @@ type CrashFS struct {
 
 type crashDir struct {
 	names map[string]*crashNode
+	// gone holds names removed or renamed away since the last SyncDir:
+	// the only disk entries SyncDir may delete (files other processes
+	// create in the same directory are never touched).
+	gone map[string]bool
 }
 
 // crashNode is an inode: the same node may be reachable under no name (an
@@ -114,7 +118,7 @@ func (c *CrashFS) dir(dir string) (*crashDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &crashDir{names: make(map[string]*crashNode)}
+	d := &crashDir{names: make(map[string]*crashNode), gone: make(map[string]bool)}
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue
@@ -195,7 +199,14 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 	if !ok {
 		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: fs.ErrNotExist}
 	}
+	if old, ok := nd.names[nbase]; ok && old != n {
+		// Replaced: open handles keep its content, as after rename(2).
+		if err := old.openDisk(); err != nil {
+			return err
+		}
+	}
 	delete(od.names, obase)
+	od.gone[obase] = true
 	nd.names[nbase] = n
 	return nil
 }
@@ -208,10 +219,17 @@ func (c *CrashFS) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := d.names[base]; !ok {
+	n, ok := d.names[base]
+	if !ok {
 		return &os.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
 	}
+	// Open handles keep the content after the name is gone, as after
+	// unlink(2): hold a descriptor before the disk entry can disappear.
+	if err := n.openDisk(); err != nil {
+		return err
+	}
 	delete(d.names, base)
+	d.gone[base] = true
 	return nil
 }
 
@@ -282,25 +300,20 @@ func (c *CrashFS) SyncDir(dir string) error {
 		}
 		n.diskPath = want
 	}
-	// Phase 3: entries on disk the view no longer has.
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
+	// Phase 3: names removed or renamed away that are still on disk.
+	for name := range d.gone {
+		if _, ok := d.names[name]; ok {
 			continue
 		}
-		if _, ok := d.names[e.Name()]; ok {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+		p := filepath.Join(dir, name)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		// A node still open under no name keeps its descriptor; its
 		// content is now an orphan, as after unlink(2).
-		c.forgetDiskPath(filepath.Join(dir, e.Name()))
+		c.forgetDiskPath(p)
 	}
+	clear(d.gone)
 	if c.skipRealSync {
 		return nil
 	}
@@ -518,6 +531,10 @@ func (f *crashFile) Preallocate(sizeBytes int64) error {
 	}
 	return nil
 }
+
+// ZeroFill extends the file to sizeBytes: the simulated disk has no
+// extents to convert, so writing the zeros would only cost memory.
+func (f *crashFile) ZeroFill(sizeBytes int64) error { return f.Preallocate(sizeBytes) }
 
 func (f *crashFile) Size() (int64, error) {
 	f.fs.mu.Lock()

@@ -156,6 +156,13 @@ func (f *faultFile) Sync() error {
 	return f.File.Sync()
 }
 
+func (f *faultFile) ZeroFill(sizeBytes int64) error {
+	if ft := f.fs.fault(OpWrite, f.name, int(sizeBytes)); ft.Err != nil {
+		return &os.PathError{Op: "write", Path: f.name, Err: ft.Err}
+	}
+	return f.File.ZeroFill(sizeBytes)
+}
+
 func (f *faultFile) Truncate(sizeBytes int64) error {
 	if err := f.fs.fail(OpTruncate, f.name); err != nil {
 		return err

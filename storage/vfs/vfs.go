@@ -48,6 +48,10 @@ type File interface {
 	// size (reads past the written data return zeros), so that later writes
 	// inside it need no allocation and a full disk shows up early.
 	Preallocate(sizeBytes int64) error
+	// ZeroFill writes zeros over [0, sizeBytes), so that later overwrites
+	// (and their fdatasync) need no block allocation or unwritten-extent
+	// conversion, only the data. It does not sync.
+	ZeroFill(sizeBytes int64) error
 	// Size is the file's current size.
 	Size() (int64, error)
 }
@@ -135,6 +139,19 @@ func (o osFile) Close() error                             { return o.f.Close() }
 func (o osFile) Sync() error                              { return datasync(o.f) }
 func (o osFile) Truncate(sizeBytes int64) error           { return o.f.Truncate(sizeBytes) }
 func (o osFile) Preallocate(sizeBytes int64) error        { return preallocate(o.f, sizeBytes) }
+func (o osFile) ZeroFill(sizeBytes int64) error {
+	zeros := make([]byte, min(zeroChunkBytes, sizeBytes))
+	for off := int64(0); off < sizeBytes; off += int64(len(zeros)) {
+		if _, err := o.f.WriteAt(zeros[:min(int64(len(zeros)), sizeBytes-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// zeroChunkBytes is the write size ZeroFill uses.
+const zeroChunkBytes = 1 << 20
+
 func (o osFile) Size() (int64, error) {
 	st, err := o.f.Stat()
 	if err != nil {

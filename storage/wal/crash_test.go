@@ -47,9 +47,10 @@ func (r *recorder) Create(name string) (vfs.File, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.files[name] = &extent{}
+	e := &extent{}
+	r.files[name] = e
 	r.mu.Unlock()
-	return &recFile{File: f, r: r, name: name}, nil
+	return &recFile{File: f, r: r, e: e}, nil
 }
 
 func (r *recorder) Open(name string) (vfs.File, error) {
@@ -57,19 +58,35 @@ func (r *recorder) Open(name string) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &recFile{File: f, r: r, name: name}, nil
+	r.mu.Lock()
+	e := r.extent(name)
+	r.mu.Unlock()
+	return &recFile{File: f, r: r, e: e}, nil
+}
+
+func (r *recorder) Rename(oldname, newname string) error {
+	if err := r.FS.Rename(oldname, newname); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if e, ok := r.files[oldname]; ok {
+		r.files[newname] = e
+		delete(r.files, oldname)
+	}
+	r.mu.Unlock()
+	return nil
 }
 
 type recFile struct {
 	vfs.File
-	r    *recorder
-	name string
+	r *recorder
+	e *extent // follows the file across renames
 }
 
 func (f *recFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := f.File.WriteAt(p, off)
 	f.r.mu.Lock()
-	e := f.r.extent(f.name)
+	e := f.e
 	e.written = max(e.written, off+int64(n))
 	e.lastOff, e.lastData = off, append([]byte(nil), p[:n]...)
 	f.r.mu.Unlock()
@@ -80,7 +97,7 @@ func (f *recFile) Truncate(size int64) error {
 	err := f.File.Truncate(size)
 	if err == nil {
 		f.r.mu.Lock()
-		e := f.r.extent(f.name)
+		e := f.e
 		e.written = min(e.written, size)
 		f.r.mu.Unlock()
 	}
@@ -91,7 +108,7 @@ func (f *recFile) Sync() error {
 	err := f.File.Sync()
 	if err == nil {
 		f.r.mu.Lock()
-		e := f.r.extent(f.name)
+		e := f.e
 		e.synced = e.written
 		e.lastData = nil
 		f.r.mu.Unlock()
@@ -172,7 +189,7 @@ func oneShotFault(rng *rand.Rand) vfs.Injector {
 
 // crashSeeds is how many seeds TestCrashConsistency runs; -short runs fewer.
 func crashSeeds() int {
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		return 40
 	}
 	return 250

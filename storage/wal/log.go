@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
@@ -126,7 +127,27 @@ type Log struct {
 
 	stopped chan struct{}
 	chans   sync.Pool // of chan error, for Save
+
+	// prepared receives the next segment file, zero-filled and synced by a
+	// background goroutine so that rotation does not stall on it and
+	// fdatasync of appends into it has no block allocation or extent
+	// conversion to journal. prepInFlight (owned by the flush goroutine)
+	// says whether a preparation was started and not yet received.
+	prepared     chan preparedSegment
+	prepInFlight bool
 }
+
+// preparedSegment is a zero-filled, synced file under a temporary name
+// (prepSuffix), waiting to become segment seq.
+type preparedSegment struct {
+	seq       uint64
+	f         vfs.File
+	path      string
+	sizeBytes int64
+	err       error
+}
+
+const prepSuffix = ".prep"
 
 // Open replays the log in opts.Dir (creating it if empty), truncates a torn
 // unsynced tail, starts a new segment for appends and returns the content.
@@ -161,10 +182,14 @@ func Open(opts Options) (*Log, *Recovered, error) {
 		spare:           &batch{},
 		stopped:         make(chan struct{}),
 		segments:        st.segments,
+		prepared:        make(chan preparedSegment, 1),
 	}
 	l.work.L = &l.mu
 	l.space.L = &l.mu
 	if err := l.sealLastSegment(last); err != nil {
+		return nil, nil, err
+	}
+	if err := l.removePrepared(); err != nil {
 		return nil, nil, err
 	}
 	lastIndex := st.snap.Index
@@ -233,24 +258,107 @@ func (l *Log) sealLastSegment(last scanResult) error {
 	return nil
 }
 
-// createSegment creates, preallocates and syncs segment seq with its
-// header batch, syncs the directory and makes it the active segment. On
-// failure the old active segment stays active.
+// removePrepared deletes prepared segment files a crash left behind.
+func (l *Log) removePrepared() error {
+	names, err := l.fs.List(l.dir)
+	if err != nil {
+		return fmt.Errorf("wal: list %s: %w", l.dir, err)
+	}
+	removed := false
+	for _, name := range names {
+		if strings.HasSuffix(name, segmentSuffix+prepSuffix) {
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
+				return fmt.Errorf("wal: remove %s: %w", name, err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		return l.fs.SyncDir(l.dir)
+	}
+	return nil
+}
+
+// prepare creates segment seq's file under a temporary name, reserves and
+// zero-fills it, syncs it and hands it to the flush goroutine.
+func (l *Log) prepare(seq uint64, sizeBytes int64) {
+	path := filepath.Join(l.dir, segmentName(seq)+prepSuffix)
+	p := preparedSegment{seq: seq, path: path, sizeBytes: sizeBytes}
+	f, err := l.fs.Create(path)
+	if err == nil {
+		p.f = f
+		err = f.Preallocate(sizeBytes) // fails fast on a full disk
+		if err == nil {
+			err = f.ZeroFill(sizeBytes)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+	}
+	p.err = err
+	l.prepared <- p
+}
+
+// takePrepared returns the prepared file for seq if one of at least
+// sizeBytes is ready or in flight (waiting for it), else nil; any other
+// prepared file is discarded.
+func (l *Log) takePrepared(seq uint64, sizeBytes int64) *preparedSegment {
+	if !l.prepInFlight {
+		return nil
+	}
+	p := <-l.prepared
+	l.prepInFlight = false
+	if p.err == nil && p.seq == seq && p.sizeBytes >= sizeBytes {
+		return &p
+	}
+	l.discardPrepared(p)
+	return nil
+}
+
+func (l *Log) discardPrepared(p preparedSegment) {
+	if p.f != nil {
+		p.f.Close()
+		if err := l.fs.Remove(p.path); err != nil {
+			l.logger.Warn("wal: remove unused prepared segment", "file", p.path, "err", err)
+		}
+	}
+	if p.err != nil {
+		l.logger.Warn("wal: preparing the next segment failed; creating it at rotation", "err", p.err)
+	}
+}
+
+// createSegment makes segment seq the active one: the prepared file if
+// there is one, else a new preallocated file; it writes and syncs the
+// header batch, gives the file its name and syncs the directory, then
+// starts preparing the next segment. On failure the old active segment
+// stays active.
 func (l *Log) createSegment(seq uint64, sizeBytes int64) error {
 	path := filepath.Join(l.dir, segmentName(seq))
-	f, err := l.fs.Create(path)
-	if err != nil {
-		return fmt.Errorf("wal: create segment: %w", diskerr.Classify(err))
+	var f vfs.File
+	tmpPath := ""
+	if p := l.takePrepared(seq, sizeBytes); p != nil {
+		f, tmpPath = p.f, p.path
+	} else {
+		var err error
+		if f, err = l.fs.Create(path); err != nil {
+			return fmt.Errorf("wal: create segment: %w", diskerr.Classify(err))
+		}
 	}
 	undo := func(cause error) error {
 		f.Close()
-		if rerr := l.fs.Remove(path); rerr == nil {
+		victim := path
+		if tmpPath != "" {
+			victim = tmpPath
+		}
+		if rerr := l.fs.Remove(victim); rerr == nil {
 			_ = l.fs.SyncDir(l.dir) // best effort: a leftover headerless segment is removed at recovery
 		}
 		return cause
 	}
-	if err := f.Preallocate(sizeBytes); err != nil {
-		return undo(fmt.Errorf("wal: preallocate %s: %w", path, diskerr.Classify(err)))
+	if tmpPath == "" {
+		if err := f.Preallocate(sizeBytes); err != nil {
+			return undo(fmt.Errorf("wal: preallocate %s: %w", path, diskerr.Classify(err)))
+		}
 	}
 	buf := appendSegmentHeader(nil, seq)
 	buf = appendHardState(buf, l.durable.hs)
@@ -263,6 +371,11 @@ func (l *Log) createSegment(seq uint64, sizeBytes int64) error {
 		f.Close()
 		return fmt.Errorf("wal: sync new segment %s: %w: %w", path, diskerr.ErrFailed, diskerr.Classify(err))
 	}
+	if tmpPath != "" {
+		if err := l.fs.Rename(tmpPath, path); err != nil {
+			return undo(fmt.Errorf("wal: rename %s: %w", tmpPath, diskerr.Classify(err)))
+		}
+	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: sync dir for %s: %w: %w", path, diskerr.ErrFailed, diskerr.Classify(err))
@@ -270,12 +383,17 @@ func (l *Log) createSegment(seq uint64, sizeBytes int64) error {
 	if l.seg != nil {
 		l.seg.Close()
 	}
+	if l.seg != nil && seq != l.segSeq+1 {
+		panic(fmt.Sprintf("wal: segment %d follows %d", seq, l.segSeq))
+	}
 	l.seg, l.segSeq, l.segOff = f, seq, int64(len(buf))
 	l.segMu.Lock()
 	if n := len(l.segments); n == 0 || l.segments[n-1].seq != seq {
 		l.segments = append(l.segments, segment{seq: seq})
 	}
 	l.segMu.Unlock()
+	l.prepInFlight = true
+	go l.prepare(seq+1, l.segmentBytes)
 	return nil
 }
 
@@ -428,6 +546,9 @@ func (l *Log) flush(b *batch) error {
 			return l.fail(err)
 		}
 	}
+	if l.segOff < headerBatchBytes || l.segOff+need > max(l.segmentBytes, headerBatchBytes+need) {
+		panic(fmt.Sprintf("wal: batch of %d bytes at offset %d does not fit segment %d", need, l.segOff, l.segSeq))
+	}
 	b.buf = appendBatchEnd(b.buf, l.segOff+int64(len(b.buf)))
 	if _, err := l.seg.WriteAt(b.buf, l.segOff); err != nil {
 		werr := fmt.Errorf("wal: write segment %s: %w", segmentName(l.segSeq), diskerr.Classify(err))
@@ -551,5 +672,9 @@ func (l *Log) Close() error {
 	l.space.Broadcast()
 	l.mu.Unlock()
 	<-l.stopped
+	if l.prepInFlight {
+		l.discardPrepared(<-l.prepared)
+		l.prepInFlight = false
+	}
 	return l.seg.Close()
 }

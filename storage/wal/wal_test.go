@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -41,7 +43,7 @@ func checkEntries(t *testing.T, got []raftmsg.Entry, want ...raftmsg.Entry) {
 
 func TestSaveReopenRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	if len(rec.Entries) != 0 || !rec.HardState.IsEmpty() {
 		t.Fatalf("fresh log not empty: %+v", rec)
 	}
@@ -53,7 +55,7 @@ func TestSaveReopenRoundTrip(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, rec = mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec = mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	defer l.Close()
 	if rec.HardState != hs {
 		t.Fatalf("hard state %+v, want %+v", rec.HardState, hs)
@@ -63,7 +65,7 @@ func TestSaveReopenRoundTrip(t *testing.T) {
 
 func TestOverwriteSuffix(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 0)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	for _, batch := range [][]raftmsg.Entry{
 		{ent(1, 1, "a"), ent(2, 1, "b"), ent(3, 1, "c"), ent(4, 1, "d")},
 		{ent(3, 2, "C"), ent(4, 2, "D")}, // replaces 3 and 4
@@ -79,14 +81,14 @@ func TestOverwriteSuffix(t *testing.T) {
 		t.Fatal("a gap was accepted")
 	}
 	l.Close()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	defer l.Close()
 	checkEntries(t, rec.Entries, ent(1, 1, "a"), ent(2, 4, "z"))
 }
 
 func TestRotationAndSnapshotCompaction(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 1024)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 1024)
 	data := string(bytes.Repeat([]byte("v"), 200))
 	for i := uint64(1); i <= 40; i++ {
 		if err := l.Save(raftmsg.HardState{Term: 1, Commit: i}, []raftmsg.Entry{ent(i, 1, data)}); err != nil {
@@ -108,7 +110,7 @@ func TestRotationAndSnapshotCompaction(t *testing.T) {
 		t.Fatalf("removed %d of %d segments", removed, before)
 	}
 	l.Close()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 1024)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 1024)
 	defer l.Close()
 	if rec.Snapshot.Index != 30 || rec.HardState.Commit != 40 {
 		t.Fatalf("recovered snapshot %+v hard state %+v", rec.Snapshot, rec.HardState)
@@ -120,7 +122,7 @@ func TestRotationAndSnapshotCompaction(t *testing.T) {
 
 func TestSnapshotResetDropsLog(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 0)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	if err := l.Save(raftmsg.HardState{Term: 1}, []raftmsg.Entry{ent(1, 1, "a"), ent(2, 1, "b"), ent(3, 1, "c")}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func TestSnapshotResetDropsLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	defer l.Close()
 	if rec.Snapshot.Index != 10 || rec.Snapshot.Term != 5 {
 		t.Fatalf("snapshot %+v", rec.Snapshot)
@@ -145,7 +147,7 @@ func TestSnapshotResetDropsLog(t *testing.T) {
 func TestGroupCommitConcurrentSavers(t *testing.T) {
 	dir := t.TempDir()
 	counter := &syncCounter{FS: vfs.OS{}}
-	l, _ := mustOpen(t, counter, dir, 0)
+	l, _ := mustOpen(t, counter, dir, 64<<10)
 	const writers, perWriter = 8, 50
 	var wg sync.WaitGroup
 	var mu sync.Mutex // serialises index assignment with submission order
@@ -183,7 +185,7 @@ func TestGroupCommitConcurrentSavers(t *testing.T) {
 		t.Fatalf("%d syncs for %d saves: no group commit", syncs, writers*perWriter)
 	}
 	t.Logf("%d saves shared %d syncs", writers*perWriter, syncs)
-	l, rec := mustOpen(t, vfs.OS{}, dir, 0)
+	l, rec := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	defer l.Close()
 	if len(rec.Entries) != writers*perWriter {
 		t.Fatalf("recovered %d entries", len(rec.Entries))
@@ -223,7 +225,7 @@ func (f *countedFile) Sync() error {
 
 func TestNewerFormatRefused(t *testing.T) {
 	dir := t.TempDir()
-	l, _ := mustOpen(t, vfs.OS{}, dir, 0)
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
 	l.Close()
 	path := filepath.Join(dir, segmentName(1))
 	buf, err := vfs.ReadFile(vfs.OS{}, path, 1<<30)
@@ -242,5 +244,74 @@ func TestNewerFormatRefused(t *testing.T) {
 	_, _, err = Open(Options{FS: vfs.OS{}, Dir: dir})
 	if !errors.Is(err, diskerr.ErrMetaMismatch) {
 		t.Fatalf("newer format: %v", err)
+	}
+}
+
+func TestTornTailTruncatedAndLogged(t *testing.T) {
+	dir := t.TempDir()
+	fs := vfs.NewCrashFSWithoutRealSync()
+	l, _ := mustOpen(t, fs, dir, 64<<10)
+	if err := l.Save(raftmsg.HardState{Term: 1}, []raftmsg.Entry{ent(1, 1, "a"), ent(2, 1, "b")}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	// An unsynced batch torn mid-record: a valid entry record, then half of
+	// another, no batch end.
+	seg := filepath.Join(dir, segmentName(l.segSeq))
+	f, err := vfs.OS{}.Open(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := f.Size()
+	e3, e4 := ent(3, 1, "c"), ent(4, 1, "dddddddd")
+	torn := appendEntry(nil, &e3)
+	torn = appendEntry(torn, &e4)
+	torn = torn[:len(torn)-5]
+	end := l.segOff // the writer's offset after the last batch
+	f.WriteAt(torn, end)
+	f.Close()
+	var logBuf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
+	l2, rec, err := Open(Options{FS: vfs.NewCrashFSWithoutRealSync(), Dir: dir, Logger: logger, SegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	checkEntries(t, rec.Entries, ent(1, 1, "a"), ent(2, 1, "b"))
+	if rec.TornBytes != int64(len(torn)) {
+		t.Fatalf("torn bytes %d, want %d (file was %d)", rec.TornBytes, len(torn), size)
+	}
+	if want := fmt.Sprintf("bytes=%d", len(torn)); !strings.Contains(logBuf.String(), "torn tail") || !strings.Contains(logBuf.String(), want) {
+		t.Fatalf("log does not report the torn tail with %s: %s", want, logBuf.String())
+	}
+	// The tail is gone for good: a second open finds nothing to drop.
+	l2.Close()
+	l3, rec, err := Open(Options{FS: vfs.NewCrashFSWithoutRealSync(), Dir: dir})
+	if err != nil || rec.TornBytes != 0 {
+		t.Fatalf("second open: torn %d, %v", rec.TornBytes, err)
+	}
+	l3.Close()
+}
+
+func TestDamageInSyncedBatchNamesFileAndOffset(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := mustOpen(t, vfs.NewCrashFSWithoutRealSync(), dir, 64<<10)
+	l.Save(raftmsg.HardState{Term: 1}, []raftmsg.Entry{ent(1, 1, "a")})
+	l.Save(raftmsg.HardState{Term: 1}, []raftmsg.Entry{ent(2, 1, "b")})
+	seq := l.segSeq
+	l.Close()
+	seg := filepath.Join(dir, segmentName(seq))
+	f, _ := vfs.OS{}.Open(seg)
+	// Damage the first data batch's entry (just after the header batch).
+	off := int64(headerBatchBytes + headerBytes + 3)
+	b := make([]byte, 1)
+	f.ReadAt(b, off)
+	b[0] ^= 0x10
+	f.WriteAt(b, off)
+	f.Close()
+	_, _, err := Open(Options{FS: vfs.NewCrashFSWithoutRealSync(), Dir: dir})
+	var ce *diskerr.CorruptError
+	if !errors.As(err, &ce) || ce.File != seg || ce.Offset != headerBatchBytes {
+		t.Fatalf("got %v, want corruption in %s at %d", err, seg, headerBatchBytes)
 	}
 }

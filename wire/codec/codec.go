@@ -19,7 +19,7 @@
 //	|           nLearners u32 | learners u64...                               |
 //	+-------------------------------------------------------------------------+
 //	| nEntries u32 | nEntries × ( term u64 | index u64 | type u8 |            |
-//	|                             requestID u64 | dataLen u32 | data )        |
+//	|                 requestID u64 | origin u64 | dataLen u32 | data )        |
 //	+-------------------------------------------------------------------------+
 //
 //	kind 2, forwarded request:  | op u8 | requestID u64 | len u32 | payload |
@@ -55,7 +55,7 @@ const (
 const (
 	countBytes          = 4
 	messageFixedBytes   = 3 + 9*8 + 2*8 + 4 + 4 + 4 // without ids and entries
-	entryHeaderBytes    = 8 + 8 + 1 + 8 + 4
+	entryHeaderBytes    = 8 + 8 + 1 + 8 + 8 + 4
 	forwardRequestBytes = 1 + 8 + 4
 	forwardOutcomeBytes = 1 + 8 + 8 + 4
 	minRecordBytes      = 1 + min(messageFixedBytes, forwardRequestBytes, forwardOutcomeBytes)
@@ -129,31 +129,84 @@ type Outcome struct {
 // ErrMalformed wraps every decoding failure.
 var ErrMalformed = errors.New("codec: malformed batch")
 
-// Encoder builds one batch payload. Reuse it: Reset keeps its buffer.
+// Encoder builds one batch payload. Reuse it: Reset keeps its buffers.
+//
+// With RefMinBytes > 0, entry data of at least that many bytes is not
+// copied into the encoder but referenced: the payload is then the
+// sequence of Segments (inline bytes and the entries' own slices), which a
+// vectored write sends without ever concatenating them. Bytes still
+// returns the whole payload, copying when references exist.
 type Encoder struct {
+	// RefMinBytes: entry data this large or larger is referenced, not
+	// copied (0: always copy).
+	RefMinBytes int
+
 	buf   []byte
 	count uint32
+	refs  []ref    // referenced data, in payload order
+	segs  [][]byte // Segments' result, reused
+	whole []byte   // Bytes' result when refs exist, reused
+	refN  int      // bytes referenced
+}
+
+// ref is referenced data placed after buf[:at].
+type ref struct {
+	at   int
+	data []byte
 }
 
 // Reset empties the encoder, keeping its capacity.
 func (e *Encoder) Reset() {
 	e.buf = append(e.buf[:0], 0, 0, 0, 0)
 	e.count = 0
+	clear(e.refs) // do not pin the caller's entries
+	e.refs = e.refs[:0]
+	e.refN = 0
 }
 
 // Len is the size of the payload so far.
-func (e *Encoder) Len() int { return len(e.buf) }
+func (e *Encoder) Len() int { return len(e.buf) + e.refN }
 
 // Count is the number of records added since Reset.
 func (e *Encoder) Count() int { return int(e.count) }
 
-// Bytes returns the payload, valid until the next call on e.
-func (e *Encoder) Bytes() []byte {
+func (e *Encoder) patchCount() {
 	if len(e.buf) < countBytes {
 		e.Reset()
 	}
 	binary.LittleEndian.PutUint32(e.buf, e.count)
-	return e.buf
+}
+
+// Segments returns the payload as slices to be written in order (inline
+// bytes and referenced entry data), valid until the next call on e.
+func (e *Encoder) Segments() [][]byte {
+	e.patchCount()
+	e.segs = e.segs[:0]
+	prev := 0
+	for _, r := range e.refs {
+		if r.at > prev {
+			e.segs = append(e.segs, e.buf[prev:r.at])
+		}
+		e.segs = append(e.segs, r.data)
+		prev = r.at
+	}
+	if len(e.buf) > prev {
+		e.segs = append(e.segs, e.buf[prev:])
+	}
+	return e.segs
+}
+
+// Bytes returns the payload in one slice, valid until the next call on e.
+func (e *Encoder) Bytes() []byte {
+	e.patchCount()
+	if len(e.refs) == 0 {
+		return e.buf
+	}
+	e.whole = e.whole[:0]
+	for _, s := range e.Segments() {
+		e.whole = append(e.whole, s...)
+	}
+	return e.whole
 }
 
 func (e *Encoder) begin(k recordKind) {
@@ -194,7 +247,13 @@ func (e *Encoder) AddMessage(m *raftmsg.Message) {
 		b = binary.LittleEndian.AppendUint64(b, en.Index)
 		b = append(b, byte(en.Type))
 		b = binary.LittleEndian.AppendUint64(b, en.RequestID)
+		b = binary.LittleEndian.AppendUint64(b, uint64(en.Origin))
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(en.Data)))
+		if e.RefMinBytes > 0 && len(en.Data) >= e.RefMinBytes {
+			e.refs = append(e.refs, ref{at: len(b), data: en.Data})
+			e.refN += len(en.Data)
+			continue
+		}
 		b = append(b, en.Data...)
 	}
 	e.buf = b
@@ -374,7 +433,7 @@ func (b *Batch) decodeMessage(d *decoder) {
 	if n > 0 {
 		start := len(b.entries)
 		for range n {
-			en := raftmsg.Entry{Term: d.u64(), Index: d.u64(), Type: raftmsg.EntryType(d.u8()), RequestID: d.u64()}
+			en := raftmsg.Entry{Term: d.u64(), Index: d.u64(), Type: raftmsg.EntryType(d.u8()), RequestID: d.u64(), Origin: raftmsg.NodeID(d.u64())}
 			en.Data = d.bytes()
 			if d.err != nil {
 				return

@@ -156,6 +156,38 @@ func TestMixedBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// TestReferencedDataEncodesTheSame: referencing entry data instead of
+// copying it changes nothing in the payload.
+func TestReferencedDataEncodesTheSame(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	var copied, referenced Encoder
+	referenced.RefMinBytes = 100
+	for range 20 {
+		copied.Reset()
+		referenced.Reset()
+		for range 1 + r.IntN(5) {
+			m := randomMessage(t, r)
+			copied.AddMessage(&m)
+			referenced.AddMessage(&m)
+			copied.AddOutcome(&Outcome{RequestID: 1, Body: []byte("b")})
+			referenced.AddOutcome(&Outcome{RequestID: 1, Body: []byte("b")})
+		}
+		if copied.Len() != referenced.Len() {
+			t.Fatalf("Len %d vs %d", copied.Len(), referenced.Len())
+		}
+		var joined []byte
+		for _, s := range referenced.Segments() {
+			joined = append(joined, s...)
+		}
+		if !bytes.Equal(copied.Bytes(), joined) || !bytes.Equal(copied.Bytes(), referenced.Bytes()) {
+			t.Fatal("referenced encoding differs from the copied one")
+		}
+		if len(referenced.Segments()) < 2 {
+			t.Fatal("nothing was referenced")
+		}
+	}
+}
+
 func TestDecodeIsZeroCopy(t *testing.T) {
 	m := raftmsg.Message{Type: raftmsg.MsgApp, Entries: []raftmsg.Entry{{Data: []byte("hello")}}}
 	var e Encoder

@@ -3,8 +3,10 @@ package frame
 import (
 	"bufio"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zstd"
@@ -33,6 +35,11 @@ type Writer struct {
 	hdr     [HeaderBytes]byte
 	vec     [2][]byte
 	bufs    net.Buffers
+	pieces  [][]byte // WriteSegments' iovecs, reused
+	gather  []byte   // WriteSegments' contiguous copy when compressing
+
+	deadliner    interface{ SetWriteDeadline(time.Time) error }
+	frameTimeout time.Duration
 
 	// RawBytes and WireBytes count payload bytes before and after
 	// compression (observability; read by the owning goroutine only).
@@ -75,6 +82,19 @@ func ceilPow2(n int) int {
 	return p
 }
 
+// SetFrameTimeout makes every frame's write finish within d (the deadline
+// is set on c before each frame), so a large record on a slow link gets
+// time in proportion to its size while a stuck peer is still detected.
+func (w *Writer) SetFrameTimeout(c interface{ SetWriteDeadline(time.Time) error }, d time.Duration) {
+	w.deadliner, w.frameTimeout = c, d
+}
+
+func (w *Writer) armDeadline() {
+	if w.deadliner != nil {
+		w.deadliner.SetWriteDeadline(time.Now().Add(w.frameTimeout))
+	}
+}
+
 // Close releases the compressor. It does not close the stream.
 func (w *Writer) Close() {
 	if w.zenc != nil {
@@ -100,6 +120,59 @@ func (w *Writer) WriteRecord(t Type, payload []byte) error {
 	return nil
 }
 
+// WriteSegments writes the concatenation of segs as one record. A writer
+// without compression never concatenates them: each frame goes out as one
+// writev of the header and the pieces of segs it covers (entry data is sent
+// straight from where the caller keeps it). A compressing writer gathers
+// them first, since the compressors need contiguous input.
+func (w *Writer) WriteSegments(t Type, segs [][]byte) error {
+	total := 0
+	for _, s := range segs {
+		total += len(s)
+	}
+	if total > w.cfg.Limits.MaxRecordBytes {
+		return fmt.Errorf("frame: record of %d bytes exceeds limit %d", total, w.cfg.Limits.MaxRecordBytes)
+	}
+	if w.cfg.Codec != CodecNone {
+		w.gather = w.gather[:0]
+		for _, s := range segs {
+			w.gather = append(w.gather, s...)
+		}
+		return w.WriteRecord(t, w.gather)
+	}
+	si, off, remaining := 0, 0, total
+	for first := true; first || remaining > 0; first = false {
+		n := min(remaining, w.cfg.Limits.MaxFrameBytes)
+		w.pieces = append(w.pieces[:0], nil) // slot 0: the header
+		var crc uint32
+		for need := n; need > 0; {
+			s := segs[si][off:]
+			take := min(len(s), need)
+			if take > 0 {
+				w.pieces = append(w.pieces, s[:take])
+				crc = crc32.Update(crc, castagnoli, s[:take])
+			}
+			need -= take
+			if off += take; off == len(segs[si]) {
+				si, off = si+1, 0
+			}
+		}
+		remaining -= n
+		PutHeader(&w.hdr, Header{Type: t, More: remaining > 0, WireLen: uint32(n), RawLen: uint32(n), RecordLen: uint32(total), PayloadCRC: crc})
+		w.RawBytes += uint64(n)
+		w.WireBytes += uint64(n)
+		w.pieces[0] = w.hdr[:]
+		w.bufs = w.pieces
+		w.armDeadline()
+		_, err := w.bufs.WriteTo(w.w)
+		clear(w.pieces) // do not pin the caller's data
+		if err != nil {
+			return fmt.Errorf("frame: write: %w", err)
+		}
+	}
+	return nil
+}
+
 func (w *Writer) writeFrame(t Type, raw []byte, recordLen uint32, more bool) error {
 	h := Header{Type: t, More: more, RawLen: uint32(len(raw)), RecordLen: recordLen}
 	wire := w.maybeCompress(raw, &h)
@@ -113,6 +186,7 @@ func (w *Writer) writeFrame(t Type, raw []byte, recordLen uint32, more bool) err
 	if len(wire) == 0 {
 		w.bufs = w.vec[:1]
 	}
+	w.armDeadline()
 	_, err := w.bufs.WriteTo(w.w) // writev on a *net.TCPConn
 	w.vec[1] = nil                // do not pin the caller's payload
 	if err != nil {
@@ -148,6 +222,16 @@ type Reader struct {
 	pool *zerocopy.Pool
 	zdec *zstd.Decoder
 	hdr  [HeaderBytes]byte
+
+	deadliner    interface{ SetReadDeadline(time.Time) error }
+	frameTimeout time.Duration
+}
+
+// SetFrameTimeout makes every frame arrive within d of the previous one
+// (the deadline is set on c before each frame): an idle or stuck peer is
+// detected, a large record on a slow link is not cut.
+func (r *Reader) SetFrameTimeout(c interface{ SetReadDeadline(time.Time) error }, d time.Duration) {
+	r.deadliner, r.frameTimeout = c, d
 }
 
 // ReadBufferBytes is the size of the reader's bufio buffer: headers and
@@ -161,13 +245,23 @@ func NewReader(r io.Reader, lim Limits, pool *zerocopy.Pool) (*Reader, error) {
 	if pool.MaxBytes() < lim.MaxRecordBytes || lim.MaxFrameBytes <= 0 || lim.MaxRecordBytes < lim.MaxFrameBytes {
 		return nil, fmt.Errorf("frame: bad limits %+v for a pool of at most %d bytes", lim, pool.MaxBytes())
 	}
+	return &Reader{r: bufio.NewReaderSize(r, ReadBufferBytes), lim: lim, pool: pool}, nil
+}
+
+// zstdDecoder creates the decompressor on the first zstd frame: most
+// connections never see one.
+func (r *Reader) zstdDecoder() (*zstd.Decoder, error) {
+	if r.zdec != nil {
+		return r.zdec, nil
+	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(uint64(lim.MaxFrameBytes)), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxWindow(uint64(max(zstd.MinWindowSize, ceilPow2(lim.MaxFrameBytes)))))
+		zstd.WithDecoderMaxMemory(uint64(r.lim.MaxFrameBytes)), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxWindow(uint64(max(zstd.MinWindowSize, ceilPow2(r.lim.MaxFrameBytes)))))
 	if err != nil {
 		return nil, fmt.Errorf("frame: zstd decoder: %w", err)
 	}
-	return &Reader{r: bufio.NewReaderSize(r, ReadBufferBytes), lim: lim, pool: pool, zdec: dec}, nil
+	r.zdec = dec
+	return dec, nil
 }
 
 // Close releases the decompressor. It does not close the stream.
@@ -196,6 +290,9 @@ func (r *Reader) ReadRecord() (Type, *zerocopy.Buffer, error) {
 		return TypeInvalid, nil, err
 	}
 	for {
+		if r.deadliner != nil {
+			r.deadliner.SetReadDeadline(time.Now().Add(r.frameTimeout))
+		}
 		if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 			if err == io.EOF && buf != nil {
 				err = io.ErrUnexpectedEOF
@@ -260,7 +357,11 @@ func (r *Reader) readPayload(h Header, dst []byte) error {
 			return fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
 		}
 	case CodecZstd:
-		out, err := r.zdec.DecodeAll(src, dst[:0])
+		dec, err := r.zstdDecoder()
+		if err != nil {
+			return err
+		}
+		out, err := dec.DecodeAll(src, dst[:0])
 		if err != nil || len(out) != len(dst) || &out[0] != &dst[0] {
 			return fmt.Errorf("%w: zstd payload decoded to %d of %d bytes: %v", ErrCorrupt, len(out), len(dst), err)
 		}

@@ -19,6 +19,12 @@
 //	+--------------+----------------+-------------------+-------------------+
 //	| senderNameLen u8 | senderName | receiverNameLen u8 | receiverName     |
 //	+------------------+------------+--------------------+------------------+
+//	| extensions: up to MaxExtensionBytes, ignored by version 1               |
+//	+-------------------------------------------------------------------------+
+//
+// Later versions may append fields in the extension area: a version-1 node
+// still reads their Hello, answers with the version both speak, and the
+// upgrade proceeds one node at a time.
 //
 // Versions: each side sends the range it speaks; both use the highest
 // version in the intersection (a reply carries it as minVer == maxVer), so
@@ -47,8 +53,11 @@ const (
 	fixedBodyBytes = 2 + 2 + 8 + 1 + 1 + 1 + 1 + 8 + 8 + 4 + 4 + 1 + 1
 	// MaxNameBytes bounds a node name in a Hello.
 	MaxNameBytes = 255
+	// MaxExtensionBytes bounds the fields later versions may add.
+	MaxExtensionBytes = 256
+	maxBodyBytes      = fixedBodyBytes + 2*MaxNameBytes + MaxExtensionBytes
 	// MaxHelloBytes bounds a whole Hello on the wire.
-	MaxHelloBytes = prefixBytes + fixedBodyBytes + 2*MaxNameBytes + 4
+	MaxHelloBytes = prefixBytes + maxBodyBytes + 4
 )
 
 // Status is the acceptor's verdict in a reply.
@@ -183,7 +192,7 @@ func Read(r io.Reader) (Hello, error) {
 		return Hello{}, fmt.Errorf("%w: bad magic %q", ErrMalformed, buf[:len(Magic)])
 	}
 	bodyLen := int(binary.LittleEndian.Uint16(buf[len(Magic):]))
-	if bodyLen < fixedBodyBytes || bodyLen > fixedBodyBytes+2*MaxNameBytes {
+	if bodyLen < fixedBodyBytes || bodyLen > maxBodyBytes {
 		return Hello{}, fmt.Errorf("%w: body of %d bytes", ErrMalformed, bodyLen)
 	}
 	rest := buf[prefixBytes : prefixBytes+bodyLen+4]
@@ -199,7 +208,7 @@ func Decode(b []byte) (Hello, error) {
 		return Hello{}, fmt.Errorf("%w: %d bytes without magic or body", ErrMalformed, len(b))
 	}
 	bodyLen := int(binary.LittleEndian.Uint16(b[len(Magic):]))
-	if len(b) != prefixBytes+bodyLen+4 {
+	if bodyLen > maxBodyBytes || len(b) != prefixBytes+bodyLen+4 {
 		return Hello{}, fmt.Errorf("%w: body length %d in %d bytes", ErrMalformed, bodyLen, len(b))
 	}
 	body := b[prefixBytes : prefixBytes+bodyLen]
@@ -227,10 +236,11 @@ func Decode(b []byte) (Hello, error) {
 	h.SenderName = string(rest[1 : 1+n])
 	rest = rest[1+n:]
 	m := int(rest[0])
-	if 1+m != len(rest) {
+	if 1+m > len(rest) {
 		return Hello{}, fmt.Errorf("%w: receiver name of %d bytes with %d left", ErrMalformed, m, len(rest)-1)
 	}
-	h.ReceiverName = string(rest[1:])
+	h.ReceiverName = string(rest[1 : 1+m])
+	// rest[1+m:] holds extensions of later versions: ignored here.
 	switch {
 	case h.MinVersion == 0 || h.MinVersion > h.MaxVersion:
 		return Hello{}, fmt.Errorf("%w: version range [%d, %d]", ErrMalformed, h.MinVersion, h.MaxVersion)

@@ -2,7 +2,9 @@ package handshake
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"reflect"
 	"testing"
@@ -39,6 +41,30 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, h) {
 		t.Fatalf("got %+v want %+v", got, h)
+	}
+}
+
+// TestExtensionsOfLaterVersionsAreIgnored: a Hello from a later version
+// with extra fields appended still decodes, so nodes can be upgraded one
+// at a time.
+func TestExtensionsOfLaterVersionsAreIgnored(t *testing.T) {
+	h := sampleHello()
+	b, _ := Append(nil, &h)
+	body := b[prefixBytes : len(b)-4]
+	ext := append(bytes.Clone(body), bytes.Repeat([]byte{0xAB}, MaxExtensionBytes)...)
+	withExt := append([]byte(Magic), byte(len(ext)), byte(len(ext)>>8))
+	withExt = append(withExt, ext...)
+	withExt = binary.LittleEndian.AppendUint32(withExt, crc32.Checksum(ext, castagnoli))
+	got, err := Read(bytes.NewReader(withExt))
+	if err != nil || !reflect.DeepEqual(got, h) {
+		t.Fatalf("hello with extensions: %+v, %v", got, err)
+	}
+	big := append(bytes.Clone(body), make([]byte, maxBodyBytes+1-len(body))...)
+	tooLong := append([]byte(Magic), byte(len(big)), byte(len(big)>>8))
+	tooLong = append(tooLong, big...)
+	tooLong = binary.LittleEndian.AppendUint32(tooLong, crc32.Checksum(big, castagnoli))
+	if _, err := Read(bytes.NewReader(tooLong)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a body beyond the bound accepted: %v", err)
 	}
 }
 
@@ -192,8 +218,9 @@ func FuzzRead(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(b, data[:len(b)]) {
-			t.Fatal("decoded hello does not re-encode to its bytes")
+		again, err := Decode(b)
+		if err != nil || !reflect.DeepEqual(again, h) {
+			t.Fatalf("decoded hello does not survive a re-encoding: %v", err)
 		}
 	})
 }

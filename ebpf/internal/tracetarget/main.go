@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tracetarget is a stand-in for an edgekv node in the tracing
 // tests: a separate process, built with symbols, that calls the stage
 // markers and does real fdatasync calls when told to on stdin, so the

@@ -1,0 +1,641 @@
+// Package model is the sequential specification of edgekv's key-value API
+// (SPEC §2) as a porcupine model, so that chaos/check can decide whether a
+// recorded history is linearizable.
+//
+// It must never accept a history the specification forbids because of a
+// shortcut it takes (it may only be incomplete in the documented ways
+// below), and it must never mutate a state or an Op (porcupine requires pure
+// step functions).
+//
+// # State
+//
+// One state per partition: the keys of the partition that exist, each with
+// its value and revision, and Floor, a lower bound on the store revision at
+// the current point of the linearization.
+//
+// # Partitions
+//
+// Independent keys are checked separately: Partition unions (union-find)
+// the keys each Op touches — a PutAll batch joins its keys, a prefix Op
+// (DeletePrefix, List) joins every key of the history under its prefix —
+// and returns one sub-history per connected set. A batch's atomicity is
+// thus checked within one partition.
+//
+// # Revisions
+//
+// edgekv's revision is one store-wide counter, bumped once per change
+// (a batch is one change). Modelling every key together would make the
+// check exponential in the whole history, so the model asserts what holds
+// within a partition, using only that partition's Ops:
+//
+//   - A change linearized later has a greater revision than every change
+//     and every read linearized before it (Floor rises; a change's
+//     revision R must be > Floor). Hence per-key revisions never go
+//     backwards and all keys of a batch carry the batch's one revision.
+//   - A read reports the revision of the write it observes (its ETag):
+//     equal to the key's revision in the model.
+//   - A read's store revision (X-Edgekv-Revision, when recorded) is >=
+//     Floor: linearizable reads never go back in time.
+//   - A change that writes nothing (a batch of deletes of absent keys, a
+//     prefix delete that deleted 0 keys) returns the current store
+//     revision, >= Floor, like a read.
+//
+// Revisions of other partitions' changes are not known here, so a change's
+// revision is only bounded below, never required to be Floor+1.
+//
+// # Unknown outcomes
+//
+// An Op whose outcome is Unknown gets an infinite return time (Operations
+// does this): porcupine may linearize it anywhere after its call, including
+// after every other Op, which is how "it never took effect" is expressed.
+// When it takes effect its revision is unknown: the key's revision becomes
+// an interval [Lo, Hi] (Lo = Floor+1 at that point, Hi lowered by every
+// later change or read of the partition) that a later read or successful
+// If-Match binds to one value. A condition against an unbound revision
+// inside its interval may hold or not: the model branches (a
+// porcupine.NondeterministicModel).
+//
+// Known incompleteness (never a false alarm, possibly a missed one): two
+// Unknown changes of one partition are not ordered against each other's
+// revisions; a 412 never narrows an unbound revision; the store revision of
+// a failed request is not used; keys of a batch applied with an unknown
+// outcome get independent intervals although they share one revision.
+package model
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/edgekv/edgekv/chaos/history"
+)
+
+// DefaultListLimit is the page size of a List without a limit (SPEC §2).
+const DefaultListLimit = 100
+
+// keyState is one existing key. Rev > 0 is its known revision; Rev == 0
+// means the write that made it had an unknown outcome and its revision
+// lies in [Lo, Hi] (Hi == 0: no upper bound yet).
+type keyState struct {
+	Key    string
+	Value  string
+	Rev    int64
+	Lo, Hi int64
+}
+
+// State is one partition's state. Keys is sorted by Key and holds only
+// existing keys, so equal stores have equal States.
+type State struct {
+	Floor int64
+	Keys  []keyState
+}
+
+func (s State) find(key string) (int, bool) {
+	return slices.BinarySearchFunc(s.Keys, key, func(k keyState, key string) int {
+		return strings.Compare(k.Key, key)
+	})
+}
+
+func (s State) lookup(key string) (keyState, bool) {
+	i, ok := s.find(key)
+	if !ok {
+		return keyState{}, false
+	}
+	return s.Keys[i], true
+}
+
+// clone copies s so that a step can change the copy.
+func (s State) clone() State {
+	return State{Floor: s.Floor, Keys: slices.Clone(s.Keys)}
+}
+
+func (s *State) set(k keyState) {
+	i, ok := s.find(k.Key)
+	if ok {
+		s.Keys[i] = k
+		return
+	}
+	s.Keys = slices.Insert(s.Keys, i, k)
+}
+
+func (s *State) remove(key string) {
+	if i, ok := s.find(key); ok {
+		s.Keys = slices.Delete(s.Keys, i, i+1)
+	}
+}
+
+// knownChange records that a change with revision rev is linearized here,
+// before its keys are set: rev must exceed Floor, and every unbound
+// revision (of a change linearized earlier) is now below rev.
+func (s *State) knownChange(rev int64) bool {
+	if rev <= s.Floor {
+		return false
+	}
+	if !s.observe(rev - 1) {
+		return false
+	}
+	s.raise(rev)
+	return true
+}
+
+// observe records that the store revision at this point is storeRev (a
+// read's X-Edgekv-Revision): it must not be below Floor, and every unbound
+// revision, of a change linearized earlier, is <= storeRev.
+func (s *State) observe(storeRev int64) bool {
+	if storeRev < s.Floor {
+		return false
+	}
+	for i := range s.Keys {
+		k := &s.Keys[i]
+		if k.Rev != 0 {
+			continue
+		}
+		if k.Hi == 0 || storeRev < k.Hi {
+			k.Hi = storeRev
+		}
+		if k.Hi < k.Lo {
+			return false
+		}
+	}
+	s.Floor = storeRev
+	return true
+}
+
+func (s *State) raise(rev int64) {
+	if rev > s.Floor {
+		s.Floor = rev
+	}
+}
+
+// unknownChange records a change with an unknown revision and returns the
+// lower bound of that revision.
+func (s *State) unknownChange() int64 {
+	s.Floor++
+	return s.Floor
+}
+
+// bind records that key k (existing) has revision rev, as a read saw.
+func (s *State) bind(k keyState, rev int64) bool {
+	switch {
+	case rev <= 0:
+		return true // not recorded
+	case k.Rev != 0:
+		return k.Rev == rev
+	case rev < k.Lo || (k.Hi != 0 && rev > k.Hi):
+		return false
+	}
+	k.Rev, k.Lo, k.Hi = rev, 0, 0
+	s.set(k)
+	s.raise(rev)
+	return true
+}
+
+// tri is a condition's truth against a state: it may be undecided when it
+// names an unbound revision.
+type tri int8
+
+const (
+	no tri = iota
+	yes
+	maybe
+)
+
+func evalCond(s State, key string, c history.Cond) tri {
+	k, exists := s.lookup(key)
+	if c.IfAbsent && exists {
+		return no
+	}
+	if c.IfMatch == 0 {
+		return yes
+	}
+	switch {
+	case !exists:
+		return no
+	case k.Rev != 0 && k.Rev == c.IfMatch:
+		return yes
+	case k.Rev != 0:
+		return no
+	case c.IfMatch < k.Lo || (k.Hi != 0 && c.IfMatch > k.Hi):
+		return no
+	}
+	return maybe
+}
+
+// bindConds binds the unbound revisions that conditions assumed to hold.
+func bindConds(s *State, keys []string, conds []history.Cond) bool {
+	for i, key := range keys {
+		if conds[i].IfMatch == 0 {
+			continue
+		}
+		k, exists := s.lookup(key)
+		if !exists || !s.bind(k, conds[i].IfMatch) {
+			return false
+		}
+	}
+	return true
+}
+
+// write is one key's effect inside a change.
+type write struct {
+	key    string
+	value  string
+	delete bool
+}
+
+// applyWrites applies the writes at revision rev (0: unknown) and reports
+// whether the step is legal. A change that changes nothing is a read of
+// the store revision.
+func applyWrites(s *State, ws []write, rev int64) bool {
+	changes := false
+	for _, w := range ws {
+		_, exists := s.lookup(w.key)
+		if !w.delete || exists {
+			changes = true
+		}
+	}
+	var lo int64
+	switch {
+	case !changes && rev == 0:
+		return true
+	case !changes:
+		return s.observe(rev)
+	case rev == 0:
+		lo = s.unknownChange()
+	default:
+		if !s.knownChange(rev) {
+			return false
+		}
+	}
+	for _, w := range ws {
+		if w.delete {
+			s.remove(w.key)
+			continue
+		}
+		k := keyState{Key: w.key, Value: w.value, Rev: rev}
+		if rev == 0 {
+			k.Lo = lo
+		}
+		s.set(k)
+	}
+	return true
+}
+
+// conditional steps an Op made of writes under conditions (Put, Delete,
+// Batch). conds[i] guards ws[i].
+func conditional(s State, op *history.Op, ws []write, conds []history.Cond) []any {
+	keys := make([]string, len(ws))
+	truth := make([]tri, len(ws))
+	anyNo, anyMaybe := false, false
+	for i, w := range ws {
+		keys[i] = w.key
+		truth[i] = evalCond(s, w.key, conds[i])
+		anyNo = anyNo || truth[i] == no
+		anyMaybe = anyMaybe || truth[i] == maybe
+	}
+	succeed := func() []any {
+		if anyNo {
+			return nil
+		}
+		n := s.clone()
+		if !bindConds(&n, keys, conds) || !applyWrites(&n, ws, op.Rev) {
+			return nil
+		}
+		return []any{n}
+	}
+	switch op.Outcome {
+	case history.OK:
+		if op.Rev <= 0 {
+			return nil // an acknowledged write always returns its revision
+		}
+		return succeed()
+	case history.Unknown:
+		var next []any
+		if !anyNo {
+			n := s.clone()
+			if bindConds(&n, keys, conds) && applyWrites(&n, ws, 0) {
+				next = append(next, n)
+			}
+		}
+		if anyNo || anyMaybe {
+			next = append(next, s) // a condition failed: no effect
+		}
+		return next
+	case history.Fail:
+		return failed(s, op, ws, conds, truth, anyNo, anyMaybe)
+	}
+	return nil
+}
+
+// failed steps a definite failure: 412 needs a failing condition (each
+// reported index must be able to fail); a Delete's 404 needs the key
+// absent. Nothing changes.
+func failed(s State, op *history.Op, ws []write, conds []history.Cond, truth []tri, anyNo, anyMaybe bool) []any {
+	switch op.Code {
+	case 412:
+		for _, i := range op.Failed {
+			if i < 0 || i >= len(truth) || truth[i] == yes {
+				return nil
+			}
+		}
+		// An absent key under If-Match may be answered 412 or 404.
+		if anyNo || anyMaybe {
+			return []any{s}
+		}
+		return nil
+	case 404:
+		if op.Kind != history.Delete {
+			return nil
+		}
+		if _, exists := s.lookup(ws[0].key); exists {
+			return nil
+		}
+		return []any{s}
+	}
+	return []any{s} // no information (Operations drops these)
+}
+
+// Step is the sequential specification of one Op (the porcupine input;
+// the output is the same *history.Op, whose output fields it reads).
+func Step(state any, input any, _ any) []any {
+	s := state.(State)
+	op := input.(*history.Op)
+	switch op.Kind {
+	case history.Put:
+		return conditional(s, op, []write{{key: op.Key, value: op.Value}}, []history.Cond{op.Cond})
+	case history.Delete:
+		return conditional(s, op, []write{{key: op.Key, delete: true}}, []history.Cond{op.Cond})
+	case history.Batch:
+		ws := make([]write, len(op.Ops))
+		conds := make([]history.Cond, len(op.Ops))
+		for i, b := range op.Ops {
+			ws[i] = write{key: b.Key, value: b.Value, delete: b.Op == history.Delete}
+			conds[i] = b.Cond
+		}
+		return conditional(s, op, ws, conds)
+	case history.Get:
+		return stepGet(s, op)
+	case history.DeletePrefix:
+		return stepDeletePrefix(s, op)
+	case history.List:
+		return stepList(s, op)
+	}
+	return nil
+}
+
+func stepGet(s State, op *history.Op) []any {
+	if op.Outcome != history.OK {
+		return []any{s} // no information (Operations drops these)
+	}
+	k, exists := s.lookup(op.Key)
+	if exists != op.Found || (exists && k.Value != op.ReadValue) {
+		return nil
+	}
+	n := s.clone()
+	if exists && !n.bind(k, op.Rev) {
+		return nil
+	}
+	if op.StoreRev > 0 && !n.observe(op.StoreRev) {
+		return nil
+	}
+	return []any{n}
+}
+
+func underPrefix(s State, prefix string) []write {
+	var ws []write
+	for _, k := range s.Keys {
+		if strings.HasPrefix(k.Key, prefix) {
+			ws = append(ws, write{key: k.Key, delete: true})
+		}
+	}
+	return ws
+}
+
+func stepDeletePrefix(s State, op *history.Op) []any {
+	ws := underPrefix(s, op.Prefix)
+	n := s.clone()
+	switch op.Outcome {
+	case history.OK:
+		if op.Deleted != len(ws) || op.Rev <= 0 {
+			return nil
+		}
+		if len(ws) == 0 {
+			if !n.observe(op.Rev) {
+				return nil
+			}
+			return []any{n}
+		}
+		if !applyWrites(&n, ws, op.Rev) {
+			return nil
+		}
+		return []any{n}
+	case history.Unknown:
+		applyWrites(&n, ws, 0)
+		return []any{n}
+	}
+	return []any{s}
+}
+
+func stepList(s State, op *history.Op) []any {
+	if op.Outcome != history.OK {
+		return []any{s}
+	}
+	limit := op.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	var want []keyState
+	more := false
+	for _, k := range s.Keys {
+		if !strings.HasPrefix(k.Key, op.Prefix) || k.Key <= op.After {
+			continue
+		}
+		if len(want) == limit {
+			more = true
+			break
+		}
+		want = append(want, k)
+	}
+	if len(want) != len(op.Items) || more != op.More {
+		return nil
+	}
+	n := s.clone()
+	for i, k := range want {
+		it := op.Items[i]
+		if it.Key != k.Key || it.Value != k.Value || !n.bind(k, it.Rev) {
+			return nil
+		}
+	}
+	if op.StoreRev > 0 && !n.observe(op.StoreRev) {
+		return nil
+	}
+	return []any{n}
+}
+
+// Equal compares two States.
+func Equal(a, b any) bool {
+	x, y := a.(State), b.(State)
+	return x.Floor == y.Floor && slices.Equal(x.Keys, y.Keys)
+}
+
+// Hash hashes a State consistently with Equal.
+func Hash(a any) uint64 {
+	s := a.(State)
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d", s.Floor)
+	for _, k := range s.Keys {
+		fmt.Fprintf(h, "|%s=%s@%d[%d,%d]", k.Key, k.Value, k.Rev, k.Lo, k.Hi)
+	}
+	return h.Sum64()
+}
+
+// DescribeState renders a State for porcupine's visualization.
+func DescribeState(a any) string {
+	s := a.(State)
+	var b strings.Builder
+	fmt.Fprintf(&b, "floor=%d {", s.Floor)
+	for i, k := range s.Keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if k.Rev != 0 {
+			fmt.Fprintf(&b, "%s=%s@%d", k.Key, k.Value, k.Rev)
+		} else {
+			fmt.Fprintf(&b, "%s=%s@[%d,%d]", k.Key, k.Value, k.Lo, k.Hi)
+		}
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// New returns the model, partitioned by connected keys.
+func New() porcupine.Model {
+	nm := porcupine.NondeterministicModel{
+		Partition: Partition,
+		Init:      func() []any { return []any{State{}} },
+		Step:      Step,
+		Equal:     Equal,
+		Hash:      Hash,
+		DescribeOperation: func(input, _ any) string {
+			return input.(*history.Op).String()
+		},
+		DescribeState: DescribeState,
+	}
+	return nm.ToModel()
+}
+
+// Operations turns a history into porcupine operations for New's model:
+// Unknown Ops get an infinite return time; Ops that carry no information
+// are dropped (stale reads, which SPEC does not promise linearizable; reads
+// that failed or timed out; failures other than 412 and a Delete's 404).
+func Operations(h history.History) []porcupine.Operation {
+	ops := make([]porcupine.Operation, 0, len(h))
+	for i := range h {
+		o := &h[i]
+		if !Checked(o) {
+			continue
+		}
+		ret := o.Return
+		if o.Outcome == history.Unknown {
+			ret = math.MaxInt64
+		}
+		ops = append(ops, porcupine.Operation{
+			ClientId: o.Client,
+			Input:    o,
+			Call:     o.Call,
+			Output:   o,
+			Return:   ret,
+		})
+	}
+	return ops
+}
+
+// Checked reports whether Operations keeps o.
+func Checked(o *history.Op) bool {
+	switch {
+	case (o.Kind == history.Get || o.Kind == history.List) && o.Consistency == history.Stale:
+		return false
+	case !o.IsWrite() && o.Outcome != history.OK:
+		return false
+	case o.Outcome == history.Fail:
+		return o.Code == 412 || (o.Code == 404 && o.Kind == history.Delete)
+	}
+	return true
+}
+
+// Partition splits a history into sets of Ops over connected keys.
+func Partition(ops []porcupine.Operation) [][]porcupine.Operation {
+	var uf unionFind
+	keyNode := map[string]int{}
+	node := func(key string) int {
+		if n, ok := keyNode[key]; ok {
+			return n
+		}
+		n := uf.add()
+		keyNode[key] = n
+		return n
+	}
+	opNode := make([]int, len(ops))
+	for i := range ops {
+		o := ops[i].Input.(*history.Op)
+		opNode[i] = uf.add()
+		for _, k := range o.Keys() {
+			uf.union(opNode[i], node(k))
+		}
+		if o.Kind == history.List {
+			for _, it := range o.Items {
+				uf.union(opNode[i], node(it.Key))
+			}
+		}
+	}
+	// A prefix Op covers every key under its prefix.
+	for i := range ops {
+		o := ops[i].Input.(*history.Op)
+		if o.Kind != history.DeletePrefix && o.Kind != history.List {
+			continue
+		}
+		for k, n := range keyNode {
+			if strings.HasPrefix(k, o.Prefix) {
+				uf.union(opNode[i], n)
+			}
+		}
+	}
+	byRoot := map[int]int{}
+	var parts [][]porcupine.Operation
+	for i := range ops {
+		r := uf.find(opNode[i])
+		p, ok := byRoot[r]
+		if !ok {
+			p = len(parts)
+			byRoot[r] = p
+			parts = append(parts, nil)
+		}
+		parts[p] = append(parts[p], ops[i])
+	}
+	return parts
+}
+
+type unionFind struct{ parent []int }
+
+func (u *unionFind) add() int {
+	u.parent = append(u.parent, len(u.parent))
+	return len(u.parent) - 1
+}
+
+func (u *unionFind) find(x int) int {
+	for u.parent[x] != x {
+		u.parent[x] = u.parent[u.parent[x]]
+		x = u.parent[x]
+	}
+	return x
+}
+
+func (u *unionFind) union(a, b int) {
+	ra, rb := u.find(a), u.find(b)
+	if ra != rb {
+		u.parent[ra] = rb
+	}
+}
