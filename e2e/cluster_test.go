@@ -11,13 +11,19 @@ import (
 // realCluster is a cluster of real processes on loopback.
 type realCluster struct {
 	t     *testing.T
+	bin   string
 	names []string
 	flags map[string][]string
 	procs map[string]*proc
 }
 
 func startCluster(t *testing.T, size int) *realCluster {
-	c := &realCluster{t: t, flags: map[string][]string{}, procs: map[string]*proc{}}
+	return startClusterWith(t, binary(t), size)
+}
+
+// startClusterWith starts size members of the binary at bin.
+func startClusterWith(t *testing.T, bin string, size int) *realCluster {
+	c := &realCluster{t: t, bin: bin, flags: map[string][]string{}, procs: map[string]*proc{}}
 	peers := make([]string, size)
 	var initial []string
 	for i := range size {
@@ -36,7 +42,7 @@ func startCluster(t *testing.T, size int) *realCluster {
 	}
 	// Start them together: each waits in discovery for the others.
 	for _, name := range c.names {
-		c.procs[name] = startAsync(t, c.flags[name]...)
+		c.procs[name] = startBinary(t, bin, c.flags[name]...)
 	}
 	for _, name := range c.names {
 		c.procs[name].awaitServing()

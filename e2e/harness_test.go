@@ -20,40 +20,55 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	buildDir  string
-)
+// builds holds one binary per set of build tags, built once per run.
+var builds struct {
+	mu    sync.Mutex
+	dir   string
+	paths map[string]string
+	errs  map[string]error
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
 	}
 	os.Exit(code)
 }
 
 // binary builds edgekv once per test run (CGO_ENABLED=0, as shipped).
-func binary(t *testing.T) string {
+func binary(t *testing.T) string { return binaryWithTags(t, "") }
+
+// binaryWithTags builds edgekv with the given -tags value, once per run.
+func binaryWithTags(t *testing.T, tags string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "edgekv-e2e-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(buildDir, "edgekv")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/edgekv/edgekv")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if builds.paths == nil {
+		builds.paths, builds.errs = map[string]string{}, map[string]error{}
 	}
-	return binPath
+	if p, ok := builds.paths[tags]; ok {
+		return p
+	}
+	if err := builds.errs[tags]; err != nil {
+		t.Fatal(err)
+	}
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "edgekv-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builds.dir = dir
+	}
+	path := filepath.Join(builds.dir, "edgekv"+strings.ReplaceAll(tags, ",", "-"))
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", path, "github.com/edgekv/edgekv")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		builds.errs[tags] = fmt.Errorf("go build -tags %q: %v\n%s", tags, err, out)
+		t.Fatal(builds.errs[tags])
+	}
+	builds.paths[tags] = path
+	return path
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
@@ -114,7 +129,13 @@ func start(t *testing.T, args ...string) *proc {
 // startAsync starts edgekv with args without waiting for it.
 func startAsync(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	return startBinary(t, binary(t), args...)
+}
+
+// startBinary starts the binary at bin with args without waiting for it.
+func startBinary(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
