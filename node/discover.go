@@ -31,8 +31,13 @@ import (
 var ErrDiscovery = errors.New("node: bootstrap discovery")
 
 const (
-	probeTimeout     = 2 * time.Second
-	probeRetryPeriod = 200 * time.Millisecond
+	probeTimeout = 2 * time.Second
+	// Retries back off from probeBackoffMin to probeBackoffMax: members
+	// started together find each other within a fraction of a second,
+	// and a member waiting for a late peer does not flood its log (each
+	// probe is a refused handshake there).
+	probeBackoffMin = 100 * time.Millisecond
+	probeBackoffMax = 2 * time.Second
 	// probeVersion is the peer protocol version the probe speaks; the
 	// probe is refused on the receiver id before anything else matters.
 	probeVersion = 1
@@ -64,8 +69,9 @@ func discoverMembers(ctx context.Context, cfg config.Config, self raftmsg.NodeID
 
 func waitForMemberID(ctx context.Context, cfg config.Config, self raftmsg.NodeID, m config.Member, log *slog.Logger) (raftmsg.NodeID, error) {
 	logged := false
-	tick := time.NewTicker(probeRetryPeriod)
-	defer tick.Stop()
+	backoff := probeBackoffMin
+	timer := time.NewTimer(backoff)
+	defer timer.Stop()
 	for {
 		id, err := probeMemberID(ctx, m.PeerAddr, cfg.ClusterID(), self, cfg.Name, m.Name)
 		if err == nil {
@@ -78,10 +84,12 @@ func waitForMemberID(ctx context.Context, cfg config.Config, self raftmsg.NodeID
 			log.Info("node: waiting for member to start", "name", m.Name, "peer", m.PeerAddr, "err", err)
 			logged = true
 		}
+		timer.Reset(backoff)
+		backoff = min(2*backoff, probeBackoffMax)
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("waiting for member %s at %s: %w", m.Name, m.PeerAddr, ctx.Err())
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
