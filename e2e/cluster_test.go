@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,4 +189,44 @@ func TestThreeNodeCluster(t *testing.T) {
 	if code := s.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d: %s", code, s.stderr.String())
 	}
+}
+
+// TestWipedMemberIsRefused: a member whose data dir was lost comes back
+// with a new random id; its peers do not know that id and refuse it, so
+// it is never silently re-bootstrapped into the cluster (SPEC §1).
+func TestWipedMemberIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	c := startCluster(t, 3)
+	victim := c.follower()
+	if code := c.procs[victim].stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	delete(c.procs, victim)
+	dir := c.flags[victim][3]
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, c.flags[victim]...)
+	// The other two keep serving writes.
+	var live *proc
+	for _, q := range c.procs {
+		live = q
+	}
+	rev := revisionOf(t, live.must(200, "PUT", "/v1/kv/while-wiped", "x").body)
+	// The wiped member never receives them: watch it for a few seconds.
+	until := time.Now().Add(3 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(until) {
+		if r := p.do("GET", "/v1/kv/while-wiped?consistency=stale", ""); r.status != 404 {
+			t.Fatalf("wiped member serves data written after it was wiped: %d %s", r.status, r.body)
+		}
+		<-tick.C
+	}
+	if r := p.do("GET", "/readyz", ""); r.status != 503 {
+		t.Fatalf("wiped member says ready: %d %s", r.status, r.body)
+	}
+	c.readEverywhere("while-wiped", "x", rev)
 }
