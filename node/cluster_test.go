@@ -14,7 +14,7 @@ import (
 
 // cluster is an in-process cluster over MemNetwork and MemStores.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	net     *MemNetwork
 	members map[raftmsg.NodeID]string
 	nodes   map[raftmsg.NodeID]*Node
@@ -23,12 +23,12 @@ type cluster struct {
 	timeout time.Duration
 }
 
-func newCluster(t *testing.T, size int) *cluster {
+func newCluster(t testing.TB, size int) *cluster {
 	t.Helper()
 	return newClusterTimeout(t, size, 3*time.Second)
 }
 
-func newClusterTimeout(t *testing.T, size int, requestTimeout time.Duration) *cluster {
+func newClusterTimeout(t testing.TB, size int, requestTimeout time.Duration) *cluster {
 	t.Helper()
 	c := &cluster{
 		t: t, net: NewMemNetwork(),
@@ -82,7 +82,7 @@ func (c *cluster) stop(id raftmsg.NodeID) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -133,7 +133,7 @@ func (c *cluster) follower() *Node {
 
 var ctx = context.Background()
 
-func put(t *testing.T, n *Node, key, value string) uint64 {
+func put(t testing.TB, n *Node, key, value string) uint64 {
 	t.Helper()
 	r, err := n.Backend().Put(ctx, httpapi.PutRequest{Key: []byte(key), Value: []byte(value)})
 	if err != nil {
