@@ -143,6 +143,11 @@ func (n *Node) write(cmd *kv.Command, idem httpapi.Idempotency) (kv.Result, erro
 	if n.stopping.Load() {
 		return kv.Result{}, unavailable("shutting down")
 	}
+	if errp := n.diskErr.Load(); errp != nil {
+		// Refused before it reached any log; deletes too, since they need
+		// the log as much as puts do.
+		return kv.Result{}, httpapi.Errorf(httpapi.KindQuotaExceeded, "the log cannot be written: %v", *errp)
+	}
 	w, reason := n.reg.Acquire()
 	if reason != batch.ReasonNone {
 		return kv.Result{}, refused(reason)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/httpapi"
+	"github.com/edgekv/edgekv/storage"
 )
 
 // cluster is an in-process cluster over MemNetwork and MemStores.
@@ -501,5 +502,46 @@ func TestRequestIDsDifferAcrossMembers(t *testing.T) {
 			}
 			seen[e] = true
 		}
+	}
+}
+
+// TestFullDiskRefusesWritesUntilSpaceReturns: a save failing with
+// storage.ErrNoSpace (nothing written) turns new writes into 507 at once;
+// the log write is retried, and writes resume when space returns.
+func TestFullDiskRefusesWritesUntilSpaceReturns(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.leader()
+	put(t, n, "a", "1")
+	store := c.stores[n.ID()]
+	store.FailWith(fmt.Errorf("disk: %w", storage.ErrNoSpace))
+	pending := make(chan error, 1)
+	go func() {
+		_, err := n.Backend().Put(ctx, httpapi.PutRequest{Key: []byte("pending"), Value: []byte("v")})
+		pending <- err
+	}()
+	waitFor(t, "writes refused with 507", func() bool {
+		_, err := n.Backend().Delete(ctx, httpapi.DeleteRequest{Key: []byte("a")})
+		return kindOf(err) == httpapi.KindQuotaExceeded
+	})
+	// Reads still work from the applied state.
+	if g, err := n.Backend().Get(ctx, httpapi.GetRequest{Key: []byte("a"), Consistency: httpapi.Stale}); err != nil || string(g.Value) != "1" {
+		t.Fatalf("stale read while the disk is full: %q, %v", g.Value, err)
+	}
+	store.FailWith(nil)
+	// Whether the first write was refused at once (the failure was already
+	// seen) or appended and retried, its answer is definite.
+	if err := <-pending; err != nil && kindOf(err) != httpapi.KindQuotaExceeded {
+		t.Fatalf("write issued while the disk was full: %v, want 200 or 507", err)
+	} else if err == nil {
+		if _, err := n.Backend().Get(ctx, httpapi.GetRequest{Key: []byte("pending")}); err != nil {
+			t.Fatalf("acknowledged write not readable: %v", err)
+		}
+	}
+	waitFor(t, "writes accepted again", func() bool {
+		_, err := n.Backend().Put(ctx, httpapi.PutRequest{Key: []byte("b"), Value: []byte("2")})
+		return err == nil
+	})
+	if n.Err() != nil {
+		t.Fatalf("member stopped: %v", n.Err())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/kv"
+	"github.com/edgekv/edgekv/storage"
 )
 
 // Queue bounds between the stages. Each is a count of Readys (or inbound
@@ -161,6 +162,9 @@ type Node struct {
 	term     atomic.Uint64
 	commit   atomic.Uint64
 
+	// diskErr is set while the log cannot be written (full disk): new
+	// writes get 507 until a save succeeds again.
+	diskErr  atomic.Pointer[error]
 	readSeq  atomic.Uint64
 	dropped  atomic.Uint64 // inbound batches dropped (inbox full)
 	stopping atomic.Bool
@@ -638,8 +642,7 @@ func (n *Node) runPersist() {
 		}
 		hs, ents := n.mergeGroup(group)
 		if !hs.IsEmpty() || len(ents) > 0 {
-			if err := n.store.Save(hs, ents); err != nil {
-				n.fail(fmt.Errorf("node: persist up to ready %d: %w", group[len(group)-1].seq, err))
+			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
 			}
 		}
@@ -656,6 +659,52 @@ func (n *Node) runPersist() {
 		n.group = group[:0]
 		clear(n.merged)
 		n.merged = n.merged[:0]
+	}
+}
+
+// Backoff of the persister's retries while the disk is full or failing
+// with I/O errors that left nothing written.
+const (
+	saveRetryMin = 10 * time.Millisecond
+	saveRetryMax = time.Second
+)
+
+// save makes hs and ents durable. A full disk or an I/O error that wrote
+// nothing (storage.ErrNoSpace, storage.ErrIO) stops new writes with 507
+// and is retried until it succeeds, so writes resume once space is freed;
+// any other error stops the member. It returns false when stopping.
+func (n *Node) save(hs raftmsg.HardState, ents []raftmsg.Entry, seq uint64) bool {
+	backoff := saveRetryMin
+	var timer *time.Timer
+	for {
+		err := n.store.Save(hs, ents)
+		if err == nil {
+			if n.diskErr.Load() != nil {
+				n.diskErr.Store(nil)
+				n.log.Info("node: the log accepts writes again")
+			}
+			return true
+		}
+		if !errors.Is(err, storage.ErrNoSpace) && !errors.Is(err, storage.ErrIO) {
+			n.fail(fmt.Errorf("node: persist up to ready %d: %w", seq, err))
+			return false
+		}
+		if n.diskErr.Load() == nil {
+			n.log.Error("node: cannot write the log; refusing writes with 507 until it can", "err", err)
+		}
+		n.diskErr.Store(&err)
+		if timer == nil {
+			timer = time.NewTimer(backoff)
+			defer timer.Stop()
+		} else {
+			timer.Reset(backoff)
+		}
+		backoff = min(2*backoff, saveRetryMax)
+		select {
+		case <-n.stop:
+			return false
+		case <-timer.C:
+		}
 	}
 }
 

@@ -38,6 +38,8 @@ type MemStore struct {
 	ents    []raftmsg.Entry
 	saves   int
 	failing bool
+	// transient, when set, is returned by every Save (FailWith).
+	transient error
 }
 
 // NewMemStore returns an empty store.
@@ -49,6 +51,9 @@ func (s *MemStore) Save(hs raftmsg.HardState, ents []raftmsg.Entry) error {
 	defer s.mu.Unlock()
 	if s.failing {
 		return ErrStoreFailed
+	}
+	if s.transient != nil {
+		return s.transient
 	}
 	if len(ents) > 0 {
 		first := ents[0].Index
@@ -73,6 +78,14 @@ func (s *MemStore) Save(hs raftmsg.HardState, ents []raftmsg.Entry) error {
 func (s *MemStore) FailSaves() {
 	s.mu.Lock()
 	s.failing = true
+	s.mu.Unlock()
+}
+
+// FailWith makes every Save return err, which must mean "nothing written"
+// (a full disk), until called again with nil.
+func (s *MemStore) FailWith(err error) {
+	s.mu.Lock()
+	s.transient = err
 	s.mu.Unlock()
 }
 
