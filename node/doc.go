@@ -60,6 +60,30 @@
 // then wait until the applied index reaches the read index. Lease reads
 // are served like linearizable reads until the core offers leases.
 //
+// A full disk (storage.ErrNoSpace, or ErrIO that wrote nothing) does not
+// stop the member: new writes get 507 at once while the persister retries
+// the log write with backoff; any other store error stops the member
+// (Done, Err), since nothing could be acknowledged safely afterwards.
+//
+// # Process assembly (Server)
+//
+// Start opens the data dir (storage checks its metadata: name, random
+// member id, cluster id, format), reads the runtime's own state file
+// (edgekv-node.json: boot counter and membership), starts the peer
+// transport, and for a new member of several (--initial-cluster) learns
+// every member's random id from the peer handshake (discover.go) and
+// records the membership before Raft starts. Close stops the HTTP server,
+// the member, the transport and the store, in that order.
+//
+// # Not yet
+//
+// The consensus core has no snapshots and no membership changes yet: the
+// log is kept whole and replayed into the state machine at every start,
+// the membership is the one bootstrapped (--join and the cluster endpoints
+// are absent), and a wiped member is refused by its peers but cannot be
+// re-added. Lease reads are linearizable reads. At shutdown, writes
+// already proposed are answered when applied or at their timeout (504).
+//
 // Request ids (batch.Registry: slot, generation, epoch) carry the member's
 // index and its boot counter in the epoch; BootEpoch must differ between
 // boots so that an entry of an earlier boot replayed from the log cannot
