@@ -10,6 +10,14 @@ go vet ./...
 echo "== go test (all packages)"
 go test -count=1 "$@" ./...
 
+# Durability through the crash-simulating file system: under the crashtest
+# tag unsynced writes live in process memory, so kill -9 loses exactly what
+# a power cut would (a plain build cannot test durability).
+echo "== go vet -tags crashtest ./storage/..."
+go vet -tags crashtest ./storage/...
+echo "== go test -tags crashtest ./storage/..."
+go test -tags crashtest -count=1 "$@" ./storage/...
+
 # Packages with concurrency of their own also run under the race detector.
 race_pkgs=()
 for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./faultproxy/...; do

@@ -98,7 +98,12 @@ func TestKill9Durability(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("EDGEKV_CRASHTEST_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("kill timing seed %d (EDGEKV_CRASHTEST_SEED replays the parent's choices)", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
 	var maxReported uint64
 	for round := 0; round < rounds; round++ {
 		reported := runAndKill(t, exe, dir, 1+rng.IntN(120), time.Duration(rng.IntN(3000))*time.Microsecond)

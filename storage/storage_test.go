@@ -272,7 +272,7 @@ func TestSyncFailureIsSticky(t *testing.T) {
 func TestSnapshotCrashAtEveryStep(t *testing.T) {
 	for _, install := range []bool{false, true} {
 		for k := 0; k < 40; k++ {
-			for _, mode := range []vfs.CrashMode{vfs.CrashDropUnsynced, vfs.CrashTearUnsynced, vfs.CrashKeepUnsynced} {
+			for _, mode := range []vfs.CrashMode{vfs.CrashDropUnsynced, vfs.CrashTearUnsynced, vfs.CrashScatterUnsynced, vfs.CrashKeepUnsynced} {
 				if done := snapshotCrashCase(t, install, k, mode); done && mode == vfs.CrashKeepUnsynced {
 					goto next
 				}

@@ -12,6 +12,7 @@ package diskerr
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"syscall"
 )
 
@@ -54,15 +55,22 @@ func Corrupt(file string, offset int64, format string, args ...any) error {
 	return &CorruptError{File: file, Offset: offset, Reason: fmt.Sprintf(format, args...)}
 }
 
-// Classify wraps an error from a write with ErrNoSpace or ErrIO when it is
-// one of those, keeping the original in the chain.
+// Classify wraps an error from the file system with ErrNoSpace (ENOSPC,
+// EDQUOT) or ErrIO (any other errno or path error), keeping the original in
+// the chain; other errors (from a caller's callback, say) pass unchanged.
 func Classify(err error) error {
+	var errno syscall.Errno
+	var pathErr *fs.PathError
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrNoSpace), errors.Is(err, ErrIO), errors.Is(err, ErrFailed):
+		return err
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
-	default:
+	case errors.As(err, &errno), errors.As(err, &pathErr):
 		return fmt.Errorf("%w: %w", ErrIO, err)
+	default:
+		return err
 	}
 }

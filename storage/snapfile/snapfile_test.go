@@ -2,10 +2,13 @@ package snapfile
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
@@ -109,7 +112,15 @@ func FuzzVerify(f *testing.F) {
 	}
 	f.Add([]byte("edgekvSN"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		info, _, err := readSnapshot(b)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		info, out, err := readSnapshot(b)
+		runtime.ReadMemStats(&after)
+		// Input-sized buffers, the output, and the decoders' bounded state.
+		limit := uint64(4*len(b)+2*len(out)) + 4*maxWindowBytes
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > limit {
+			t.Fatalf("reading %d bytes allocated %d", len(b), grown)
+		}
 		if err == nil && info == nil {
 			t.Fatal("no error and no info")
 		}
@@ -134,4 +145,53 @@ func FuzzDecodeMeta(f *testing.F) {
 			t.Fatal("decoded more than the input holds")
 		}
 	})
+}
+
+// FuzzPayloadDecompress wraps fuzzer-chosen bytes as the stored payload of
+// an otherwise valid file (correct checksums), so the decompressors see
+// arbitrary input: they must fail or stop, never panic or produce more than
+// the declared raw length.
+func FuzzPayloadDecompress(f *testing.F) {
+	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd} {
+		b := writeSnapshot(f, codec, bytes.Repeat([]byte("abc"), 100))
+		f.Add(uint8(codec), b[headerBytes:len(b)-trailerBytes], uint32(300))
+	}
+	f.Fuzz(func(t *testing.T, codec uint8, stored []byte, rawBytes uint32) {
+		codec %= uint8(codecCount)
+		rawBytes %= 1 << 20
+		file := wrapPayload(Codec(codec), stored, int64(rawBytes))
+		info, err := Verify(bytes.NewReader(file), int64(len(file)), "f")
+		if err != nil {
+			t.Fatalf("hand-built file does not verify: %v", err)
+		}
+		p, err := info.Payload(bytes.NewReader(file), "f")
+		if err != nil {
+			return
+		}
+		defer p.Close()
+		n, _ := io.Copy(io.Discard, p)
+		if n > int64(rawBytes) {
+			t.Fatalf("%d bytes out, %d declared", n, rawBytes)
+		}
+	})
+}
+
+// wrapPayload builds a file around stored payload bytes with correct
+// checksums and an empty meta.
+func wrapPayload(codec Codec, stored []byte, rawBytes int64) []byte {
+	meta, _ := encodeMeta(raftmsg.ConfState{}, nil)
+	hdr := make([]byte, headerBytes)
+	copy(hdr, fileMagic[:])
+	binary.LittleEndian.PutUint16(hdr[8:], Version)
+	hdr[10] = uint8(codec)
+	binary.LittleEndian.PutUint64(hdr[12:], 1)
+	binary.LittleEndian.PutUint32(hdr[28:], uint32(len(meta)))
+	binary.LittleEndian.PutUint32(hdr[32:], crc32.Checksum(hdr[:32], castagnoli))
+	file := append(append(hdr, meta...), stored...)
+	tr := make([]byte, trailerBytes)
+	binary.LittleEndian.PutUint64(tr[0:], uint64(len(stored)))
+	binary.LittleEndian.PutUint64(tr[8:], uint64(rawBytes))
+	binary.LittleEndian.PutUint32(tr[16:], crc32.Checksum(file, castagnoli))
+	copy(tr[20:], trailerMagic[:])
+	return append(file, tr...)
 }

@@ -43,6 +43,9 @@ type CrashFS struct {
 	generation uint64
 	// stagingSeq numbers staging files. Guarded by mu.
 	stagingSeq uint64
+	// crashed is set by Crash: the process that used this FS is dead, so
+	// every later operation fails. Guarded by mu.
+	crashed bool
 	// skipRealSync leaves out the real fdatasync/fsync under the simulated
 	// ones: for in-process tests, where only the simulated power cut matters.
 	skipRealSync bool
@@ -65,6 +68,9 @@ type crashNode struct {
 	diskSize int64    // size of the synced content
 	size     int64    // size in the process's view
 	ops      []crashOp
+	// handles counts open crashFiles: the disk descriptor is closed when
+	// it drops to zero, so removed files do not pin disk space.
+	handles int
 }
 
 // crashOp is one unsynced operation: a write of data at off, or (when
@@ -88,6 +94,10 @@ const (
 	// CrashKeepUnsynced lets every unsynced write of each durable-named file
 	// reach the disk (the cache was written back but never acknowledged).
 	CrashKeepUnsynced
+	// CrashScatterUnsynced lets a random subset of the 512-byte sectors of
+	// each durable-named file's unsynced writes reach the disk, in no
+	// order (a disk reordering an interrupted write-back).
+	CrashScatterUnsynced
 )
 
 // NewCrashFS returns a CrashFS over the real file system.
@@ -103,13 +113,19 @@ func NewCrashFSWithoutRealSync() *CrashFS {
 	return c
 }
 
-var errStaleHandle = errors.New("crashfs: file handle from before a simulated crash")
+var (
+	errStaleHandle = errors.New("crashfs: file handle from before a simulated crash")
+	errCrashed     = errors.New("crashfs: the simulated machine crashed; use the CrashFS Crash returned")
+)
 
 var _ FS = (*CrashFS)(nil)
 
 // dir returns the view of dir, loading it from disk on first use. Must be
 // called with mu held.
 func (c *CrashFS) dir(dir string) (*crashDir, error) {
+	if c.crashed {
+		return nil, errCrashed
+	}
 	dir = filepath.Clean(dir)
 	if d, ok := c.dirs[dir]; ok {
 		return d, nil
@@ -165,6 +181,7 @@ func (c *CrashFS) Create(name string) (File, error) {
 		n = &crashNode{homeDir: filepath.Dir(filepath.Clean(name))}
 		d.names[base] = n
 	}
+	n.handles++
 	return &crashFile{fs: c, n: n, name: name, generation: c.generation}, nil
 }
 
@@ -180,6 +197,7 @@ func (c *CrashFS) Open(name string) (File, error) {
 	if !ok {
 		return nil, &os.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
+	n.handles++
 	return &crashFile{fs: c, n: n, name: name, generation: c.generation}, nil
 }
 
@@ -199,7 +217,7 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 	if !ok {
 		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: fs.ErrNotExist}
 	}
-	if old, ok := nd.names[nbase]; ok && old != n {
+	if old, ok := nd.names[nbase]; ok && old != n && old.handles > 0 {
 		// Replaced: open handles keep its content, as after rename(2).
 		if err := old.openDisk(); err != nil {
 			return err
@@ -225,8 +243,10 @@ func (c *CrashFS) Remove(name string) error {
 	}
 	// Open handles keep the content after the name is gone, as after
 	// unlink(2): hold a descriptor before the disk entry can disappear.
-	if err := n.openDisk(); err != nil {
-		return err
+	if n.handles > 0 {
+		if err := n.openDisk(); err != nil {
+			return err
+		}
 	}
 	delete(d.names, base)
 	d.gone[base] = true
@@ -259,7 +279,15 @@ func (c *CrashFS) List(dir string) ([]string, error) {
 }
 
 // MkdirAll implements FS. Directory creation is durable at once.
-func (c *CrashFS) MkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+func (c *CrashFS) MkdirAll(dir string) error {
+	c.mu.Lock()
+	crashed := c.crashed
+	c.mu.Unlock()
+	if crashed {
+		return errCrashed
+	}
+	return os.MkdirAll(dir, 0o755)
+}
 
 // SyncDir implements FS: the process's view of dir's entries becomes the
 // disk's, then the real directory is synced.
@@ -394,12 +422,38 @@ func (c *CrashFS) applyOps(n *crashNode, ops []crashOp, partialBytes int) error 
 	return nil
 }
 
+// applyScattered writes a random subset of the sectors of n's unsynced
+// writes (truncations are applied in full, in order).
+func (c *CrashFS) applyScattered(n *crashNode, rng *rand.Rand) error {
+	var kept []crashOp
+	for _, op := range n.ops {
+		if op.truncate {
+			kept = append(kept, op)
+			continue
+		}
+		for lo := op.off; lo < op.off+int64(len(op.data)); {
+			hi := min((lo/512+1)*512, op.off+int64(len(op.data)))
+			if rng.IntN(2) == 0 {
+				kept = append(kept, crashOp{off: lo, data: op.data[lo-op.off : hi-op.off]})
+			}
+			lo = hi
+		}
+	}
+	return c.applyOps(n, kept, -1)
+}
+
 // Crash simulates a power cut: the unsynced state is forgotten (after
-// letting part of it reach the disk, as mode says, using rng), every open
-// handle becomes unusable, and the next operation sees only the disk.
-func (c *CrashFS) Crash(mode CrashMode, rng *rand.Rand) error {
+// letting part of it reach the disk, as mode says, using rng) and this
+// CrashFS fails every later operation, as the dead process would never
+// issue one (goroutines of the crashed code still running cannot leak
+// writes into the disk state). The returned CrashFS is the rebooted
+// machine: it sees only the disk.
+func (c *CrashFS) Crash(mode CrashMode, rng *rand.Rand) (*CrashFS, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.crashed {
+		return nil, errCrashed
+	}
 	var firstErr error
 	for dir, d := range c.dirs {
 		names := make([]string, 0, len(d.names))
@@ -410,6 +464,12 @@ func (c *CrashFS) Crash(mode CrashMode, rng *rand.Rand) error {
 		for _, name := range names {
 			n := d.names[name]
 			if mode == CrashDropUnsynced || len(n.ops) == 0 || n.diskPath != filepath.Join(dir, name) {
+				continue
+			}
+			if mode == CrashScatterUnsynced {
+				if err := c.applyScattered(n, rng); err != nil && firstErr == nil {
+					firstErr = err
+				}
 				continue
 			}
 			ops, partial := n.ops, -1
@@ -434,7 +494,8 @@ func (c *CrashFS) Crash(mode CrashMode, rng *rand.Rand) error {
 	}
 	c.dirs = make(map[string]*crashDir)
 	c.generation++
-	return firstErr
+	c.crashed = true
+	return &CrashFS{dirs: make(map[string]*crashDir), skipRealSync: c.skipRealSync}, firstErr
 }
 
 type crashFile struct {
@@ -572,5 +633,17 @@ func (f *crashFile) Close() error {
 		return os.ErrClosed
 	}
 	f.closed = true
+	if f.generation != f.fs.generation {
+		return nil // the crash closed every descriptor
+	}
+	n := f.n
+	n.handles--
+	if n.handles == 0 && n.disk != nil && len(n.ops) == 0 {
+		// Reopened from diskPath when needed; an unnamed node's content is
+		// gone with its last handle, as after unlink(2).
+		err := n.disk.Close()
+		n.disk = nil
+		return err
+	}
 	return nil
 }

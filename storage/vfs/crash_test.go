@@ -54,7 +54,7 @@ func TestCrashFSHoldsWritesUntilSync(t *testing.T) {
 	if b, _ := readDisk(t, p); string(b) != "hello" {
 		t.Fatalf("unsynced write reached the disk: %q", b)
 	}
-	c.Crash(CrashDropUnsynced, nil)
+	c, _ = c.Crash(CrashDropUnsynced, nil)
 	if _, err := f.ReadAt(buf, 0); err == nil {
 		t.Fatal("handle survived the crash")
 	}
@@ -84,7 +84,7 @@ func TestCrashFSRenameAndRemoveNeedDirSync(t *testing.T) {
 	if len(names) != 1 || names[0] != "b" {
 		t.Fatalf("process view after rename: %v", names)
 	}
-	c.Crash(CrashDropUnsynced, nil)
+	c, _ = c.Crash(CrashDropUnsynced, nil)
 	if got, ok := readDisk(t, a); !ok || string(got) != "A" {
 		t.Fatal("rename without a dir sync survived the crash")
 	}
@@ -94,7 +94,7 @@ func TestCrashFSRenameAndRemoveNeedDirSync(t *testing.T) {
 		t.Fatal("old name still on disk after dir sync")
 	}
 	c.Remove(b)
-	c.Crash(CrashDropUnsynced, nil)
+	c, _ = c.Crash(CrashDropUnsynced, nil)
 	if _, ok := readDisk(t, b); !ok {
 		t.Fatal("remove without a dir sync survived the crash")
 	}
@@ -176,7 +176,7 @@ func TestCrashFSOpenHandleSurvivesRemove(t *testing.T) {
 	c := NewCrashFS()
 	p := filepath.Join(dir, "f")
 	WriteFileAtomic(c, p, []byte("content"))
-	c.Crash(CrashDropUnsynced, nil) // forget the in-memory state: f is only on disk
+	c, _ = c.Crash(CrashDropUnsynced, nil) // forget the in-memory state: f is only on disk
 	f, err := c.Open(p)
 	if err != nil {
 		t.Fatal(err)

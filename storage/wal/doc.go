@@ -12,13 +12,16 @@
 // # Segments
 //
 // Segment files are named %016x.wal after their sequence number, which
-// increases by one per segment; a gap in the sequence is corruption. A new
-// segment is preallocated to the segment size (fallocate), so appends inside
-// it need no allocation and read back zeros past the written data. A batch
+// increases by one per segment; a gap in the sequence is corruption. While
+// a segment is active, a background goroutine prepares the next one under a
+// temporary name (%016x.wal.prep): reserved with fallocate, zero-filled and
+// synced, so that rotation does not stall and an fdatasync of an append
+// flushes data only (no block allocation or extent conversion to journal).
+// Recovery deletes leftover .prep files; they never hold records. A batch
 // never spans segments: when the next batch would not fit, the log rotates
 // first (a batch larger than a segment gets a segment of its own size).
-// Creating a segment writes its header batch, syncs the file, then syncs the
-// directory. Every segment starts with the state needed to replay from it
+// Creating a segment writes its header batch, syncs the file, renames it to
+// its segment name, then syncs the directory. Every segment starts with the state needed to replay from it
 // alone, so that segments below a snapshot can be removed:
 //
 //	+----------------+-----------+-------------+----------+------------------+-------+
@@ -40,7 +43,8 @@
 // Payloads by type (format version 1):
 //
 //	1 SegmentHeader  magic "edgekvWL" (8) | version u16 | sequence u64
-//	2 Entry          term u64 | index u64 | entry type u8 | request id u64 | data
+//	2 Entry          term u64 | index u64 | entry type u8 | request id u64 |
+//	                 origin u64 | data
 //	3 HardState      term u64 | vote u64 | commit u64
 //	4 SnapshotRef    index u64 | term u64 | flags u8 (bit 0: reset the log)
 //	5 BatchEnd       own offset in the segment u64 | magic "edgekvBE" (8)
@@ -65,6 +69,12 @@
 //     and the trailing magic make a BatchEnd recognisable even when a bit of
 //     it flipped, and cannot appear by chance after a torn write, which
 //     leaves zeros or stale zeros past the tear).
+//
+// A power cut during the last batch's write-back can also persist its
+// sectors out of order (the batch end reached the disk, an earlier sector
+// did not). That is recognised by a whole 512-byte sector inside the last
+// batch that is still zero (segments are zero-filled; bit rot leaves no
+// zeroed sector): the batch is dropped as torn.
 //
 // The one case that cannot be told apart is a last batch that was written
 // completely but never synced and then damaged: it is refused, as if it had

@@ -105,6 +105,8 @@ type Log struct {
 	segOff  int64
 	durable logState
 
+	compactMu sync.Mutex // serialises Compact calls (only they remove segments)
+
 	segMu sync.Mutex // guards the fields below (read by Compact)
 	// segments lists the segment files, oldest first; the last is active.
 	segments []segment
@@ -622,6 +624,8 @@ func (l *Log) Err() error {
 // after each so that a crash never leaves a gap. It returns how many it
 // removed.
 func (l *Log) Compact() (int, error) {
+	l.compactMu.Lock()
+	defer l.compactMu.Unlock()
 	l.segMu.Lock()
 	var victims []uint64
 	var prefixMax uint64

@@ -26,7 +26,7 @@ const (
 	// MaxPayloadBytes bounds one record; a larger length is damage.
 	MaxPayloadBytes = 64 << 20
 
-	entryFixedBytes     = 25
+	entryFixedBytes     = 33
 	hardStateBytes      = 24
 	snapshotRefBytes    = 17
 	batchEndBytes       = 16
@@ -92,6 +92,7 @@ func appendEntry(dst []byte, e *raftmsg.Entry) []byte {
 	binary.LittleEndian.PutUint64(p[8:], e.Index)
 	p[16] = uint8(e.Type)
 	binary.LittleEndian.PutUint64(p[17:], e.RequestID)
+	binary.LittleEndian.PutUint64(p[25:], uint64(e.Origin))
 	copy(p[entryFixedBytes:], e.Data)
 	binary.LittleEndian.PutUint32(rec[0:4], crc32.Checksum(rec[4:], castagnoli))
 	return dst
@@ -182,6 +183,7 @@ func decodeEntry(p []byte) (raftmsg.Entry, error) {
 		Index:     binary.LittleEndian.Uint64(p[8:]),
 		Type:      raftmsg.EntryType(p[16]),
 		RequestID: binary.LittleEndian.Uint64(p[17:]),
+		Origin:    raftmsg.NodeID(binary.LittleEndian.Uint64(p[25:])),
 		Data:      p[entryFixedBytes:],
 	}
 	if e.Type > raftmsg.EntryConfChange {

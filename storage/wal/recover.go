@@ -168,7 +168,9 @@ func (st *replayState) scanSegment(buf []byte, path string, seq uint64, isLast b
 	// that was never synced, unless a BatchEnd (intact or one bit off) lies
 	// at or after the stop: then synced data is damaged.
 	if q, ok := findBatchEndCandidate(buf, off); ok {
-		return scanResult{}, diskerr.Corrupt(path, off, "%v in synced data (a batch end follows at offset %d)", describe(stopErr, len(pending)), q)
+		if !isLast || !tornOutOfOrder(buf, batchEnd, q) {
+			return scanResult{}, diskerr.Corrupt(path, off, "%v in synced data (a batch end follows at offset %d)", describe(stopErr, len(pending)), q)
+		}
 	}
 	tail := buf[batchEnd:]
 	res.tornBytes = int64(len(bytes.TrimRight(tail, "\x00")))
@@ -214,6 +216,31 @@ func findBatchEndCandidate(buf []byte, from int64) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// sectorBytes is the unit a disk writes atomically (or not at all).
+const sectorBytes = 512
+
+// tornOutOfOrder reports whether the damage is the last batch of the last
+// segment written out of order by an interrupted write-back: the batch end
+// at q is the last one in buf, and one of the sectors the batch wrote
+// before the batch end's sector still reads as zero over the batch's part
+// of it (never written: segments are zero-filled). The batch's first
+// sector starts with a record checksum, so it is zero only if unwritten.
+// Bit rot in synced data leaves no zeroed sector behind, so it is still
+// refused; a batch holding a whole sector of zero data that then rots is
+// the price (it is treated as torn).
+func tornOutOfOrder(buf []byte, batchStart, q int64) bool {
+	if _, more := findBatchEndCandidate(buf, q+batchEndRecordBytes); more {
+		return false // damage before a later batch: synced data
+	}
+	markerSector := q / sectorBytes * sectorBytes
+	for s := batchStart / sectorBytes * sectorBytes; s < markerSector; s += sectorBytes {
+		if allZero(buf[max(s, batchStart) : s+sectorBytes]) {
+			return true
+		}
+	}
+	return false
 }
 
 // batchEndDistance is the number of bits by which p differs from the
