@@ -1,0 +1,98 @@
+// Command edgekv runs one member of a replicated, strongly consistent
+// key-value store (see the README). `edgekv` runs a node; `edgekv version`
+// prints the version and build information.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/edgekv/edgekv/config"
+	"github.com/edgekv/edgekv/node"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "version" {
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "edgekv: version takes no arguments, got %q\n", args[1])
+			return 1
+		}
+		printVersion(stdout)
+		return 0
+	}
+	cfg, warnings, err := config.Parse(args, environ, stderr)
+	if errors.Is(err, config.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "edgekv: %s\n", oneLine(err))
+		return 1
+	}
+	log := cfg.NewLogger(stderr)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := node.Start(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgekv: %s\n", oneLine(err))
+		return 1
+	}
+	fmt.Fprintf(stdout, "edgekv: %s serving clients on http://%s, peers on %s, data in %s\n",
+		cfg.Name, srv.ClientAddr, srv.PeerAddr, cfg.DataDir)
+	select {
+	case <-ctx.Done():
+		log.Info("edgekv: stopping on a signal")
+		if err := srv.Close(); err != nil {
+			fmt.Fprintf(stderr, "edgekv: stopping: %s\n", oneLine(err))
+			return 1
+		}
+		return 0
+	case <-srv.Done():
+		err := srv.Err()
+		srv.Close()
+		fmt.Fprintf(stderr, "edgekv: stopped: %s\n", oneLine(err))
+		return 1
+	}
+}
+
+// oneLine joins a multi-line error (errors.Join) into one line.
+func oneLine(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "edgekv %s\n", version)
+	fmt.Fprintf(w, "go %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "-tags", "-ldflags", "CGO_ENABLED", "vcs.revision", "vcs.time", "vcs.modified", "-race":
+			fmt.Fprintf(w, "%s=%s\n", s.Key, s.Value)
+		}
+	}
+}

@@ -1,0 +1,826 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgekv/edgekv/batch"
+	"github.com/edgekv/edgekv/consensus"
+	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/kv"
+	"github.com/edgekv/edgekv/storage"
+)
+
+// Queue bounds between the stages. Each is a count of Readys (or inbound
+// batches); the bytes behind them are bounded by the core's limits
+// (MaxUncommittedBytes on the leader, MaxApplyBytes per Ready).
+const (
+	// inboxLen: inbound message batches waiting for the raft loop. A
+	// transport delivers at most one batch per connection at a time and
+	// peers are few; past it messages are dropped and Raft retransmits.
+	inboxLen = 1024
+	// persistQueueLen: Readys handed to the persister and not yet durable.
+	// One fsync absorbs them all (group commit), so a handful covers a
+	// slow disk; beyond it the raft loop waits, which is the backpressure
+	// that stops a leader from racing ahead of its own disk.
+	persistQueueLen = 64
+	// applyQueueLen: committed-entry slices waiting for the applier; each
+	// is at most MaxApplyBytes (16 MiB), so this bounds memory at 1 GiB in
+	// the worst case and a few KiB in practice.
+	applyQueueLen = 64
+	// maxInboxDrain: inbound batches stepped before the next Ready, so
+	// that a burst of messages costs one Ready, yet ticks still run.
+	maxInboxDrain = 64
+	// maxReadyRounds bounds the Ready loop per event (the core empties
+	// itself in one or two rounds; the bound only guards against a bug).
+	maxReadyRounds = 16
+	// maxInflightRecords bounds the leader's batch records; the batcher's
+	// window (MaxInflightBatches) keeps it far smaller.
+	maxInflightRecords = 1024
+	// readRequestsLen: linearizable reads waiting to enter the raft loop.
+	readRequestsLen = 4096
+)
+
+// Config configures a Node.
+type Config struct {
+	// ID is this member's id; Name its name (what X-Edgekv-Leader shows).
+	ID   raftmsg.NodeID
+	Name string
+	// Members maps every voter's id to its name, this member included.
+	Members map[raftmsg.NodeID]string
+	// TickInterval is the Raft tick (--heartbeat-interval); the leader
+	// heartbeats every tick. ElectionTicks is --election-timeout in ticks.
+	TickInterval  time.Duration
+	ElectionTicks int
+	// RequestTimeout bounds a client's wait (--request-timeout).
+	RequestTimeout time.Duration
+	// BootEpoch must differ from the previous boot's (a persisted counter;
+	// only its low bootEpochBits count): it keeps request ids of earlier
+	// boots from matching this one's.
+	BootEpoch uint16
+	// RandSeed seeds the election timer randomization.
+	RandSeed uint64
+	// KV configures the state machine (same on every member).
+	KV kv.Config
+	// Batch configures the batcher; its Clock is ignored (monotonic).
+	Batch batch.Config
+	// MaxInflightBytes is the per-follower replication window
+	// (--max-inflight-bytes); zero takes the core's default.
+	MaxInflightBytes uint64
+	// Store is the durable log; Recovered what it held at start.
+	Store     LogStore
+	Recovered Recovered
+	Logger    *slog.Logger
+}
+
+// Request ids are unique across the members by construction, so that an
+// entry is never taken for another member's request even when a transport
+// does not carry Entry.Origin: the registry's 16-bit epoch field holds the
+// member's position among the sorted voters (memberIndexBits, at most
+// consensus.MaxVoters = 64 members) above the boot counter (bootEpochBits:
+// 1024 boots before an id of an old boot could recur).
+const (
+	memberIndexBits = 6
+	bootEpochBits   = 16 - memberIndexBits
+)
+
+func idEpoch(voters []raftmsg.NodeID, self raftmsg.NodeID, boot uint16) uint16 {
+	i := slices.Index(voters, self)
+	if i < 0 || i >= 1<<memberIndexBits {
+		panic(fmt.Sprintf("node: member %d at index %d of %d voters", self, i, len(voters))) // New checked both
+	}
+	return uint16(i)<<bootEpochBits | boot&(1<<bootEpochBits-1)
+}
+
+// outcome is what a waiting client receives.
+type outcome struct {
+	res    kv.Result
+	reject raftmsg.RejectReason // RejectNone: res holds the applied result
+	closed bool                 // the node stopped before proposing it
+}
+
+type inbound struct {
+	msgs    []raftmsg.Message
+	release func()
+}
+
+type persistJob struct {
+	seq   uint64
+	hs    raftmsg.HardState
+	ents  []raftmsg.Entry
+	after []raftmsg.Message
+}
+
+type batchRecord struct {
+	id        uint64
+	lastIndex uint64
+}
+
+type readAnswer struct {
+	index  uint64
+	reject raftmsg.RejectReason
+}
+
+type readRequest struct {
+	id         uint64
+	answer     chan readAnswer // capacity 1: answering never blocks
+	expiresAtN int64           // clock nanos after which nobody waits
+}
+
+// Node drives one member. Create it with New, start it with Start, stop
+// it with Close.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   *batch.MonotonicClock
+	names   map[raftmsg.NodeID]string // read-only after New
+	machine *kv.Machine
+	batcher *batch.Batcher
+	reg     *batch.Registry[outcome]
+	store   LogStore
+	tr      Transport
+
+	inbox    chan inbound
+	persistQ chan persistJob
+	applyQ   chan []raftmsg.Entry
+	readReqs chan readRequest
+
+	persistedSeq  atomic.Uint64
+	persistedNote chan struct{} // capacity 1, coalescing
+	appliedIndex  atomic.Uint64
+	appliedNote   chan struct{}                 // capacity 1, coalescing
+	applyWait     atomic.Pointer[chan struct{}] // closed after each apply, then replaced
+
+	// Published by the raft loop for readers on any goroutine.
+	leaderID atomic.Uint64
+	isLeader atomic.Bool
+	term     atomic.Uint64
+	commit   atomic.Uint64
+
+	// diskErr is set while the log cannot be written (full disk): new
+	// writes get 507 until a save succeeds again.
+	diskErr  atomic.Pointer[error]
+	readSeq  atomic.Uint64
+	dropped  atomic.Uint64 // inbound batches dropped (inbox full)
+	stopping atomic.Bool
+
+	stop      chan struct{}
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	errMu     sync.Mutex
+	err       error // first fatal error; guarded by errMu
+
+	// Raft loop only.
+	raft         *consensus.Node
+	propEnts     []raftmsg.Entry
+	inflight     []batchRecord
+	pendingReads map[uint64]readRequest
+	ackedApplied uint64
+	ackedSeq     uint64
+	soft         consensus.SoftState
+
+	// Persister only.
+	group  []persistJob
+	merged []raftmsg.Entry
+
+	// Applier only.
+	results []kv.Result
+}
+
+// New builds a member from its recovered state. It starts nothing.
+func New(cfg Config) (*Node, error) {
+	switch {
+	case cfg.ID == raftmsg.None:
+		return nil, errors.New("node: ID is zero")
+	case cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name:
+		return nil, fmt.Errorf("node: Members must list this member %d as %q", cfg.ID, cfg.Name)
+	case cfg.TickInterval <= 0 || cfg.RequestTimeout <= 0:
+		return nil, fmt.Errorf("node: TickInterval %v and RequestTimeout %v must be positive", cfg.TickInterval, cfg.RequestTimeout)
+	case cfg.Store == nil:
+		return nil, errors.New("node: no Store")
+	case len(cfg.Members) > consensus.MaxVoters:
+		return nil, fmt.Errorf("node: %d members, at most %d", len(cfg.Members), consensus.MaxVoters)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	voters := make([]raftmsg.NodeID, 0, len(cfg.Members))
+	for id := range cfg.Members {
+		voters = append(voters, id)
+	}
+	slices.Sort(voters)
+	rn, err := consensus.New(consensus.Config{
+		ID: cfg.ID, Voters: voters,
+		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
+		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: 1, RandSeed: cfg.RandSeed,
+		MaxInflightBytes: cfg.MaxInflightBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	machine, err := kv.NewMachine(cfg.KV)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	clock := batch.NewMonotonicClock()
+	bcfg := cfg.Batch
+	bcfg.Clock = clock
+	if bcfg.InflightTimeout == 0 {
+		bcfg.InflightTimeout = cfg.RequestTimeout
+	}
+	batcher, err := batch.New(bcfg)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	// Twice the queue: waiters of queued proposals plus those in flight.
+	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(voters, cfg.ID, cfg.BootEpoch))
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With("member", cfg.Name), clock: clock,
+		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
+		inbox:         make(chan inbound, inboxLen),
+		persistQ:      make(chan persistJob, persistQueueLen),
+		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
+		readReqs:      make(chan readRequest, readRequestsLen),
+		persistedNote: make(chan struct{}, 1),
+		appliedNote:   make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+		raft:          rn,
+		pendingReads:  make(map[uint64]readRequest),
+	}
+	ch := make(chan struct{})
+	n.applyWait.Store(&ch)
+	n.soft = rn.SoftState()
+	// Read ids, like request ids, must not repeat across boots: a late
+	// answer to a read of the previous boot must not serve a new one.
+	n.readSeq.Store(uint64(idEpoch(voters, cfg.ID, cfg.BootEpoch)) << 46)
+	return n, nil
+}
+
+// Start runs the member's goroutines, sending through tr.
+func (n *Node) Start(tr Transport) {
+	n.tr = tr
+	n.wg.Add(3)
+	go n.runRaft()
+	go n.runPersist()
+	go n.runApply()
+}
+
+// Close stops every goroutine of the member and waits for them. Writes
+// still queued are answered 503; writes already proposed get 504 when
+// their wait ends. It returns the fatal error that stopped the member, if
+// any.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.stopping.Store(true)
+		n.batcher.Close()
+		n.signalStop()
+		n.wg.Wait()
+		// The raft loop has exited: this goroutine owns the batcher now.
+		for p, ok := n.batcher.PopPending(); ok; p, ok = n.batcher.PopPending() {
+			n.reg.Complete(p.RequestID, outcome{closed: true})
+		}
+		for {
+			select {
+			case in := <-n.inbox:
+				if in.release != nil {
+					in.release()
+				}
+				continue
+			default:
+			}
+			break
+		}
+	})
+	return n.Err()
+}
+
+// Done is closed when the member stops (Close or a fatal error).
+func (n *Node) Done() <-chan struct{} { return n.stop }
+
+// Err returns the fatal error that stopped the member, if any.
+func (n *Node) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
+
+func (n *Node) signalStop() { n.stopOnce.Do(func() { close(n.stop) }) }
+
+// fail stops the member after an error it cannot continue from (a failed
+// fsync: acknowledging anything afterwards could lose data).
+func (n *Node) fail(err error) {
+	n.errMu.Lock()
+	if n.err == nil {
+		n.err = err
+	}
+	n.errMu.Unlock()
+	n.log.Error("node: stopping after a fatal error", "err", err)
+	n.signalStop()
+}
+
+// Receive implements Receiver: it queues inbound messages for the raft
+// loop without blocking, dropping them when the inbox is full.
+func (n *Node) Receive(msgs []raftmsg.Message, release func()) {
+	if !n.stopping.Load() {
+		select {
+		case n.inbox <- inbound{msgs: msgs, release: release}:
+			return
+		default:
+			n.dropped.Add(1)
+		}
+	}
+	if release != nil {
+		release()
+	}
+}
+
+// ID returns this member's id.
+func (n *Node) ID() raftmsg.NodeID { return n.cfg.ID }
+
+// IsLeader reports whether this member led at its last Ready.
+func (n *Node) IsLeader() bool { return n.isLeader.Load() }
+
+// Leader returns the leader this member knows (None if none).
+func (n *Node) Leader() raftmsg.NodeID { return raftmsg.NodeID(n.leaderID.Load()) }
+
+// View returns the latest applied state.
+func (n *Node) View() *kv.View { return n.machine.View() }
+
+// ---- raft loop
+
+func (n *Node) runRaft() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	park := time.NewTimer(time.Hour)
+	park.Stop()
+	if len(n.names) == 1 {
+		// A single voter needs nobody's vote: let its election timer run
+		// out at once rather than keep clients waiting 1-2 timeouts.
+		for i := 0; i < 2*n.cfg.ElectionTicks && n.raft.SoftState().Role != consensus.RoleLeader; i++ {
+			n.raft.Tick()
+		}
+	}
+	for {
+		n.proposeBatches()
+		if !n.handleReadys() {
+			return
+		}
+		wait, parked := n.batcher.Park(n.clock.Now())
+		if !parked && !n.stopping.Load() {
+			continue // something changed: propose again
+		}
+		// A closed batcher never parks: then wait for the stop alone.
+		var timerC <-chan time.Time
+		var wakeC <-chan struct{}
+		if parked {
+			wakeC = n.batcher.Wakeup()
+			if wait != batch.NoDeadline {
+				park.Reset(wait)
+				timerC = park.C
+			}
+		}
+		stopped := false
+		select {
+		case <-n.stop:
+			stopped = true
+		case <-ticker.C:
+			n.raft.Tick()
+			n.expireReads()
+		case in := <-n.inbox:
+			n.step(in)
+			for i := 0; i < maxInboxDrain; i++ {
+				select {
+				case in := <-n.inbox:
+					n.step(in)
+					continue
+				default:
+				}
+				break
+			}
+		case <-n.persistedNote:
+			if seq := n.persistedSeq.Load(); seq > n.ackedSeq {
+				if err := n.raft.AckPersisted(seq); err != nil {
+					panic(fmt.Sprintf("node: %v", err)) // our bug: the persister reports Seqs we issued
+				}
+				n.ackedSeq = seq
+			}
+		case <-n.appliedNote:
+			n.ackApplied()
+		case r := <-n.readReqs:
+			n.startRead(r)
+		case <-wakeC:
+		case <-timerC:
+		}
+		if parked {
+			n.batcher.Unpark()
+		}
+		if timerC != nil {
+			park.Stop()
+		}
+		if stopped {
+			n.abortReads()
+			return
+		}
+	}
+}
+
+// step feeds one inbound batch to the core.
+func (n *Node) step(in inbound) {
+	for i := range in.msgs {
+		m := &in.msgs[i]
+		if m.Type == raftmsg.MsgProp && n.soft.Role == consensus.RoleLeader {
+			// The leader's clock is the idempotency clock (kv package doc);
+			// the codec may not carry Origin, and a member only forwards
+			// its own proposals, so the sender is the origin.
+			ts := time.Now().UnixNano()
+			for j := range m.Entries {
+				e := &m.Entries[j]
+				_ = kv.StampTimestamp(e.Data, ts) // undecodable data is the state machine's to refuse
+				if e.Origin == raftmsg.None {
+					e.Origin = m.From
+				}
+			}
+		}
+		if err := n.raft.Step(*m); err != nil {
+			n.log.Debug("node: message refused", "type", m.Type, "from", uint64(m.From), "err", err)
+		}
+	}
+	if in.release != nil {
+		in.release()
+	}
+}
+
+func (n *Node) proposeBatches() {
+	now := n.clock.Now()
+	for bt, ok := n.batcher.Next(now); ok; bt, ok = n.batcher.Next(now) {
+		ts := time.Now().UnixNano()
+		ents := n.propEnts[:0]
+		for _, p := range bt.Proposals {
+			_ = kv.StampTimestamp(p.Data, ts) // the backend encoded it: always a command
+			ents = append(ents, raftmsg.Entry{Type: raftmsg.EntryNormal, RequestID: p.RequestID, Origin: n.cfg.ID, Data: p.Data})
+		}
+		err := n.raft.Propose(ents)
+		clear(ents) // the core keeps Data, not the slice
+		n.propEnts = ents[:0]
+		if err != nil {
+			reason := consensus.RejectReasonOf(err)
+			if reason == raftmsg.RejectNone {
+				panic(fmt.Sprintf("node: proposal refused: %v", err)) // our bug: we built it
+			}
+			for _, p := range bt.Proposals {
+				n.reg.Complete(p.RequestID, outcome{reject: reason})
+			}
+			n.batcher.Finish(bt.ID, now, false)
+			continue
+		}
+		if n.raft.SoftState().Role != consensus.RoleLeader {
+			// Forwarded: its commit is seen only by the leader, so it does
+			// not hold this member's batching window (the leader's
+			// uncommitted-bytes bound limits forwarded load instead).
+			n.batcher.Finish(bt.ID, now, false)
+			continue
+		}
+		if len(n.inflight) >= maxInflightRecords {
+			n.batcher.Finish(n.inflight[0].id, now, false)
+			n.inflight = n.inflight[1:]
+		}
+		n.inflight = append(n.inflight, batchRecord{id: bt.ID, lastIndex: n.raft.LastIndex()})
+	}
+}
+
+// handleReadys carries out every Ready the core has; false when stopping.
+func (n *Node) handleReadys() bool {
+	for round := 0; round < maxReadyRounds && n.raft.HasReady(); round++ {
+		rd := n.raft.Ready()
+		n.publishSoft(rd.SoftState)
+		if !rd.HardState.IsEmpty() {
+			n.commit.Store(rd.HardState.Commit)
+		}
+		// Appends and heartbeats may leave before our own fsync (§10.2.1).
+		for _, m := range rd.Messages {
+			n.tr.Send(m)
+		}
+		for _, rp := range rd.RejectedProposals {
+			n.reg.Complete(rp.RequestID, outcome{reject: rp.Reason})
+		}
+		for _, rs := range rd.ReadStates {
+			n.answerRead(rs.RequestID, readAnswer{index: rs.Index})
+		}
+		for _, rr := range rd.RejectedReads {
+			n.answerRead(rr.RequestID, readAnswer{reject: rr.Reason})
+		}
+		// Every Ready goes through the persister, even an empty one:
+		// AckPersisted is cumulative and must follow Seq order.
+		job := persistJob{seq: rd.Seq, hs: rd.HardState, ents: rd.Entries, after: rd.MessagesAfterPersist}
+		select {
+		case n.persistQ <- job:
+		case <-n.stop:
+			return false
+		}
+		if len(rd.CommittedEntries) > 0 {
+			select {
+			case n.applyQ <- rd.CommittedEntries:
+			case <-n.stop:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (n *Node) publishSoft(s consensus.SoftState) {
+	if s == n.soft {
+		return
+	}
+	if s.Term != n.soft.Term || s.Role != consensus.RoleLeader {
+		// Our batches in flight may be lost with the leadership; their
+		// clients wait for the entries or for their timeout (504).
+		now := n.clock.Now()
+		for _, r := range n.inflight {
+			n.batcher.Finish(r.id, now, false)
+		}
+		n.inflight = n.inflight[:0]
+	}
+	if s.Leader != n.soft.Leader || s.Role != n.soft.Role {
+		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.names[s.Leader])
+	}
+	n.soft = s
+	n.leaderID.Store(uint64(s.Leader))
+	n.isLeader.Store(s.Role == consensus.RoleLeader)
+	n.term.Store(s.Term)
+}
+
+func (n *Node) ackApplied() {
+	idx := n.appliedIndex.Load()
+	if idx <= n.ackedApplied {
+		return
+	}
+	if err := n.raft.AckApplied(idx); err != nil {
+		panic(fmt.Sprintf("node: %v", err)) // our bug: the applier reports what we handed out
+	}
+	n.ackedApplied = idx
+	now := n.clock.Now()
+	k := 0
+	for k < len(n.inflight) && n.inflight[k].lastIndex <= idx {
+		n.batcher.Finish(n.inflight[k].id, now, true)
+		k++
+	}
+	n.inflight = append(n.inflight[:0], n.inflight[k:]...)
+}
+
+// ---- reads (raft loop side)
+
+func (n *Node) startRead(r readRequest) {
+	if err := n.raft.ReadIndex(r.id); err != nil {
+		reason := consensus.RejectReasonOf(err)
+		if reason == raftmsg.RejectNone {
+			reason = raftmsg.RejectNoLeader
+		}
+		r.answer <- readAnswer{reject: reason}
+		return
+	}
+	n.pendingReads[r.id] = r
+}
+
+func (n *Node) answerRead(id uint64, a readAnswer) {
+	r, ok := n.pendingReads[id]
+	if !ok {
+		return // expired: its client gave up
+	}
+	delete(n.pendingReads, id)
+	r.answer <- a
+}
+
+// expireReads forgets reads whose clients have given up (a lost read-index
+// message is never answered), so the map stays bounded.
+func (n *Node) expireReads() {
+	now := n.clock.Now()
+	for id, r := range n.pendingReads {
+		if now > r.expiresAtN {
+			delete(n.pendingReads, id)
+		}
+	}
+}
+
+func (n *Node) abortReads() {
+	for id, r := range n.pendingReads {
+		delete(n.pendingReads, id)
+		r.answer <- readAnswer{reject: raftmsg.RejectNoLeader}
+	}
+}
+
+// ---- persister
+
+func (n *Node) runPersist() {
+	defer n.wg.Done()
+	for {
+		var job persistJob
+		select {
+		case <-n.stop:
+			return
+		case job = <-n.persistQ:
+		}
+		group := append(n.group[:0], job)
+	drain:
+		for len(group) < persistQueueLen {
+			select {
+			case j := <-n.persistQ:
+				group = append(group, j)
+			default:
+				break drain
+			}
+		}
+		hs, ents := n.mergeGroup(group)
+		if !hs.IsEmpty() || len(ents) > 0 {
+			if !n.save(hs, ents, group[len(group)-1].seq) {
+				return
+			}
+		}
+		// Durable: now the votes and append acknowledgements may leave
+		// (paper Figure 2: respond only after updating stable storage).
+		for _, j := range group {
+			for _, m := range j.after {
+				n.tr.Send(m)
+			}
+		}
+		n.persistedSeq.Store(group[len(group)-1].seq)
+		notify(n.persistedNote)
+		clear(group)
+		n.group = group[:0]
+		clear(n.merged)
+		n.merged = n.merged[:0]
+	}
+}
+
+// Backoff of the persister's retries while the disk is full or failing
+// with I/O errors that left nothing written.
+const (
+	saveRetryMin = 10 * time.Millisecond
+	saveRetryMax = time.Second
+)
+
+// save makes hs and ents durable. A full disk or an I/O error that wrote
+// nothing (storage.ErrNoSpace, storage.ErrIO) stops new writes with 507
+// and is retried until it succeeds, so writes resume once space is freed;
+// any other error stops the member. It returns false when stopping.
+func (n *Node) save(hs raftmsg.HardState, ents []raftmsg.Entry, seq uint64) bool {
+	backoff := saveRetryMin
+	var timer *time.Timer
+	for {
+		err := n.store.Save(hs, ents)
+		if err == nil {
+			if n.diskErr.Load() != nil {
+				n.diskErr.Store(nil)
+				n.log.Info("node: the log accepts writes again")
+			}
+			return true
+		}
+		if !errors.Is(err, storage.ErrNoSpace) && !errors.Is(err, storage.ErrIO) {
+			n.fail(fmt.Errorf("node: persist up to ready %d: %w", seq, err))
+			return false
+		}
+		if n.diskErr.Load() == nil {
+			n.log.Error("node: cannot write the log; refusing writes with 507 until it can", "err", err)
+		}
+		n.diskErr.Store(&err)
+		if timer == nil {
+			timer = time.NewTimer(backoff)
+			defer timer.Stop()
+		} else {
+			timer.Reset(backoff)
+		}
+		backoff = min(2*backoff, saveRetryMax)
+		select {
+		case <-n.stop:
+			return false
+		case <-timer.C:
+		}
+	}
+}
+
+// mergeGroup folds queued Readys into one write: the last hard state, and
+// the entries as the log would hold them after applying each Ready's
+// entries in order (a later Ready's first entry replaces its index and
+// everything after it).
+func (n *Node) mergeGroup(group []persistJob) (raftmsg.HardState, []raftmsg.Entry) {
+	var hs raftmsg.HardState
+	var single []raftmsg.Entry
+	withEntries := 0
+	for _, j := range group {
+		if !j.hs.IsEmpty() {
+			hs = j.hs
+		}
+		if len(j.ents) > 0 {
+			withEntries++
+			single = j.ents
+		}
+	}
+	if withEntries <= 1 {
+		return hs, single
+	}
+	merged := n.merged[:0]
+	for _, j := range group {
+		if len(j.ents) == 0 {
+			continue
+		}
+		first := j.ents[0].Index
+		if len(merged) > 0 {
+			base := merged[0].Index
+			switch {
+			case first <= base:
+				merged = merged[:0]
+			case first-base < uint64(len(merged)):
+				merged = merged[:first-base]
+			case first-base > uint64(len(merged)):
+				panic(fmt.Sprintf("node: ready entries start at %d after a gap (merged %d..%d)", first, base, base+uint64(len(merged))-1))
+			}
+		}
+		merged = append(merged, j.ents...)
+	}
+	n.merged = merged
+	return hs, merged
+}
+
+// ---- applier
+
+func (n *Node) runApply() {
+	defer n.wg.Done()
+	for {
+		var ents []raftmsg.Entry
+		select {
+		case <-n.stop:
+			return
+		case ents = <-n.applyQ:
+		}
+		results, err := n.machine.ApplyEntries(ents, n.results[:0])
+		if err != nil {
+			n.fail(fmt.Errorf("node: apply: %w", err))
+			return
+		}
+		j := 0
+		for i := range ents {
+			e := &ents[i]
+			if e.Type != raftmsg.EntryNormal {
+				continue
+			}
+			r := results[j]
+			j++
+			// Origin None: the entry came through a transport that does not
+			// carry Origin; the id alone is unique across members.
+			if e.RequestID != 0 && (e.Origin == n.cfg.ID || e.Origin == raftmsg.None) {
+				n.reg.Complete(e.RequestID, outcome{res: r})
+			}
+		}
+		clear(results)
+		n.results = results[:0]
+		n.appliedIndex.Store(ents[len(ents)-1].Index)
+		notify(n.appliedNote)
+		next := make(chan struct{})
+		close(*n.applyWait.Swap(&next))
+	}
+}
+
+// notify wakes the receiver of a coalescing notification channel.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// waitApplied waits until the published view has applied index, or the
+// deadline passes, or the member stops.
+func (n *Node) waitApplied(index uint64, deadline time.Time) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		ch := *n.applyWait.Load()
+		if n.machine.View().AppliedIndex() >= index {
+			return true
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-n.stop:
+			return false
+		}
+	}
+}

@@ -1,0 +1,328 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgekv/edgekv/config"
+	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/httpapi"
+	"github.com/edgekv/edgekv/kv"
+	"github.com/edgekv/edgekv/storage"
+	"github.com/edgekv/edgekv/storage/vfs"
+	"github.com/edgekv/edgekv/wire"
+)
+
+// Server is a running edgekv process: the data dir, the member, the peer
+// transport and the HTTP API, assembled from a config.Config.
+type Server struct {
+	log       *slog.Logger
+	store     *storage.Storage
+	node      *Node
+	transport *wire.Transport
+	api       *httpapi.API
+	clientLn  net.Listener
+	serveErr  chan error
+	done      chan struct{}
+	errMu     sync.Mutex
+	// serveFailure is the HTTP server's error if it stopped by itself.
+	serveFailure error
+	closeOnce    sync.Once
+	closeErr     error
+	// ClientAddr and PeerAddr are the addresses actually listened on.
+	ClientAddr, PeerAddr string
+}
+
+// stateFileName holds what the runtime itself keeps in the data dir: the
+// boot counter and the membership the member was bootstrapped with.
+const stateFileName = "edgekv-node.json"
+
+const maxStateFileBytes = 1 << 20
+
+// stateFile is the runtime's record in the data dir, rewritten atomically
+// at every start before anything else happens.
+type stateFile struct {
+	// BootEpoch counts starts (mod 2^16); request ids carry it.
+	BootEpoch uint16         `json:"boot_epoch"`
+	Members   []memberRecord `json:"members"`
+}
+
+type memberRecord struct {
+	Name string         `json:"name"`
+	ID   raftmsg.NodeID `json:"id"`
+	Peer string         `json:"peer"`
+}
+
+// Start opens the data dir, starts the member and listens on the peer and
+// client addresses. A new member of a cluster of several first learns the
+// other members' ids (discover.go), waiting for them until ctx ends. Every
+// failure is one error that names the problem; nothing is left running.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{log: log, serveErr: make(chan error, 1), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.shutdown()
+		}
+	}()
+	compression, err := storage.ParseCompression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	store, rec, err := storage.Open(cfg.DataDir, storage.Options{
+		Identity:     storage.Identity{ClusterID: cfg.ClusterID(), NodeName: cfg.Name},
+		Compression:  compression,
+		SnapshotKeep: cfg.SnapshotKeep,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	s.store = store
+	if rec.Snapshot != nil {
+		rec.Snapshot.Close()
+		return nil, fmt.Errorf("data dir %s holds a snapshot, which this version cannot restore yet", cfg.DataDir)
+	}
+	self := rec.Meta.MemberID
+	state, found, err := readState(cfg, self)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0) {
+		return nil, fmt.Errorf("data dir %s holds a log but no %s: refusing to guess the membership", cfg.DataDir, stateFileName)
+	}
+	// The transport listens first: peers discovering us need our answer.
+	handler := &wireHandler{log: log}
+	wireCompression, err := wire.ParseCompression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := wire.NewTransport(wire.Config{
+		LocalID: self, LocalName: cfg.Name, ClusterID: cfg.ClusterID(),
+		ListenAddr: cfg.ListenPeer, Compression: wireCompression,
+		Handler: handler, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--listen-peer %s: %w", cfg.ListenPeer, err)
+	}
+	s.transport = tr
+	s.PeerAddr = tr.Addr().String()
+	if !found {
+		if len(cfg.InitialCluster) == 1 {
+			state.Members = []memberRecord{{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}}
+		} else if state.Members, err = discoverMembers(ctx, cfg, self, log); err != nil {
+			return nil, err
+		}
+	}
+	state.BootEpoch++
+	if err := writeState(cfg.DataDir, state); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	members := make(map[raftmsg.NodeID]string, len(state.Members))
+	for _, m := range state.Members {
+		members[m.ID] = m.Name
+		if m.ID != self {
+			if err := tr.AddPeer(m.ID, m.Name, m.Peer); err != nil {
+				return nil, err
+			}
+		}
+	}
+	n, err := New(Config{
+		ID: rec.Meta.MemberID, Name: cfg.Name, Members: members,
+		TickInterval: cfg.HeartbeatInterval, ElectionTicks: int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		RequestTimeout: cfg.RequestTimeout, BootEpoch: state.BootEpoch,
+		RandSeed: uint64(rec.Meta.MemberID) ^ uint64(time.Now().UnixNano()),
+		KV: kv.Config{
+			QuotaBytes: uint64(cfg.QuotaBytes), IdempotencyTTL: cfg.IdempotencyTTL, IdempotencyMaxKeys: cfg.IdempotencyMaxKeys,
+			Limits: kv.Limits{MaxValueBytes: int(cfg.MaxValueBytes), MaxBatchOps: cfg.MaxTxnOps},
+		},
+		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.node = n
+	handler.n.Store(n)
+	api, err := httpapi.New(httpapi.Config{
+		MaxValueBytes: int(cfg.MaxValueBytes), MaxRequestBytes: int(cfg.MaxRequestBytes), MaxTxnOps: cfg.MaxTxnOps,
+	}, n.Backend(), log)
+	if err != nil {
+		return nil, err
+	}
+	s.api = api
+	ln, err := net.Listen("tcp", cfg.ListenClient)
+	if err != nil {
+		return nil, fmt.Errorf("--listen-client %s: %w", cfg.ListenClient, err)
+	}
+	s.clientLn = ln
+	s.ClientAddr = ln.Addr().String()
+	n.Start(tr)
+	go func() {
+		if err := api.Server().Serve(ln); err != nil {
+			s.serveErr <- err
+		}
+	}()
+	go s.watch()
+	return s, nil
+}
+
+// readState reads the runtime's state file and checks it against the
+// flags; found is false for a new data dir.
+func readState(cfg config.Config, self raftmsg.NodeID) (st stateFile, found bool, err error) {
+	path := filepath.Join(cfg.DataDir, stateFileName)
+	buf, err := vfs.ReadFile(vfs.Default(), path, maxStateFileBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return st, false, nil
+	case err != nil:
+		return st, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(buf, &st); err != nil {
+		return st, false, fmt.Errorf("%s is damaged: %w", path, err)
+	}
+	if err := st.check(cfg.Name, self); err != nil {
+		return st, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, true, nil
+}
+
+// writeState replaces the state file atomically and durably.
+func writeState(dir string, st stateFile) error {
+	path := filepath.Join(dir, stateFileName)
+	out, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := vfs.WriteFileAtomic(vfs.Default(), path, append(out, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func (st *stateFile) check(name string, self raftmsg.NodeID) error {
+	if len(st.Members) == 0 || len(st.Members) > 64 {
+		return fmt.Errorf("%d members recorded, want 1..64", len(st.Members))
+	}
+	seen := map[raftmsg.NodeID]bool{}
+	found := false
+	for _, m := range st.Members {
+		if m.ID == raftmsg.None || m.Name == "" || seen[m.ID] {
+			return fmt.Errorf("member record %+v is incomplete or repeated", m)
+		}
+		seen[m.ID] = true
+		if m.ID == self {
+			if m.Name != name {
+				return fmt.Errorf("records this member as %q, not %q", m.Name, name)
+			}
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("does not list this member (id %016x)", uint64(self))
+	}
+	return nil
+}
+
+// Done is closed when the server stops: Close, a fatal member error or
+// the HTTP server failing (then Err says why).
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// watch closes done when the member or the HTTP server stops.
+func (s *Server) watch() {
+	defer close(s.done)
+	select {
+	case <-s.node.Done():
+	case err := <-s.serveErr:
+		s.errMu.Lock()
+		s.serveFailure = err
+		s.errMu.Unlock()
+	}
+}
+
+// Err returns why the server stopped by itself, if it did.
+func (s *Server) Err() error {
+	if err := s.node.Err(); err != nil {
+		return err
+	}
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.serveFailure != nil {
+		return fmt.Errorf("http server: %w", s.serveFailure)
+	}
+	return nil
+}
+
+// Close stops serving clients, then the member, the transport and the
+// store, in that order, and waits for each.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.shutdown()
+		<-s.done
+	})
+	return s.closeErr
+}
+
+func (s *Server) shutdown() error {
+	var errs []error
+	if s.api != nil && s.clientLn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.api.Server().ShutdownWithContext(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+	} else if s.clientLn != nil {
+		s.clientLn.Close()
+	}
+	if s.node != nil {
+		if err := s.node.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.transport != nil {
+		s.transport.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close storage: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wireHandler connects the peer transport to the member; until the member
+// exists (during discovery), inbound batches are dropped.
+type wireHandler struct {
+	n   atomic.Pointer[Node]
+	log *slog.Logger
+}
+
+func (h *wireHandler) HandleBatch(b *wire.Batch) {
+	for _, f := range b.Forwards {
+		// Writes reach the leader as Raft proposals, not as forwards.
+		h.log.Debug("node: forwarded request refused (unsupported)", "from", uint64(b.From), "id", f.RequestID)
+	}
+	n := h.n.Load()
+	if n == nil || len(b.Messages) == 0 {
+		b.Release()
+		return
+	}
+	n.Receive(b.Messages, b.Release)
+}
+
+func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
+	return errors.New("node: snapshots are not supported by this build yet")
+}
+
+func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
+
+func (h *wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
