@@ -38,7 +38,8 @@
 //     Floor: linearizable reads never go back in time.
 //   - A change that writes nothing (a batch of deletes of absent keys, a
 //     prefix delete that deleted 0 keys) returns the current store
-//     revision, >= Floor, like a read.
+//     revision, >= Floor, like a read (0, the empty store's, is accepted
+//     and ignored).
 //
 // Revisions of other partitions' changes are not known here, so a change's
 // revision is only bounded below, never required to be Floor+1.
@@ -250,13 +251,7 @@ type write struct {
 // whether the step is legal. A change that changes nothing is a read of
 // the store revision.
 func applyWrites(s *State, ws []write, rev int64) bool {
-	changes := false
-	for _, w := range ws {
-		_, exists := s.lookup(w.key)
-		if !w.delete || exists {
-			changes = true
-		}
-	}
+	changes := changesAny(*s, ws)
 	var lo int64
 	switch {
 	case !changes && rev == 0:
@@ -284,6 +279,17 @@ func applyWrites(s *State, ws []write, rev int64) bool {
 	return true
 }
 
+// changesAny reports whether ws would change s: a put always does (values
+// are unique), a delete when its key exists.
+func changesAny(s State, ws []write) bool {
+	for _, w := range ws {
+		if _, exists := s.lookup(w.key); !w.delete || exists {
+			return true
+		}
+	}
+	return false
+}
+
 // conditional steps an Op made of writes under conditions (Put, Delete,
 // Batch). conds[i] guards ws[i].
 func conditional(s State, op *history.Op, ws []write, conds []history.Cond) []any {
@@ -308,8 +314,8 @@ func conditional(s State, op *history.Op, ws []write, conds []history.Cond) []an
 	}
 	switch op.Outcome {
 	case history.OK:
-		if op.Rev <= 0 {
-			return nil // an acknowledged write always returns its revision
+		if op.Rev <= 0 && changesAny(s, ws) {
+			return nil // an acknowledged change always returns its revision
 		}
 		return succeed()
 	case history.Unknown:
@@ -419,11 +425,11 @@ func stepDeletePrefix(s State, op *history.Op) []any {
 	n := s.clone()
 	switch op.Outcome {
 	case history.OK:
-		if op.Deleted != len(ws) || op.Rev <= 0 {
+		if op.Deleted != len(ws) || (op.Rev <= 0 && len(ws) > 0) {
 			return nil
 		}
 		if len(ws) == 0 {
-			if !n.observe(op.Rev) {
+			if op.Rev > 0 && !n.observe(op.Rev) {
 				return nil
 			}
 			return []any{n}
