@@ -21,7 +21,7 @@ type fault string
 
 const (
 	noFault       fault = ""
-	staleRead     fault = "stale read"             // a Get answers the key's state before its last change
+	staleRead     fault = "stale read"              // a Get answers the key's state before its last change
 	ghostRead     fault = "read of unwritten value" // a Get answers a value nobody wrote
 	wrongReadRev  fault = "read revision off by one"
 	casNotCurrent fault = "cas succeeded on a stale revision"
