@@ -53,7 +53,7 @@ func TestRandomHistoriesAreLinearizable(t *testing.T) {
 // measurement (see the log) shows such cases.
 var minDetection = map[fault]float64{
 	staleRead:     0.5,
-	ghostRead:     1.0,
+	ghostRead:     0.95,
 	wrongReadRev:  0.8,
 	casNotCurrent: 0.9,
 	revBackwards:  0.9,

@@ -533,11 +533,25 @@ func New() porcupine.Model {
 	return nm.ToModel()
 }
 
-// Operations turns a history into porcupine operations for New's model:
-// Unknown Ops get an infinite return time; Ops that carry no information
-// are dropped (stale reads, which SPEC does not promise linearizable; reads
-// that failed or timed out; failures other than 412 and a Delete's 404).
+// Operations turns a history into porcupine operations for New's model.
+//
+// Ops that carry no information are dropped (see Checked). An Unknown Op
+// gets an infinite return time, with two sound refinements that keep the
+// search from exploding (every pending Unknown write multiplies the states
+// porcupine must try):
+//
+//   - An Unknown write whose value some checked read returned took effect
+//     before that read returned: its return time becomes the earliest
+//     such read's (never before its own call).
+//   - An Unknown unconditional Put or Batch of unconditional puts whose
+//     values nobody read, and whose keys no later or concurrent Op depends
+//     on without reading them (a Delete, a condition, a prefix Op over
+//     them), is dropped: whether it took effect changes no checked Op's
+//     outcome (a read in its window would have returned its value; its
+//     revision only raises the floor), so the history is linearizable
+//     with it iff without it.
 func Operations(h history.History) []porcupine.Operation {
+	firstSeen := observedBy(h)
 	ops := make([]porcupine.Operation, 0, len(h))
 	for i := range h {
 		o := &h[i]
@@ -547,6 +561,14 @@ func Operations(h history.History) []porcupine.Operation {
 		ret := o.Return
 		if o.Outcome == history.Unknown {
 			ret = math.MaxInt64
+			for _, v := range writtenValues(o) {
+				if r, ok := firstSeen[v]; ok && r < ret {
+					ret = max(r, o.Call)
+				}
+			}
+			if ret == math.MaxInt64 && droppable(h, o) {
+				continue
+			}
 		}
 		ops = append(ops, porcupine.Operation{
 			ClientId: o.Client,
@@ -557,6 +579,106 @@ func Operations(h history.History) []porcupine.Operation {
 		})
 	}
 	return ops
+}
+
+// observedBy maps each value that a checked, successful read returned to
+// the earliest return time of such a read.
+func observedBy(h history.History) map[string]int64 {
+	seen := map[string]int64{}
+	note := func(v string, ret int64) {
+		if r, ok := seen[v]; !ok || ret < r {
+			seen[v] = ret
+		}
+	}
+	for i := range h {
+		o := &h[i]
+		if !Checked(o) || o.Outcome != history.OK {
+			continue
+		}
+		switch o.Kind {
+		case history.Get:
+			if o.Found {
+				note(o.ReadValue, o.Return)
+			}
+		case history.List:
+			for _, it := range o.Items {
+				note(it.Value, o.Return)
+			}
+		}
+	}
+	return seen
+}
+
+func writtenValues(o *history.Op) []string {
+	switch o.Kind {
+	case history.Put:
+		return []string{o.Value}
+	case history.Batch:
+		var vs []string
+		for _, b := range o.Ops {
+			if b.Op == history.Put {
+				vs = append(vs, b.Value)
+			}
+		}
+		return vs
+	}
+	return nil
+}
+
+// droppable reports whether Unknown write u may be left out (see
+// Operations); the caller has checked that nobody read its values.
+func droppable(h history.History, u *history.Op) bool {
+	keys := map[string]bool{}
+	switch u.Kind {
+	case history.Put:
+		if !u.Cond.IsZero() {
+			return false
+		}
+		keys[u.Key] = true
+	case history.Batch:
+		for _, b := range u.Ops {
+			if b.Op != history.Put || !b.Cond.IsZero() {
+				return false
+			}
+			keys[b.Key] = true
+		}
+	default:
+		return false
+	}
+	for i := range h {
+		d := &h[i]
+		if d == u || d.Return < u.Call || !Checked(d) {
+			continue
+		}
+		if dependsOn(d, keys) {
+			return false
+		}
+	}
+	return true
+}
+
+// dependsOn reports whether d's outcome may depend on the presence or
+// revision of one of keys without returning its value.
+func dependsOn(d *history.Op, keys map[string]bool) bool {
+	switch d.Kind {
+	case history.Delete:
+		return keys[d.Key]
+	case history.Put:
+		return keys[d.Key] && !d.Cond.IsZero()
+	case history.Batch:
+		for _, b := range d.Ops {
+			if keys[b.Key] && !b.Cond.IsZero() {
+				return true
+			}
+		}
+	case history.DeletePrefix, history.List:
+		for k := range keys {
+			if strings.HasPrefix(k, d.Prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Checked reports whether Operations keeps o.
