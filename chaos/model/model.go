@@ -581,6 +581,25 @@ func Operations(h history.History) []porcupine.Operation {
 	return ops
 }
 
+// RawOperations is Operations without the refinements of Unknown writes
+// (every one kept, returning at infinity): the plain translation, for
+// cross-checking the refinements on small histories.
+func RawOperations(h history.History) []porcupine.Operation {
+	ops := make([]porcupine.Operation, 0, len(h))
+	for i := range h {
+		o := &h[i]
+		if !Checked(o) {
+			continue
+		}
+		ret := o.Return
+		if o.Outcome == history.Unknown {
+			ret = math.MaxInt64
+		}
+		ops = append(ops, porcupine.Operation{ClientId: o.Client, Input: o, Call: o.Call, Output: o, Return: ret})
+	}
+	return ops
+}
+
 // observedBy maps each value that a checked, successful read returned to
 // the earliest return time of such a read.
 func observedBy(h history.History) map[string]int64 {
@@ -647,7 +666,9 @@ func droppable(h history.History, u *history.Op) bool {
 	}
 	for i := range h {
 		d := &h[i]
-		if d == u || d.Return < u.Call || !Checked(d) {
+		// An Unknown d may take effect after u however early it gave up.
+		before := d.Outcome != history.Unknown && d.Return < u.Call
+		if d == u || before || !Checked(d) {
 			continue
 		}
 		if dependsOn(d, keys) {

@@ -134,3 +134,38 @@ func TestHashAgreesWithEqual(t *testing.T) {
 		t.Fatal("different bounds compare equal")
 	}
 }
+
+func TestOperationsRefinesUnknownWrites(t *testing.T) {
+	h := history.History{
+		// Read by #3: returns no later than #3 did.
+		{ID: 0, Kind: history.Put, Key: "a", Value: "seen", Outcome: history.Unknown, Call: 1, Return: 2},
+		// Nobody read it, nobody depends on b: dropped.
+		{ID: 1, Kind: history.Put, Key: "b", Value: "unseen", Outcome: history.Unknown, Call: 1, Return: 2},
+		// Nobody read it, but a later delete depends on c: kept.
+		{ID: 2, Kind: history.Put, Key: "c", Value: "unseen-c", Outcome: history.Unknown, Call: 1, Return: 2},
+		{ID: 3, Kind: history.Get, Key: "a", Outcome: history.OK, Found: true, ReadValue: "seen", Call: 5, Return: 9},
+		{ID: 4, Kind: history.Get, Key: "a", Outcome: history.OK, Found: true, ReadValue: "seen", Call: 10, Return: 12},
+		{ID: 5, Kind: history.Delete, Key: "c", Outcome: history.Fail, Code: 404, Call: 10, Return: 12},
+		// Conditional: never dropped.
+		{ID: 6, Kind: history.Put, Key: "d", Value: "cas", Cond: history.Cond{IfAbsent: true}, Outcome: history.Unknown, Call: 1, Return: 2},
+	}
+	got := map[int]int64{}
+	for _, o := range Operations(h) {
+		got[o.Input.(*history.Op).ID] = o.Return
+	}
+	want := map[int]int64{0: 9, 2: math.MaxInt64, 3: 9, 4: 12, 5: 12, 6: math.MaxInt64}
+	if len(got) != len(want) {
+		t.Fatalf("kept %v, want %v", got, want)
+	}
+	for id, ret := range want {
+		if got[id] != ret {
+			t.Fatalf("op %d returns at %d, want %d (kept %v)", id, got[id], ret, got)
+		}
+	}
+	// The dropped op cannot change the verdict: with or without it, a read
+	// of b's old state is fine.
+	m := New()
+	if !porcupine.CheckOperations(m, Operations(h)) {
+		t.Fatal("refined history rejected")
+	}
+}
