@@ -81,6 +81,7 @@ func fakeNodeMain(args []string) int {
 		return 1
 	}
 	go fakeEcho(peerLn)
+	go exitWithParent(os.Getppid())
 	for pn, addr := range n.peers {
 		go n.ping(pn, addr)
 	}
@@ -97,6 +98,15 @@ func fakeNodeMain(args []string) int {
 	<-sig
 	srv.Close()
 	return 0
+}
+
+// exitWithParent ends the fake when the test binary that started it is
+// gone (killed by a timeout, say), so that no fake outlives its test.
+func exitWithParent(parent int) {
+	for os.Getppid() == parent {
+		time.Sleep(200 * time.Millisecond) // polling the parent: there is no event for it
+	}
+	os.Exit(3)
 }
 
 // fakeEcho answers every byte a peer sends with the same byte.
