@@ -18,32 +18,32 @@ const (
 
 // options are the command line.
 type options struct {
-	Mode        string
-	Systems     []string // which of etcd, edgekv run (compare mode)
-	EdgekvBin   string
-	EdgekvArgs  []string
-	EtcdBin     string
-	InstallEtcd bool
-	EtcdConns   int // 0: one connection per client, as loadgen
+	Mode        string   `json:"mode"`
+	Systems     []string `json:"systems"` // which of etcd, edgekv run (compare mode)
+	EdgekvBin   string   `json:"edgekv_bin"`
+	EdgekvArgs  []string `json:"edgekv_args"`
+	EtcdBin     string   `json:"etcd_bin"`
+	InstallEtcd bool     `json:"install_etcd"`
+	EtcdConns   int      `json:"etcd_conns"` // 0: one connection per client, as loadgen
 
-	Repeat     int
-	Duration   time.Duration
-	Warmup     time.Duration
-	ValueBytes int
-	KeySpace   uint64
-	Seed       uint64
-	Timeout    time.Duration
+	Repeat     int           `json:"repeat"`
+	Duration   time.Duration `json:"duration_ns"`
+	Warmup     time.Duration `json:"warmup_ns"`
+	ValueBytes int           `json:"value_bytes"`
+	KeySpace   uint64        `json:"key_space"`
+	Seed       uint64        `json:"seed"`
+	Timeout    time.Duration `json:"timeout_ns"`
 
-	OpenFraction float64
-	OpenRate     float64 // > 0: overrides the rate derived from etcd
-	OpenClients  int
+	OpenFraction float64 `json:"open_fraction"`
+	OpenRate     float64 `json:"open_rate"` // > 0: overrides the rate derived from etcd
+	OpenClients  int     `json:"open_clients"`
 
-	RTT        time.Duration
-	RTTClients []int
+	RTT        time.Duration `json:"rtt_ns"`
+	RTTClients []int         `json:"rtt_clients"`
 
-	JSONPath string
-	WorkDir  string
-	Keep     bool
+	JSONPath string `json:"json_path"`
+	WorkDir  string `json:"work_dir"`
+	Keep     bool   `json:"keep"`
 }
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
