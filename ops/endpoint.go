@@ -128,9 +128,10 @@ type statusIndex uint8
 
 var statusCodes = [...]int{200, 201, 204, 304, 400, 404, 405, 409, 412, 413, 429, 500, 503, 504, 507}
 
+const numExactStatuses = len(statusCodes)
+
 const (
-	numExactStatuses = len(statusCodes)
-	statusOther1xx   = statusIndex(numExactStatuses + iota)
+	statusOther1xx = statusIndex(numExactStatuses + iota)
 	statusOther2xx
 	statusOther3xx
 	statusOther4xx
