@@ -1,9 +1,11 @@
 package ops
 
 import (
+	"net/http/pprof"
 	"runtime"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
 )
 
@@ -13,8 +15,23 @@ import (
 // for every path starting with /debug/pprof/. Block and mutex profiles
 // are empty until SetProfilingRates turns them on.
 func PprofHandler(ctx *fasthttp.RequestCtx) {
-	pprofhandler.PprofHandler(ctx)
+	// fasthttp v1.74.0's pprofhandler answers 404 to every path ending in
+	// a slash, the index /debug/pprof/ included, so the index is served
+	// here and everything else is delegated.
+	switch string(ctx.Path()) {
+	case "/debug/pprof/":
+		ctx.Response.Header.Set("Content-Type", "text/html; charset=utf-8")
+		pprofIndex(ctx)
+	case "/debug/pprof":
+		ctx.Redirect("/debug/pprof/", fasthttp.StatusMovedPermanently)
+	default:
+		pprofhandler.PprofHandler(ctx)
+	}
 }
+
+// pprofIndex is net/http/pprof's index page behind fasthttp's adaptor. It
+// is set once at init and never changed.
+var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 
 // ProfilingRates configures the runtime's contention profiles.
 type ProfilingRates struct {
