@@ -1,9 +1,10 @@
 package ops
 
 import (
+	"bytes"
 	"fmt"
-	"io"
 	"math"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -25,6 +26,9 @@ type Histogram struct {
 	sumUnits    atomic.Uint64
 	// scale converts base units into the exposed unit (1e-9 for seconds).
 	scale float64
+	// Line prefixes, set once by bindSeries.
+	bucketPrefixes         []string
+	sumPrefix, countPrefix string
 }
 
 // newHistogram returns a histogram over boundsUnits (copied), which must be
@@ -77,26 +81,45 @@ func (h *Histogram) Count() uint64 {
 	return n
 }
 
-// writeSeries writes the _bucket, _sum and _count lines of one series.
+// bindSeries fixes the family and labels the histogram is written under
+// and formats every line prefix once, so a scrape formats only numbers.
 // labels is either empty or `k="v",...` without braces.
-func (h *Histogram) writeSeries(w io.Writer, family, labels string) {
-	sep := ""
+func (h *Histogram) bindSeries(family, labels string) {
+	sep, braced := "", ""
 	if labels != "" {
-		sep = ","
+		sep, braced = ",", "{"+labels+"}"
+	}
+	h.bucketPrefixes = make([]string, len(h.boundsUnits)+1)
+	for i, b := range h.boundsUnits {
+		h.bucketPrefixes[i] = family + "_bucket{" + labels + sep + `le="` + formatFloat(float64(b)*h.scale) + `"} `
+	}
+	h.bucketPrefixes[len(h.boundsUnits)] = family + "_bucket{" + labels + sep + `le="+Inf"} `
+	h.sumPrefix = family + "_sum" + braced + " "
+	h.countPrefix = family + "_count" + braced + " "
+}
+
+// writeSeries appends the _bucket, _sum and _count lines of the series
+// bindSeries named.
+func (h *Histogram) writeSeries(b *bytes.Buffer) {
+	if h.bucketPrefixes == nil {
+		panic("ops: histogram written before bindSeries")
 	}
 	var cumulative uint64
-	for i, b := range h.boundsUnits {
+	for i := range h.counts {
 		cumulative += h.counts[i].Load()
-		fmt.Fprintf(w, "%s_bucket{%s%sle=\"%s\"} %d\n", family, labels, sep, formatFloat(float64(b)*h.scale), cumulative)
+		writeUintLine(b, h.bucketPrefixes[i], cumulative)
 	}
-	cumulative += h.counts[len(h.boundsUnits)].Load()
-	fmt.Fprintf(w, "%s_bucket{%s%sle=\"+Inf\"} %d\n", family, labels, sep, cumulative)
-	sum := float64(h.sumUnits.Load()) * h.scale
-	if labels == "" {
-		fmt.Fprintf(w, "%s_sum %s\n%s_count %d\n", family, formatFloat(sum), family, cumulative)
-		return
-	}
-	fmt.Fprintf(w, "%s_sum{%s} %s\n%s_count{%s} %d\n", family, labels, formatFloat(sum), family, labels, cumulative)
+	b.WriteString(h.sumPrefix)
+	b.Write(strconv.AppendFloat(b.AvailableBuffer(), float64(h.sumUnits.Load())*h.scale, 'g', -1, 64))
+	b.WriteByte('\n')
+	writeUintLine(b, h.countPrefix, cumulative)
+}
+
+// writeUintLine appends prefix, v and a newline without allocating.
+func writeUintLine(b *bytes.Buffer, prefix string, v uint64) {
+	b.WriteString(prefix)
+	b.Write(strconv.AppendUint(b.AvailableBuffer(), v, 10))
+	b.WriteByte('\n')
 }
 
 // formatFloat writes v the shortest way that parses back to v ("0.0005",
@@ -110,7 +133,7 @@ func formatFloat(v float64) string {
 	case math.IsNaN(v):
 		return "NaN"
 	}
-	return fmt.Sprintf("%g", v)
+	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 // Bucket layouts. Durations are in nanoseconds, sizes in bytes.

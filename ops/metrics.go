@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"sort"
@@ -26,7 +27,10 @@ type Metrics struct {
 	// latency histograms, all created up front.
 	requests       [numEndpoints][numStatuses]atomic.Uint64
 	requestSeconds [numEndpoints][numClasses]*Histogram
-	inflight       atomic.Int64
+	// requestPrefixes[e][s] is the formatted series name and labels of
+	// requests[e][s], built once.
+	requestPrefixes [numEndpoints][numStatuses]string
+	inflight        atomic.Int64
 
 	proposals       atomic.Uint64
 	proposalsFailed atomic.Uint64
@@ -43,8 +47,9 @@ type Metrics struct {
 	elections     atomic.Uint64
 	preVotes      atomic.Uint64
 
-	snapshots     [numSnapshotOps]atomic.Uint64
-	snapshotBytes [numSnapshotOps]*Histogram
+	snapshots        [numSnapshotOps]atomic.Uint64
+	snapshotBytes    [numSnapshotOps]*Histogram
+	snapshotPrefixes [numSnapshotOps]string
 
 	storeBytes atomic.Uint64
 	quotaBytes atomic.Uint64
@@ -112,13 +117,24 @@ func NewMetrics() *Metrics {
 		peers:         make(map[string]*PeerMetrics),
 		described:     make(map[string]familyDesc),
 	}
-	for e := range m.requestSeconds {
-		for c := range m.requestSeconds[e] {
-			m.requestSeconds[e][c] = newHistogram(requestBoundsNanos, 1e-9)
+	m.commitSeconds.bindSeries(famCommitSeconds, "")
+	m.fsyncSeconds.bindSeries(famFsyncSeconds, "")
+	m.applySeconds.bindSeries(famApplySeconds, "")
+	for e := range numEndpoints {
+		for s := range numStatuses {
+			m.requestPrefixes[e][s] = famRequests + `{endpoint="` + e.String() + `",code="` + statusLabel(statusIndex(s)) + `"} `
+		}
+		for c := range numClasses {
+			h := newHistogram(requestBoundsNanos, 1e-9)
+			h.bindSeries(famRequestSeconds, `endpoint="`+e.String()+`",class="`+classNames[c]+`"`)
+			m.requestSeconds[e][c] = h
 		}
 	}
-	for op := range m.snapshotBytes {
-		m.snapshotBytes[op] = newHistogram(snapshotBoundsBytes, 1)
+	for op := range numSnapshotOps {
+		m.snapshotPrefixes[op] = famSnapshots + `{op="` + snapshotOpNames[op] + `"} `
+		h := newHistogram(snapshotBoundsBytes, 1)
+		h.bindSeries(famSnapshotBytes, `op="`+snapshotOpNames[op]+`"`)
+		m.snapshotBytes[op] = h
 	}
 	for name, d := range foreignFamilies {
 		m.described[name] = d
@@ -319,78 +335,86 @@ var ownFamilies = map[string]familyDesc{
 	famStoreKeys:       {"gauge", "Keys in the store."},
 }
 
-func writeMeta(w io.Writer, family string, d familyDesc) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", family, escapeHelp(d.help), family, d.typ)
+func writeMeta(b *bytes.Buffer, family string, d familyDesc) {
+	b.WriteString("# HELP " + family + " " + escapeHelp(d.help) + "\n# TYPE " + family + " " + d.typ + "\n")
 }
 
-func (m *Metrics) meta(w io.Writer, family string) {
+func meta(b *bytes.Buffer, family string) {
 	d, ok := ownFamilies[family]
 	if !ok {
 		panic("ops: family " + family + " missing from ownFamilies")
 	}
-	writeMeta(w, family, d)
+	writeMeta(b, family, d)
 }
 
-func (m *Metrics) writeScalar(w io.Writer, family string, v uint64) {
-	m.meta(w, family)
-	fmt.Fprintf(w, "%s %d\n", family, v)
+func writeScalar(b *bytes.Buffer, family string, v uint64) {
+	meta(b, family)
+	writeUintLine(b, family+" ", v)
 }
+
+// ownExpositionBytes is the initial buffer of writeOwn, about the size of
+// a scrape with a handful of peers, so it rarely grows.
+const ownExpositionBytes = 128 << 10
 
 // writeOwn writes every family of ops.Metrics with its metadata. It is
-// the Set's metrics writer, so it runs inside Set.WritePrometheus.
+// the Set's metrics writer, so it runs inside Set.WritePrometheus, maybe
+// concurrently with another scrape: it builds its text in a buffer of its
+// own and writes it once.
 func (m *Metrics) writeOwn(w io.Writer) {
-	m.meta(w, famRequests)
+	b := bytes.NewBuffer(make([]byte, 0, ownExpositionBytes))
+	meta(b, famRequests)
 	for e := range numEndpoints {
 		for s := range numStatuses {
-			fmt.Fprintf(w, "%s{endpoint=%q,code=%q} %d\n", famRequests, e.String(), statusLabel(statusIndex(s)), m.requests[e][s].Load())
+			writeUintLine(b, m.requestPrefixes[e][s], m.requests[e][s].Load())
 		}
 	}
-	m.meta(w, famRequestSeconds)
+	meta(b, famRequestSeconds)
 	for e := range numEndpoints {
 		for c := range numClasses {
-			m.requestSeconds[e][c].writeSeries(w, famRequestSeconds, fmt.Sprintf("endpoint=%q,class=%q", e.String(), classNames[c]))
+			m.requestSeconds[e][c].writeSeries(b)
 		}
 	}
-	m.writeScalar(w, famInflight, uint64(max(m.inflight.Load(), 0)))
+	writeScalar(b, famInflight, uint64(max(m.inflight.Load(), 0)))
 
-	m.writeScalar(w, famProposals, m.proposals.Load())
-	m.writeScalar(w, famProposalsFailed, m.proposalsFailed.Load())
-	m.meta(w, famCommitSeconds)
-	m.commitSeconds.writeSeries(w, famCommitSeconds, "")
-	m.meta(w, famFsyncSeconds)
-	m.fsyncSeconds.writeSeries(w, famFsyncSeconds, "")
-	m.meta(w, famApplySeconds)
-	m.applySeconds.writeSeries(w, famApplySeconds, "")
+	writeScalar(b, famProposals, m.proposals.Load())
+	writeScalar(b, famProposalsFailed, m.proposalsFailed.Load())
+	meta(b, famCommitSeconds)
+	m.commitSeconds.writeSeries(b)
+	meta(b, famFsyncSeconds)
+	m.fsyncSeconds.writeSeries(b)
+	meta(b, famApplySeconds)
+	m.applySeconds.writeSeries(b)
 
-	m.writeScalar(w, famTerm, m.term.Load())
-	m.writeScalar(w, famCommitIndex, m.commitIndex.Load())
-	m.writeScalar(w, famAppliedIndex, m.appliedIndex.Load())
-	m.writeScalar(w, famHasLeader, m.hasLeader.Load())
-	m.writeScalar(w, famIsLeader, m.isLeader.Load())
-	m.writeScalar(w, famLeaderChanges, m.leaderChanges.Load())
-	m.writeScalar(w, famElections, m.elections.Load())
-	m.writeScalar(w, famPreVotes, m.preVotes.Load())
+	writeScalar(b, famTerm, m.term.Load())
+	writeScalar(b, famCommitIndex, m.commitIndex.Load())
+	writeScalar(b, famAppliedIndex, m.appliedIndex.Load())
+	writeScalar(b, famHasLeader, m.hasLeader.Load())
+	writeScalar(b, famIsLeader, m.isLeader.Load())
+	writeScalar(b, famLeaderChanges, m.leaderChanges.Load())
+	writeScalar(b, famElections, m.elections.Load())
+	writeScalar(b, famPreVotes, m.preVotes.Load())
 
-	m.writePeers(w)
+	m.writePeers(b)
 
-	m.meta(w, famSnapshots)
+	meta(b, famSnapshots)
 	for op := range numSnapshotOps {
-		fmt.Fprintf(w, "%s{op=%q} %d\n", famSnapshots, snapshotOpNames[op], m.snapshots[op].Load())
+		writeUintLine(b, m.snapshotPrefixes[op], m.snapshots[op].Load())
 	}
-	m.meta(w, famSnapshotBytes)
+	meta(b, famSnapshotBytes)
 	for op := range numSnapshotOps {
-		m.snapshotBytes[op].writeSeries(w, famSnapshotBytes, fmt.Sprintf("op=%q", snapshotOpNames[op]))
+		m.snapshotBytes[op].writeSeries(b)
 	}
 
-	m.writeScalar(w, famStoreBytes, m.storeBytes.Load())
-	m.writeScalar(w, famQuotaBytes, m.quotaBytes.Load())
-	m.writeScalar(w, famStoreKeys, m.storeKeys.Load())
+	writeScalar(b, famStoreBytes, m.storeBytes.Load())
+	writeScalar(b, famQuotaBytes, m.quotaBytes.Load())
+	writeScalar(b, famStoreKeys, m.storeKeys.Load())
+	_, _ = w.Write(b.Bytes()) // a failed write is the scraper's problem
 }
 
 // writePeers writes the per-peer families, peers sorted by name. The
 // families' metadata is written even with no peers, so dashboards and
 // the checks below see them on a single node too.
-func (m *Metrics) writePeers(w io.Writer) {
+func (m *Metrics) writePeers(b *bytes.Buffer) {
 	m.peersMu.Lock()
 	peers := make([]*PeerMetrics, 0, len(m.peers))
 	for _, p := range m.peers {
@@ -398,7 +422,7 @@ func (m *Metrics) writePeers(w io.Writer) {
 	}
 	m.peersMu.Unlock()
 	sort.Slice(peers, func(i, j int) bool { return peers[i].name < peers[j].name })
-	for _, f := range []struct {
+	for _, f := range [...]struct {
 		family string
 		value  func(*PeerMetrics) uint64
 	}{
@@ -407,9 +431,9 @@ func (m *Metrics) writePeers(w io.Writer) {
 		{famPeerSent, func(p *PeerMetrics) uint64 { return p.sentBytes.Load() }},
 		{famPeerReachable, func(p *PeerMetrics) uint64 { return p.reachable.Load() }},
 	} {
-		m.meta(w, f.family)
+		meta(b, f.family)
 		for _, p := range peers {
-			fmt.Fprintf(w, "%s{peer=\"%s\"} %d\n", f.family, escapeLabelValue(p.name), f.value(p))
+			writeUintLine(b, f.family+`{peer="`+escapeLabelValue(p.name)+`"} `, f.value(p))
 		}
 	}
 }
