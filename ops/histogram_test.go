@@ -2,6 +2,9 @@ package ops
 
 import (
 	"bytes"
+	"math"
+	rtmetrics "runtime/metrics"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -62,5 +65,44 @@ func BenchmarkHistogramObserve(b *testing.B) {
 	for b.Loop() {
 		v += 7919
 		h.Observe(v % 20_000_000)
+	}
+}
+
+func TestRuntimeHistogramConversion(t *testing.T) {
+	inf := math.Inf(1)
+	h := &rtmetrics.Float64Histogram{
+		Buckets: []float64{math.Inf(-1), 0, 1e-3, 1e-2, 0.1, 1, 10, inf},
+		Counts:  []uint64{0, 1, 2, 3, 4, 5, 6},
+	}
+	var b bytes.Buffer
+	writeRuntimeHistogram(&b, "z_seconds", h)
+	want := "z_seconds_bucket{le=\"0.001\"} 1\nz_seconds_bucket{le=\"0.01\"} 3\nz_seconds_bucket{le=\"0.1\"} 6\nz_seconds_bucket{le=\"1\"} 10\nz_seconds_bucket{le=\"+Inf\"} 21\nz_seconds_count 21\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+
+	// A runtime-sized histogram is thinned to at most maxRuntimeBuckets
+	// finite bounds, still cumulative and ending at 1s.
+	m := NewMetrics()
+	b.Reset()
+	m.WritePrometheus(&b)
+	fams, err := parseExposition(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fams["go_sched_latencies_seconds"]
+	finite, top := 0, 0.0
+	for _, s := range f.samples {
+		if s.name == "go_sched_latencies_seconds_bucket" && s.labels["le"] != "+Inf" {
+			finite++
+			le, _ := strconv.ParseFloat(s.labels["le"], 64)
+			top = max(top, le)
+		}
+	}
+	if finite == 0 || finite > maxRuntimeBuckets {
+		t.Fatalf("%d finite buckets, want 1..%d", finite, maxRuntimeBuckets)
+	}
+	if top < 0.1 || top > 1 {
+		t.Fatalf("largest finite bound %v, want in [0.1, 1]", top)
 	}
 }
