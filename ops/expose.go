@@ -53,6 +53,9 @@ var foreignFamilies = func() map[string]familyDesc {
 		"edgekv_batch_oldest_wait_seconds": "Longest wait of a proposal in each batch",
 		"edgekv_batch_commit_seconds":      "Commit latency samples of batches",
 	} {
+		// The base name only ever appears in metadata (with
+		// metrics.ExposeMetadata on): described, so that line is dropped.
+		d[base] = familyDesc{"untyped", what + "."}
 		d[base+"_bucket"] = familyDesc{"untyped", what + ": VictoriaMetrics vmrange buckets."}
 		d[base+"_sum"] = familyDesc{"untyped", what + ": sum of observations."}
 		d[base+"_count"] = familyDesc{"untyped", what + ": number of observations."}
@@ -133,8 +136,11 @@ func (m *Metrics) MetricsHandler(ctx *fasthttp.RequestCtx) {
 
 // normalize copies the exposition in raw to out so that every family
 // has exactly one HELP (non-empty) and one TYPE line before its first
-// sample: missing lines are added from describe, repeated ones dropped,
-// empty HELP filled in. Other comments and blank lines are dropped.
+// sample. For a family describe knows, the description replaces its
+// first metadata line (or is written before its first sample). For others, the first
+// non-empty HELP and first TYPE are kept, repeats dropped, and a missing
+// HELP or TYPE is filled with a fallback (reported as undescribed). Other
+// comments and blank lines are dropped.
 func normalize(out *bytes.Buffer, raw []byte, describe func(string) (familyDesc, bool)) expositionReport {
 	var rep expositionReport
 	type state struct{ help, typ, samples bool }
@@ -196,6 +202,21 @@ func normalize(out *bytes.Buffer, raw []byte, describe func(string) (familyDesc,
 			}
 			fam := fields[2]
 			s := get(fam)
+			if d, ok := describe(fam); ok {
+				// Our description is authoritative: it replaces the
+				// first metadata line and the rest are dropped. Writing
+				// it here (not only at the first sample) keeps families
+				// that have no series yet, like the per-peer ones.
+				if !s.help {
+					s.help = true
+					out.WriteString("# HELP " + fam + " " + escapeHelp(d.help) + "\n")
+				}
+				if !s.typ {
+					s.typ = true
+					out.WriteString("# TYPE " + fam + " " + d.typ + "\n")
+				}
+				continue
+			}
 			text := ""
 			if len(fields) == 4 {
 				text = strings.TrimSpace(fields[3])
@@ -207,8 +228,7 @@ func normalize(out *bytes.Buffer, raw []byte, describe func(string) (familyDesc,
 					continue
 				}
 				if text == "" {
-					ensureHelp(fam, s)
-					continue
+					continue // the fallback is written with the TYPE or the first sample
 				}
 				s.help = true
 				out.Write(line)
@@ -220,10 +240,6 @@ func normalize(out *bytes.Buffer, raw []byte, describe func(string) (familyDesc,
 				}
 				ensureHelp(fam, s)
 				s.typ = true
-				if d, ok := describe(fam); ok && d.typ != text {
-					// Our description wins: it is the one the tests check.
-					text = d.typ
-				}
 				out.WriteString("# TYPE " + fam + " " + text + "\n")
 			}
 			continue

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgekv/edgekv/batch"
@@ -232,6 +233,17 @@ func TestPeersComeAndGo(t *testing.T) {
 // same Set: every family must come out described, once, in one group,
 // and no name may collide with ours.
 func TestExpositionWithBatcher(t *testing.T) {
+	t.Run("metadata off", func(t *testing.T) { testExpositionWithBatcher(t) })
+	// VictoriaMetrics' global switch makes its writers emit empty HELP and
+	// one HELP/TYPE pair per series: the exposition must stay valid.
+	t.Run("metadata on", func(t *testing.T) {
+		metrics.ExposeMetadata(true)
+		defer metrics.ExposeMetadata(false)
+		testExpositionWithBatcher(t)
+	})
+}
+
+func testExpositionWithBatcher(t *testing.T) {
 	m := NewMetrics()
 	b, err := batch.New(batch.Config{Metrics: m.Set()})
 	if err != nil {
@@ -254,7 +266,7 @@ func TestExpositionWithBatcher(t *testing.T) {
 
 	e := new(exposition)
 	m.writeExposition(e)
-	if len(e.report.undescribed) > 0 || len(e.report.duplicated) > 0 || len(e.report.split) > 0 {
+	if len(e.report.undescribed) > 0 || len(e.report.split) > 0 {
 		t.Fatalf("exposition repairs: undescribed %v, duplicated %v, split %v", e.report.undescribed, e.report.duplicated, e.report.split)
 	}
 	fams, err := parseExposition(e.out.String())
@@ -283,12 +295,19 @@ func TestExpositionWithBatcher(t *testing.T) {
 // with and without its global ExposeMetadata switch.
 func TestNormalizeRepairs(t *testing.T) {
 	raw := strings.Join([]string{
-		"# HELP foo_total", // empty HELP, as VictoriaMetrics writes it
-		"# TYPE foo_total counter",
+		"# HELP foo_total",       // empty HELP, as VictoriaMetrics writes it
+		"# TYPE foo_total gauge", // described otherwise: the description wins
 		`foo_total{a="1"} 1`,
 		"# HELP foo_total", // repeated per series by WriteCounterUint64
 		"# TYPE foo_total counter",
 		`foo_total{a="2"} 2`,
+		"# HELP qux", // undescribed, empty HELP, repeated TYPE
+		"# TYPE qux gauge",
+		"# TYPE qux gauge",
+		"qux 5",
+		"# HELP quux Kept as given.",
+		"# TYPE quux gauge",
+		"quux 6",
 		"bar 3",                // no metadata at all, described
 		"baz_total 4",          // no metadata, undescribed
 		"h_bucket{le=\"1\"} 1", // histogram without metadata, described
@@ -309,6 +328,12 @@ func TestNormalizeRepairs(t *testing.T) {
 		"# TYPE foo_total counter",
 		`foo_total{a="1"} 1`,
 		`foo_total{a="2"} 2`,
+		"# HELP qux " + undescribedHelp,
+		"# TYPE qux gauge",
+		"qux 5",
+		"# HELP quux Kept as given.",
+		"# TYPE quux gauge",
+		"quux 6",
 		"# HELP bar Bar level.",
 		"# TYPE bar gauge",
 		"bar 3",
@@ -326,7 +351,7 @@ func TestNormalizeRepairs(t *testing.T) {
 	if out.String() != want {
 		t.Fatalf("normalize output:\n%s\nwant:\n%s", out.String(), want)
 	}
-	if !slices.Equal(rep.undescribed, []string{"baz_total"}) || !slices.Equal(rep.duplicated, []string{"foo_total", "foo_total"}) || !slices.Equal(rep.split, []string{"foo_total"}) {
+	if !slices.Equal(rep.undescribed, []string{"qux", "baz_total"}) || !slices.Equal(rep.duplicated, []string{"qux"}) || !slices.Equal(rep.split, []string{"foo_total"}) {
 		t.Fatalf("report %+v", rep)
 	}
 }
