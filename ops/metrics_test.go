@@ -3,6 +3,8 @@ package ops
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgekv/edgekv/batch"
+	"github.com/edgekv/edgekv/ebpf"
 )
 
 // scrape serves GET /metrics through MetricsHandler and parses the body
@@ -260,6 +263,18 @@ func testExpositionWithBatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	reads.RegisterMetrics(m.Set(), "edgekv_batch_reads")
+	// The eBPF tracer needs root to attach; its scrape writer is the
+	// Snapshot's exposition plus one counter, reproduced here with a
+	// snapshot that saw one stage hit.
+	m.Set().RegisterMetricsWriter(func(w io.Writer) {
+		var s ebpf.Snapshot
+		s.StageHits[0] = 1
+		if err := s.WritePrometheus(w); err != nil {
+			t.Error(err)
+		}
+		metrics.WriteMetadataIfNeeded(w, "edgekv_trace_read_errors_total", "counter")
+		fmt.Fprintf(w, "edgekv_trace_read_errors_total %d\n", 0)
+	})
 	if r := b.Submit(batch.Proposal{Data: []byte("x")}); r != batch.ReasonNone {
 		t.Fatalf("submit: %v", r)
 	}
@@ -275,6 +290,14 @@ func testExpositionWithBatcher(t *testing.T) {
 	}
 	if v, ok := fams["edgekv_batch_accepted_total"].value("edgekv_batch_accepted_total"); !ok || v != 1 {
 		t.Fatalf("edgekv_batch_accepted_total = %v, %v; want 1", v, ok)
+	}
+	for _, name := range []string{"edgekv_trace_stage_hits_total", "edgekv_trace_syscall_seconds", "edgekv_trace_runqueue_seconds", "edgekv_trace_read_errors_total"} {
+		if fams[name] == nil {
+			t.Errorf("eBPF family %s missing", name)
+		}
+	}
+	if f := fams["edgekv_trace_syscall_seconds"]; f != nil && f.typ != "histogram" {
+		t.Errorf("edgekv_trace_syscall_seconds has TYPE %s", f.typ)
 	}
 	for name := range fams {
 		if strings.HasPrefix(name, "edgekv_batch_") || strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {

@@ -305,9 +305,6 @@ func checkHistogram(f *family) error {
 			return fmt.Errorf("%s: unexpected sample %s", f.name, s.name)
 		}
 	}
-	if len(all) == 0 {
-		return fmt.Errorf("%s: histogram without series", f.name)
-	}
 	for k, sr := range all {
 		n := len(sr.les)
 		if n == 0 || !math.IsInf(sr.les[n-1], 1) {
