@@ -87,6 +87,13 @@ func TestExpositionHasEveryFamily(t *testing.T) {
 	if v, ok := f.value(famRequests, "endpoint", "kv_put", "code", "507"); !ok || v != 0 {
 		t.Fatalf("kv_put/507 = %v, %v; want a zero series", v, ok)
 	}
+
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod(fasthttp.MethodPost)
+	m.MetricsHandler(&ctx)
+	if ctx.Response.StatusCode() != fasthttp.StatusMethodNotAllowed {
+		t.Fatalf("POST /metrics: status %d, want 405", ctx.Response.StatusCode())
+	}
 }
 
 // TestFamiliesMove records known amounts and checks each family moved by
