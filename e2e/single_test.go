@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func revisionOf(t *testing.T, body string) uint64 {
@@ -206,5 +207,26 @@ func TestCommandLine(t *testing.T) {
 	code, _, stderr := runOnce(t, args...)
 	if code != 1 || !strings.Contains(stderr, "listen-client") {
 		t.Errorf("client port in use: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestSignalDuringBootstrapDiscovery: a member waiting for the others of a
+// new cluster stops cleanly (exit 0) on SIGTERM.
+func TestSignalDuringBootstrapDiscovery(t *testing.T) {
+	self, other := freeAddr(t), freeAddr(t)
+	p := startAsync(t, "--name", "a", "--data-dir", t.TempDir(), "--listen-client", freeAddr(t), "--listen-peer", self,
+		"--initial-cluster", "a="+self+",b="+other)
+	// It prints nothing until the others answer; wait for its log line.
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(p.stderr.String(), "waiting for member") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no discovery log line: %s", p.stderr.String())
+		}
+		<-tick.C
+	}
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d: %s", code, p.stderr.String())
 	}
 }
