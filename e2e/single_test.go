@@ -230,3 +230,25 @@ func TestSignalDuringBootstrapDiscovery(t *testing.T) {
 		t.Fatalf("exit code %d: %s", code, p.stderr.String())
 	}
 }
+
+// TestEnvironmentVariables: every flag can come from EDGEKV_<FLAG>; the
+// command line wins; unknown EDGEKV_ variables are ignored with a warning.
+func TestEnvironmentVariables(t *testing.T) {
+	client := freeAddr(t)
+	p := startBinaryEnv(t, binary(t), []string{
+		"EDGEKV_DATA_DIR=" + t.TempDir(), "EDGEKV_LISTEN_CLIENT=" + client,
+		"EDGEKV_LISTEN_PEER=" + freeAddr(t), "EDGEKV_NAME=from-env", "EDGEKV_NO_SUCH_THING=1",
+	}, "--name", "from-flag")
+	p.awaitServing()
+	if p.client != client {
+		t.Fatalf("serving on %s, want %s from EDGEKV_LISTEN_CLIENT", p.client, client)
+	}
+	p.waitReady()
+	p.must(200, "PUT", "/v1/kv/k", "v")
+	if !strings.Contains(p.stderr.String(), "EDGEKV_NO_SUCH_THING") {
+		t.Fatalf("no warning about the unknown variable: %s", p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "from-flag") || strings.Contains(p.stderr.String(), "from-env") {
+		t.Fatalf("the command line did not win over EDGEKV_NAME: %s", p.stderr.String())
+	}
+}
