@@ -122,3 +122,26 @@ func TestHeartbeatAnswerAfterPersist(t *testing.T) {
 		t.Fatalf("ready %+v", rd)
 	}
 }
+
+// Found by the simulator (seed 17086 of a 20,000-seed run): a follower
+// that had just answered its leader's heartbeat learnt a higher term from a
+// stale pre-vote rejection, and then voted in that term while the leader
+// still counted on it for its lease. Stickiness holds at any term.
+func TestStickinessSurvivesTermBumpFromStaleResponse(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	f := c.nodes[3]
+	term := f.SoftState().Term
+	if err := f.Step(raftmsg.Message{Type: raftmsg.MsgHeartbeat, From: 1, To: 3, Term: term}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Step(raftmsg.Message{Type: raftmsg.MsgPreVoteResp, From: 2, To: 3, Term: term + 1, Reject: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Step(raftmsg.Message{Type: raftmsg.MsgVote, From: 2, To: 3, Term: term + 1, Index: 9, LogTerm: term}); err != nil {
+		t.Fatal(err)
+	}
+	if hs := f.HardState(); hs.Vote != raftmsg.None {
+		t.Fatalf("voted within the lease after a term bump: %+v", hs)
+	}
+}

@@ -74,16 +74,6 @@ func RejectReasonOf(err error) raftmsg.RejectReason {
 	return raftmsg.RejectNone
 }
 
-func errorOfReason(r raftmsg.RejectReason) error {
-	switch r {
-	case raftmsg.RejectNotQuorum:
-		return ErrNotQuorum
-	case raftmsg.RejectOverloaded:
-		return ErrOverloaded
-	}
-	return ErrNoLeader
-}
-
 // Config configures a Node. Zero limits take the defaults below.
 type Config struct {
 	// ID is this node's id; it must be one of Voters.
@@ -237,6 +227,8 @@ type Node struct {
 	termFirstRound               uint64 // readRound when this term's leadership began
 	transferredInTerm            bool   // a transfer started in this term: no lease
 	restarted                    bool   // started from a non-empty hard state
+	heardLeader                  bool   // leaderHeardTick is set
+	leaderHeardTick              uint64 // ticks when a leader last reached us
 	readAcks                     []uint64
 	pendingReads                 ring[pendingRead]
 	readStates, spareReadStates  []ReadState

@@ -169,17 +169,33 @@ func (n *Node) Step(m raftmsg.Message) error {
 	return n.stepByRole(&m)
 }
 
-// inLease reports whether this node believes a leader is alive: it is the
-// leader, or it heard from one within the minimum election timeout, or it
-// started less than an election timeout ago (see LeaseRead).
+// inLease reports whether this node must refuse to help elect a new leader:
+// it is the leader, or it heard from one within the minimum election
+// timeout (whatever happened to its term since), or it restarted less than
+// an election timeout ago (see LeaseRead).
 func (n *Node) inLease() bool {
-	return n.role == RoleLeader || (n.lead != raftmsg.None && n.electionElapsed < n.cfg.ElectionTicks) || n.startupQuiet()
+	return n.role == RoleLeader || (n.heardLeader && n.ticks-n.leaderHeardTick < uint64(n.cfg.ElectionTicks)) || n.startupQuiet()
+}
+
+// heardFromLeader records contact with the current leader. The lease it
+// grants that leader outlives term changes learnt from other messages (a
+// stale pre-vote rejection carrying a higher term, say): only the clock
+// ends it.
+func (n *Node) heardFromLeader() {
+	n.heardLeader = true
+	n.leaderHeardTick = n.ticks
 }
 
 // handleVoteRequest is RequestVote's receiver rule (paper Figure 2, §5.2,
 // §5.4.1): grant if we have not voted for another candidate in this term
 // and the candidate's log is at least as up-to-date as ours.
 func (n *Node) handleVoteRequest(m *raftmsg.Message) {
+	if n.inLease() && n.vote != m.From && !(m.Type == raftmsg.MsgVote && m.Context == transferCampaign) {
+		// Leader stickiness at any term: our term may have moved on (a
+		// stale rejection carrying a higher term) while the leader we
+		// heard from still counts on us.
+		return
+	}
 	canVote := n.vote == m.From ||
 		(n.vote == raftmsg.None && n.lead == raftmsg.None) ||
 		(m.Type == raftmsg.MsgPreVote && m.Term > n.term)
@@ -217,10 +233,12 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 	case raftmsg.MsgApp:
 		n.electionElapsed = 0
 		n.lead = m.From
+		n.heardFromLeader()
 		return n.handleAppend(m)
 	case raftmsg.MsgHeartbeat:
 		n.electionElapsed = 0
 		n.lead = m.From
+		n.heardFromLeader()
 		n.handleHeartbeat(m)
 	case raftmsg.MsgProp:
 		// Not the leader (any more): refuse rather than forward twice.

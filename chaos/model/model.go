@@ -38,7 +38,8 @@
 //     Floor: linearizable reads never go back in time.
 //   - A change that writes nothing (a batch of deletes of absent keys, a
 //     prefix delete that deleted 0 keys) returns the current store
-//     revision, >= Floor, like a read.
+//     revision, >= Floor, like a read (0, the empty store's, is accepted
+//     and ignored).
 //
 // Revisions of other partitions' changes are not known here, so a change's
 // revision is only bounded below, never required to be Floor+1.
@@ -250,13 +251,7 @@ type write struct {
 // whether the step is legal. A change that changes nothing is a read of
 // the store revision.
 func applyWrites(s *State, ws []write, rev int64) bool {
-	changes := false
-	for _, w := range ws {
-		_, exists := s.lookup(w.key)
-		if !w.delete || exists {
-			changes = true
-		}
-	}
+	changes := changesAny(*s, ws)
 	var lo int64
 	switch {
 	case !changes && rev == 0:
@@ -284,6 +279,17 @@ func applyWrites(s *State, ws []write, rev int64) bool {
 	return true
 }
 
+// changesAny reports whether ws would change s: a put always does (values
+// are unique), a delete when its key exists.
+func changesAny(s State, ws []write) bool {
+	for _, w := range ws {
+		if _, exists := s.lookup(w.key); !w.delete || exists {
+			return true
+		}
+	}
+	return false
+}
+
 // conditional steps an Op made of writes under conditions (Put, Delete,
 // Batch). conds[i] guards ws[i].
 func conditional(s State, op *history.Op, ws []write, conds []history.Cond) []any {
@@ -308,8 +314,8 @@ func conditional(s State, op *history.Op, ws []write, conds []history.Cond) []an
 	}
 	switch op.Outcome {
 	case history.OK:
-		if op.Rev <= 0 {
-			return nil // an acknowledged write always returns its revision
+		if op.Rev <= 0 && changesAny(s, ws) {
+			return nil // an acknowledged change always returns its revision
 		}
 		return succeed()
 	case history.Unknown:
@@ -419,11 +425,11 @@ func stepDeletePrefix(s State, op *history.Op) []any {
 	n := s.clone()
 	switch op.Outcome {
 	case history.OK:
-		if op.Deleted != len(ws) || op.Rev <= 0 {
+		if op.Deleted != len(ws) || (op.Rev <= 0 && len(ws) > 0) {
 			return nil
 		}
 		if len(ws) == 0 {
-			if !n.observe(op.Rev) {
+			if op.Rev > 0 && !n.observe(op.Rev) {
 				return nil
 			}
 			return []any{n}
@@ -527,11 +533,25 @@ func New() porcupine.Model {
 	return nm.ToModel()
 }
 
-// Operations turns a history into porcupine operations for New's model:
-// Unknown Ops get an infinite return time; Ops that carry no information
-// are dropped (stale reads, which SPEC does not promise linearizable; reads
-// that failed or timed out; failures other than 412 and a Delete's 404).
+// Operations turns a history into porcupine operations for New's model.
+//
+// Ops that carry no information are dropped (see Checked). An Unknown Op
+// gets an infinite return time, with two sound refinements that keep the
+// search from exploding (every pending Unknown write multiplies the states
+// porcupine must try):
+//
+//   - An Unknown write whose value some checked read returned took effect
+//     before that read returned: its return time becomes the earliest
+//     such read's (never before its own call).
+//   - An Unknown unconditional Put or Batch of unconditional puts whose
+//     values nobody read, and whose keys no later or concurrent Op depends
+//     on without reading them (a Delete, a condition, a prefix Op over
+//     them), is dropped: whether it took effect changes no checked Op's
+//     outcome (a read in its window would have returned its value; its
+//     revision only raises the floor), so the history is linearizable
+//     with it iff without it.
 func Operations(h history.History) []porcupine.Operation {
+	firstSeen := observedBy(h)
 	ops := make([]porcupine.Operation, 0, len(h))
 	for i := range h {
 		o := &h[i]
@@ -541,6 +561,14 @@ func Operations(h history.History) []porcupine.Operation {
 		ret := o.Return
 		if o.Outcome == history.Unknown {
 			ret = math.MaxInt64
+			for _, v := range writtenValues(o) {
+				if r, ok := firstSeen[v]; ok && r < ret {
+					ret = max(r, o.Call)
+				}
+			}
+			if ret == math.MaxInt64 && droppable(h, o) {
+				continue
+			}
 		}
 		ops = append(ops, porcupine.Operation{
 			ClientId: o.Client,
@@ -551,6 +579,127 @@ func Operations(h history.History) []porcupine.Operation {
 		})
 	}
 	return ops
+}
+
+// RawOperations is Operations without the refinements of Unknown writes
+// (every one kept, returning at infinity): the plain translation, for
+// cross-checking the refinements on small histories.
+func RawOperations(h history.History) []porcupine.Operation {
+	ops := make([]porcupine.Operation, 0, len(h))
+	for i := range h {
+		o := &h[i]
+		if !Checked(o) {
+			continue
+		}
+		ret := o.Return
+		if o.Outcome == history.Unknown {
+			ret = math.MaxInt64
+		}
+		ops = append(ops, porcupine.Operation{ClientId: o.Client, Input: o, Call: o.Call, Output: o, Return: ret})
+	}
+	return ops
+}
+
+// observedBy maps each value that a checked, successful read returned to
+// the earliest return time of such a read.
+func observedBy(h history.History) map[string]int64 {
+	seen := map[string]int64{}
+	note := func(v string, ret int64) {
+		if r, ok := seen[v]; !ok || ret < r {
+			seen[v] = ret
+		}
+	}
+	for i := range h {
+		o := &h[i]
+		if !Checked(o) || o.Outcome != history.OK {
+			continue
+		}
+		switch o.Kind {
+		case history.Get:
+			if o.Found {
+				note(o.ReadValue, o.Return)
+			}
+		case history.List:
+			for _, it := range o.Items {
+				note(it.Value, o.Return)
+			}
+		}
+	}
+	return seen
+}
+
+func writtenValues(o *history.Op) []string {
+	switch o.Kind {
+	case history.Put:
+		return []string{o.Value}
+	case history.Batch:
+		var vs []string
+		for _, b := range o.Ops {
+			if b.Op == history.Put {
+				vs = append(vs, b.Value)
+			}
+		}
+		return vs
+	}
+	return nil
+}
+
+// droppable reports whether Unknown write u may be left out (see
+// Operations); the caller has checked that nobody read its values.
+func droppable(h history.History, u *history.Op) bool {
+	keys := map[string]bool{}
+	switch u.Kind {
+	case history.Put:
+		if !u.Cond.IsZero() {
+			return false
+		}
+		keys[u.Key] = true
+	case history.Batch:
+		for _, b := range u.Ops {
+			if b.Op != history.Put || !b.Cond.IsZero() {
+				return false
+			}
+			keys[b.Key] = true
+		}
+	default:
+		return false
+	}
+	for i := range h {
+		d := &h[i]
+		// An Unknown d may take effect after u however early it gave up.
+		before := d.Outcome != history.Unknown && d.Return < u.Call
+		if d == u || before || !Checked(d) {
+			continue
+		}
+		if dependsOn(d, keys) {
+			return false
+		}
+	}
+	return true
+}
+
+// dependsOn reports whether d's outcome may depend on the presence or
+// revision of one of keys without returning its value.
+func dependsOn(d *history.Op, keys map[string]bool) bool {
+	switch d.Kind {
+	case history.Delete:
+		return keys[d.Key]
+	case history.Put:
+		return keys[d.Key] && !d.Cond.IsZero()
+	case history.Batch:
+		for _, b := range d.Ops {
+			if keys[b.Key] && !b.Cond.IsZero() {
+				return true
+			}
+		}
+	case history.DeletePrefix, history.List:
+		for k := range keys {
+			if strings.HasPrefix(k, d.Prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Checked reports whether Operations keeps o.
