@@ -39,7 +39,7 @@ func startClusterWith(t *testing.T, bin string, size int) *realCluster {
 			"--name", name, "--data-dir", t.TempDir(),
 			"--listen-client", freeAddr(t), "--listen-peer", peers[i],
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
-			"--heartbeat-interval", "20ms", "--election-timeout", "300ms", "--request-timeout", "3s",
+			"--heartbeat-interval", "20ms", "--election-timeout", "500ms", "--request-timeout", "3s",
 		}
 	}
 	// Start them together: each waits in discovery for the others.

@@ -114,7 +114,7 @@ func (b *syncBuffer) String() string {
 func nodeFlags(t *testing.T, dir string) []string {
 	return []string{
 		"--data-dir", dir, "--listen-client", freeAddr(t), "--listen-peer", freeAddr(t),
-		"--heartbeat-interval", "20ms", "--election-timeout", "200ms", "--request-timeout", "2s",
+		"--heartbeat-interval", "20ms", "--election-timeout", "500ms", "--request-timeout", "2s",
 	}
 }
 

@@ -63,7 +63,7 @@ func (c *cluster) start(id raftmsg.NodeID) *Node {
 	c.boots[id]++
 	n, err := New(Config{
 		ID: id, Name: c.members[id], Members: c.members,
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 30, // 300-600 ms: no spurious elections on a loaded CI machine
 		RequestTimeout: c.timeout, BootEpoch: c.boots[id], RandSeed: uint64(id),
 		Store: c.stores[id], Recovered: c.stores[id].Recovered(),
 		Batch: c.batch,
