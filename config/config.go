@@ -10,8 +10,8 @@
 // line instead of starting a half-working node.
 //
 // Flags join this package together with the feature that uses them (the
-// batching, membership and tracing flags come with those features), so
-// that --help never documents a knob that does nothing.
+// batching, membership, tracing and --snapshot-entries flags come with
+// those features), so that --help never documents a knob that does nothing.
 package config
 
 import (
@@ -60,9 +60,8 @@ type Config struct {
 	MaxRequestBytes int64
 	MaxTxnOps       int
 
-	Compression     string
-	SnapshotEntries uint64
-	SnapshotKeep    int
+	Compression  string
+	SnapshotKeep int
 
 	IdempotencyTTL     time.Duration
 	IdempotencyMaxKeys int
@@ -112,13 +111,12 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	quota := byteSize(2 << 30)
 	maxValue := byteSize(1 << 20)
 	maxRequest := byteSize(4 << 20)
-	fs.Var(&quota, "quota-bytes", "size of the store; writes that would pass it get 507 (e.g. 2GiB)")
-	fs.Var(&maxValue, "max-value-bytes", "larger values get 413")
-	fs.Var(&maxRequest, "max-request-bytes", "larger request bodies get 413")
+	fs.Var(&quota, "quota-bytes", "`size` of the store; writes that would pass it get 507 (e.g. 2GiB)")
+	fs.Var(&maxValue, "max-value-bytes", "values larger than this `size` get 413")
+	fs.Var(&maxRequest, "max-request-bytes", "request bodies larger than this `size` get 413")
 	fs.IntVar(&cfg.MaxTxnOps, "max-txn-ops", 10000, "batches (PutAll) with more ops get 413")
 
 	fs.StringVar(&cfg.Compression, "compression", "auto", "replication and snapshot compression: none, snappy, zstd, auto")
-	fs.Uint64Var(&cfg.SnapshotEntries, "snapshot-entries", 100000, "log entries between snapshots")
 	fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 2, "snapshot files kept on disk")
 
 	fs.DurationVar(&cfg.IdempotencyTTL, "idempotency-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
@@ -311,7 +309,6 @@ func (c *Config) validate() error {
 		"--max-request-bytes %d must hold at least one value of --max-value-bytes %d plus a key", c.MaxRequestBytes, c.MaxValueBytes)
 	check(c.MaxTxnOps > 0, "--max-txn-ops must be positive")
 	check(contains(compressions, c.Compression), "--compression %q: want one of %s", c.Compression, strings.Join(compressions, ", "))
-	check(c.SnapshotEntries > 0, "--snapshot-entries must be positive")
 	check(c.SnapshotKeep >= 1, "--snapshot-keep %d: at least 1", c.SnapshotKeep)
 	check(c.IdempotencyTTL > 0, "--idempotency-ttl must be positive")
 	check(c.IdempotencyMaxKeys > 0, "--idempotency-max-keys must be positive")

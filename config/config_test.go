@@ -30,7 +30,7 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		InitialClusterToken: "edgekv",
 		HeartbeatInterval:   100 * time.Millisecond, ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second,
 		QuotaBytes: 2 << 30, MaxValueBytes: 1 << 20, MaxRequestBytes: 4 << 20, MaxTxnOps: 10000,
-		Compression: "auto", SnapshotEntries: 100000, SnapshotKeep: 2,
+		Compression: "auto", SnapshotKeep: 2,
 		IdempotencyTTL: 10 * time.Minute, IdempotencyMaxKeys: 1000000,
 		LogFormat: "text",
 	}
@@ -109,7 +109,7 @@ func TestBadInputNamesTheProblem(t *testing.T) {
 		{args: []string{"--initial-cluster", "node1=127.0.0.1:9999"}, mention: "--advertise-peer"},
 		{args: []string{"--initial-cluster", "node1"}, mention: "not name=host:port"},
 		{args: []string{"--initial-cluster-token", ""}, mention: "--initial-cluster-token"},
-		{env: []string{"EDGEKV_SNAPSHOT_ENTRIES=many"}, mention: "EDGEKV_SNAPSHOT_ENTRIES"},
+		{env: []string{"EDGEKV_SNAPSHOT_KEEP=many"}, mention: "EDGEKV_SNAPSHOT_KEEP"},
 	}
 	for _, c := range cases {
 		_, _, err := Parse(c.args, c.env, &bytes.Buffer{})
@@ -136,7 +136,7 @@ func TestHelpDocumentsEveryFlagWithDefault(t *testing.T) {
 		"--election-timeout", "default 1s", "--request-timeout", "default 5s",
 		"--quota-bytes", "default 2GiB", "--max-value-bytes", "default 1MiB",
 		"--max-request-bytes", "default 4MiB", "--max-txn-ops", "default 10000",
-		"--compression", `default "auto"`, "--snapshot-entries", "default 100000",
+		"--compression", `default "auto"`, "--quota-bytes size",
 		"--snapshot-keep", "--idempotency-ttl", "default 10m0s", "--idempotency-max-keys",
 		"--log-level", "--log-format", "env EDGEKV_LOG_FORMAT",
 	} {

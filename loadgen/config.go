@@ -129,6 +129,8 @@ func (c *Config) Validate() error {
 	check(contains(consistences, c.Consistency), "--consistency %q: want one of %s", c.Consistency, strings.Join(consistences, ", "))
 	check(c.ReadFraction >= 0 && c.ReadFraction <= 1, "--read-fraction %v: want a number in [0, 1]", c.ReadFraction)
 	check(c.BatchSize >= 1 && c.BatchSize <= maxBatchSize, "--batch-size %d: want 1 to %d", c.BatchSize, maxBatchSize)
+	check(c.Workload != WorkloadBatch || uint64(c.BatchSize) <= c.KeySpace,
+		"--batch-size %d is larger than --key-space %d: a PutAll names each key once", c.BatchSize, c.KeySpace)
 	check(c.Concurrency >= 1 && c.Concurrency <= maxConcurrency, "--concurrency %d: want 1 to %d", c.Concurrency, maxConcurrency)
 	check(!math.IsNaN(c.Rate) && c.Rate >= 0 && c.Rate <= maxRate, "--rate %v: want 0 (closed loop) or up to %g requests per second", c.Rate, float64(maxRate))
 	check(c.Duration >= 0, "--duration %v: must not be negative", c.Duration)

@@ -24,6 +24,7 @@ func TestBadFlagsFailClearly(t *testing.T) {
 		{[]string{"--rate", "NaN"}, "--rate NaN"},
 		{[]string{"--read-fraction", "1.5"}, "--read-fraction 1.5"},
 		{[]string{"--batch-size", "0"}, "--batch-size 0"},
+		{[]string{"--workload", "batch", "--batch-size", "20", "--key-space", "10"}, "--batch-size 20 is larger than --key-space 10"},
 		{[]string{"--value-size", "-1"}, "--value-size -1"},
 		{[]string{"--value-size", "1000000000"}, "--value-size 1000000000"},
 		{[]string{"--key-space", "0"}, "at least one key"},

@@ -348,13 +348,16 @@ func (w *worker) buildGet(key uint64) *fasthttp.Request {
 }
 
 func (w *worker) buildBatch(ph *phase, n uint64) *fasthttp.Request {
+	// A batch is a run of consecutive keys (wrapping at the end of the key
+	// space), so its keys are distinct: PutAll refuses a key named twice.
+	// Validate guarantees BatchSize <= KeySpace.
 	size := uint64(len(w.batchKeys))
+	first := (n * size) % w.plan.keys.count
+	if ph.keyOrder != KeysSequential {
+		first = w.rng.Uint64N(w.plan.keys.count)
+	}
 	for j := range w.batchKeys {
-		if ph.keyOrder == KeysSequential {
-			w.batchKeys[j] = (n*size + uint64(j)) % w.plan.keys.count
-		} else {
-			w.batchKeys[j] = w.rng.Uint64N(w.plan.keys.count)
-		}
+		w.batchKeys[j] = (first + uint64(j)) % w.plan.keys.count
 		w.batchVals[j] = w.value()
 	}
 	w.body = appendBatchBody(w.body[:0], &w.plan.keys, w.batchKeys, w.batchVals)

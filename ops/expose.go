@@ -3,7 +3,6 @@ package ops
 import (
 	"bytes"
 	"strings"
-	"sync"
 
 	"github.com/valyala/fasthttp"
 )
@@ -67,14 +66,12 @@ var foreignFamilies = func() map[string]familyDesc {
 // text format, and the tests make sure no known family ends up with it.
 const undescribedHelp = "Family without a registered description (ops.Metrics.Describe)."
 
-// exposition accumulates one scrape; pooled, so a steady scrape rate
-// reuses its buffers.
+// exposition accumulates one scrape; pooled in Metrics.expositions, so a
+// steady scrape rate reuses its buffers.
 type exposition struct {
 	raw, out bytes.Buffer
 	report   expositionReport
 }
-
-var expositionPool = sync.Pool{New: func() any { return new(exposition) }}
 
 // expositionReport lists what normalize had to repair or could not.
 type expositionReport struct {
@@ -86,12 +83,10 @@ type expositionReport struct {
 // WritePrometheus writes the whole exposition (the Set, with metadata
 // for every family, then the Go runtime and process families) to dst.
 func (m *Metrics) WritePrometheus(dst *bytes.Buffer) {
-	e := expositionPool.Get().(*exposition)
+	e := m.getExposition()
 	m.writeExposition(e)
 	dst.Write(e.out.Bytes())
-	e.raw.Reset()
-	e.out.Reset()
-	expositionPool.Put(e)
+	m.putExposition(e)
 }
 
 func (m *Metrics) writeExposition(e *exposition) {
@@ -124,14 +119,26 @@ func (m *Metrics) MetricsHandler(ctx *fasthttp.RequestCtx) {
 		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
 		return
 	}
-	e := expositionPool.Get().(*exposition)
+	e := m.getExposition()
 	m.writeExposition(e)
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetBody(e.out.Bytes()) // copies
+	m.putExposition(e)
+}
+
+func (m *Metrics) getExposition() *exposition {
+	if e, ok := m.expositions.Get().(*exposition); ok {
+		return e
+	}
+	return new(exposition)
+}
+
+func (m *Metrics) putExposition(e *exposition) {
 	e.raw.Reset()
 	e.out.Reset()
-	expositionPool.Put(e)
+	e.report = expositionReport{}
+	m.expositions.Put(e)
 }
 
 // normalize copies the exposition in raw to out so that every family

@@ -25,7 +25,7 @@ var specFlags = map[string]bool{ // flag -> pending in config
 	"initial-cluster-token": false, "join": true, "heartbeat-interval": false,
 	"election-timeout": false, "request-timeout": false, "max-batch-bytes": true,
 	"max-batch-delay": true, "max-inflight-bytes": true, "max-pending": true,
-	"quota-bytes": false, "compression": false, "snapshot-entries": false,
+	"quota-bytes": false, "compression": false, "snapshot-entries": true,
 	"snapshot-keep": false, "idempotency-ttl": false, "idempotency-max-keys": false,
 	"max-value-bytes": false, "max-request-bytes": false, "max-txn-ops": false,
 	"log-level": false, "log-format": false, "trace": true,

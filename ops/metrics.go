@@ -61,6 +61,9 @@ type Metrics struct {
 	describedMu sync.Mutex
 	described   map[string]familyDesc // guarded by describedMu; foreign families
 
+	// expositions pools scrape buffers (*exposition).
+	expositions sync.Pool
+
 	// scrapeMu serializes scrapes: the runtime sample buffer below is
 	// reused across scrapes.
 	scrapeMu sync.Mutex

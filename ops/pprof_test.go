@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestPprofHandler(t *testing.T) {
@@ -13,20 +14,6 @@ func TestPprofHandler(t *testing.T) {
 	if got := runtime.SetMutexProfileFraction(-1); got != 1 {
 		t.Fatalf("mutex fraction %d after SetProfilingRates, want 1", got)
 	}
-	// Contend a mutex so the mutex profile has a sample.
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for range 1000 {
-				mu.Lock()
-				runtime.Gosched()
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-
 	get := func(target string) (int, string) {
 		ctx := newCtx(t, "GET", target)
 		PprofHandler(ctx)
@@ -47,8 +34,29 @@ func TestPprofHandler(t *testing.T) {
 			t.Errorf("%s: status %d, %d bytes", p, code, len(body))
 		}
 	}
-	if _, body := get("/debug/pprof/mutex?debug=1"); !strings.Contains(body, "sync.(*Mutex).Unlock") {
-		t.Errorf("mutex profile has no contention sample:\n%.500s", body)
+	// Contend a mutex until the mutex profile shows it (a deadline, not a
+	// fixed amount: contention needs the goroutines to actually overlap).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 1000 {
+					mu.Lock()
+					runtime.Gosched()
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		_, body := get("/debug/pprof/mutex?debug=1")
+		if strings.Contains(body, "sync.(*Mutex).Unlock") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mutex profile has no contention sample:\n%.500s", body)
+		}
 	}
 	if code, body := get("/debug/pprof/cmdline"); code != 200 || body == "" {
 		t.Errorf("cmdline: %d %q", code, body)

@@ -20,10 +20,16 @@ go test -tags crashtest -count=1 "$@" ./storage/...
 
 # Packages with concurrency of their own also run under the race detector.
 race_pkgs=()
-for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./faultproxy/...; do
+for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./ops/... ./faultproxy/...; do
 	if go list "$p" >/dev/null 2>&1; then race_pkgs+=("$p"); fi
 done
 if [ ${#race_pkgs[@]} -gt 0 ]; then
 	echo "== go test -race ${race_pkgs[*]}"
 	go test -race -count=1 "$@" "${race_pkgs[@]}"
 fi
+
+# tools/compare is its own module (etcd's client stays out of edgekv's
+# dependencies); its etcd tests skip unless etcd is installed or
+# REQUIRE_ETCD=1.
+echo "== tools/compare: go vet, go test"
+(cd tools/compare && go vet ./... && go test -count=1 "$@" ./...)
