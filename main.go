@@ -53,6 +53,11 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 	srv, err := node.Start(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped by a signal while waiting for the other members.
+			log.Info("edgekv: stopped before starting", "reason", oneLine(err))
+			return 0
+		}
 		fmt.Fprintf(stderr, "edgekv: %s\n", oneLine(err))
 		return 1
 	}

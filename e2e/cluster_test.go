@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -38,7 +39,7 @@ func startClusterWith(t *testing.T, bin string, size int) *realCluster {
 			"--name", name, "--data-dir", t.TempDir(),
 			"--listen-client", freeAddr(t), "--listen-peer", peers[i],
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
-			"--heartbeat-interval", "20ms", "--election-timeout", "300ms", "--request-timeout", "3s",
+			"--heartbeat-interval", "20ms", "--election-timeout", "500ms", "--request-timeout", "3s",
 		}
 	}
 	// Start them together: each waits in discovery for the others.
@@ -117,6 +118,30 @@ func TestThreeNodeCluster(t *testing.T) {
 	f := c.follower()
 	rev := revisionOf(t, c.procs[f].must(200, "PUT", "/v1/kv/from-follower", "hello").body)
 	c.readEverywhere("from-follower", "hello", rev)
+
+	// /v1/cluster on the leader: three voters, all reachable, no lag left
+	// once the write is everywhere.
+	lead0 := c.leader()
+	var cs struct {
+		Name, Leader string
+		Members      []struct {
+			Name      string
+			Voter     bool
+			Reachable bool
+		}
+	}
+	body := c.procs[lead0].must(200, "GET", "/v1/cluster", "").body
+	if err := json.Unmarshal([]byte(body), &cs); err != nil || cs.Name != lead0 || cs.Leader != lead0 || len(cs.Members) != 3 {
+		t.Fatalf("/v1/cluster on the leader: %s (%v)", body, err)
+	}
+	for _, m := range cs.Members {
+		if !m.Voter || !m.Reachable {
+			t.Fatalf("/v1/cluster member %+v", m)
+		}
+	}
+	if m := c.procs[f].must(200, "GET", "/metrics", "").body; !strings.Contains(m, "edgekv_raft_proposals_total 1") {
+		t.Fatalf("follower /metrics does not count its one write:\n%.2000s", m)
+	}
 
 	// CAS through a follower: 200 then 412 (the leader's answer).
 	etag := fmt.Sprintf("%q", fmt.Sprint(rev))

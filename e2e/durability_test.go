@@ -29,6 +29,12 @@ func TestAllMembersKilledKeepAcknowledgedWrites(t *testing.T) {
 		key string
 		rev string
 	}
+	const killAfterAcks = 300
+	procs := make([]*proc, 0, len(c.procs))
+	for _, p := range c.procs {
+		procs = append(procs, p)
+	}
+	killed := make(chan struct{})
 	var mu sync.Mutex
 	var acked []ack
 	stop := make(chan struct{})
@@ -55,29 +61,28 @@ func TestAllMembersKilledKeepAcknowledgedWrites(t *testing.T) {
 				if resp.StatusCode == 200 {
 					mu.Lock()
 					acked = append(acked, ack{key, resp.Header.Get("ETag")})
+					if len(acked) == killAfterAcks {
+						// Kill every member the instant this write is
+						// acknowledged: what was acknowledged without being
+						// durable on a quorum has no time to become so.
+						for _, p := range procs {
+							p.cmd.Process.Kill()
+						}
+						close(killed)
+					}
 					mu.Unlock()
 				}
 			}
 		}()
 	}
-	// Let the load run, then kill every member at once, mid-write.
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	// The load runs until a writer kills every member (above).
+	select {
+	case <-killed:
+	case <-time.After(30 * time.Second):
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
-		if n >= 300 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes acknowledged in 30s", n)
-		}
-		<-tick.C
-	}
-	for _, p := range c.procs {
-		p.cmd.Process.Kill()
+		t.Fatalf("only %d writes acknowledged in 30s", n)
 	}
 	for name, p := range c.procs {
 		<-p.exited

@@ -114,7 +114,7 @@ func (b *syncBuffer) String() string {
 func nodeFlags(t *testing.T, dir string) []string {
 	return []string{
 		"--data-dir", dir, "--listen-client", freeAddr(t), "--listen-peer", freeAddr(t),
-		"--heartbeat-interval", "20ms", "--election-timeout", "200ms", "--request-timeout", "2s",
+		"--heartbeat-interval", "20ms", "--election-timeout", "500ms", "--request-timeout", "2s",
 	}
 }
 
@@ -135,8 +135,14 @@ func startAsync(t *testing.T, args ...string) *proc {
 // startBinary starts the binary at bin with args without waiting for it.
 func startBinary(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startBinaryEnv(t, bin, nil, args...)
+}
+
+// startBinaryEnv is startBinary with extra environment variables.
+func startBinaryEnv(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func revisionOf(t *testing.T, body string) uint64 {
@@ -206,5 +207,48 @@ func TestCommandLine(t *testing.T) {
 	code, _, stderr := runOnce(t, args...)
 	if code != 1 || !strings.Contains(stderr, "listen-client") {
 		t.Errorf("client port in use: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestSignalDuringBootstrapDiscovery: a member waiting for the others of a
+// new cluster stops cleanly (exit 0) on SIGTERM.
+func TestSignalDuringBootstrapDiscovery(t *testing.T) {
+	self, other := freeAddr(t), freeAddr(t)
+	p := startAsync(t, "--name", "a", "--data-dir", t.TempDir(), "--listen-client", freeAddr(t), "--listen-peer", self,
+		"--initial-cluster", "a="+self+",b="+other)
+	// It prints nothing until the others answer; wait for its log line.
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(p.stderr.String(), "waiting for member") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no discovery log line: %s", p.stderr.String())
+		}
+		<-tick.C
+	}
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d: %s", code, p.stderr.String())
+	}
+}
+
+// TestEnvironmentVariables: every flag can come from EDGEKV_<FLAG>; the
+// command line wins; unknown EDGEKV_ variables are ignored with a warning.
+func TestEnvironmentVariables(t *testing.T) {
+	client := freeAddr(t)
+	p := startBinaryEnv(t, binary(t), []string{
+		"EDGEKV_DATA_DIR=" + t.TempDir(), "EDGEKV_LISTEN_CLIENT=" + client,
+		"EDGEKV_LISTEN_PEER=" + freeAddr(t), "EDGEKV_NAME=from-env", "EDGEKV_NO_SUCH_THING=1",
+	}, "--name", "from-flag")
+	p.awaitServing()
+	if p.client != client {
+		t.Fatalf("serving on %s, want %s from EDGEKV_LISTEN_CLIENT", p.client, client)
+	}
+	p.waitReady()
+	p.must(200, "PUT", "/v1/kv/k", "v")
+	if !strings.Contains(p.stderr.String(), "EDGEKV_NO_SUCH_THING") {
+		t.Fatalf("no warning about the unknown variable: %s", p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "from-flag") || strings.Contains(p.stderr.String(), "from-env") {
+		t.Fatalf("the command line did not win over EDGEKV_NAME: %s", p.stderr.String())
 	}
 }

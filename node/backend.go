@@ -156,7 +156,16 @@ func (n *Node) write(cmd *kv.Command, idem httpapi.Idempotency) (kv.Result, erro
 		w.Cancel()
 		return kv.Result{}, refused(reason)
 	}
+	start := time.Now()
 	out, ok := w.Wait(n.cfg.RequestTimeout)
+	if m := n.metrics; m != nil {
+		m.AddProposals(1)
+		if !ok || out.reject != raftmsg.RejectNone || out.closed {
+			m.AddProposalsFailed(1)
+		} else {
+			m.ObserveCommit(int64(time.Since(start)))
+		}
+	}
 	if !ok {
 		return kv.Result{}, httpapi.Errorf(httpapi.KindTimeout, "the write was not applied within %v; it may still be", n.cfg.RequestTimeout)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/httpapi"
 	"github.com/edgekv/edgekv/storage"
@@ -22,6 +23,7 @@ type cluster struct {
 	stores  map[raftmsg.NodeID]*MemStore
 	boots   map[raftmsg.NodeID]uint16
 	timeout time.Duration
+	batch   batch.Config // for members started from now on
 }
 
 func newCluster(t testing.TB, size int) *cluster {
@@ -61,9 +63,10 @@ func (c *cluster) start(id raftmsg.NodeID) *Node {
 	c.boots[id]++
 	n, err := New(Config{
 		ID: id, Name: c.members[id], Members: c.members,
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 30, // 300-600 ms: no spurious elections on a loaded CI machine
 		RequestTimeout: c.timeout, BootEpoch: c.boots[id], RandSeed: uint64(id),
 		Store: c.stores[id], Recovered: c.stores[id].Recovered(),
+		Batch: c.batch,
 	})
 	if err != nil {
 		c.t.Fatalf("New(%d): %v", id, err)
@@ -544,5 +547,48 @@ func TestFullDiskRefusesWritesUntilSpaceReturns(t *testing.T) {
 	})
 	if n.Err() != nil {
 		t.Fatalf("member stopped: %v", n.Err())
+	}
+}
+
+// TestFullQueueGives429: with the store stalled, the batcher's in-flight
+// window fills, then its bounded queue; further writes are refused at once
+// with 429 (nothing proposed) and the others complete once the store moves.
+func TestFullQueueGives429(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.leader()
+	c.stop(n.ID())
+	c.batch = batch.Config{MaxPending: 4, MaxInflightBatches: 1}
+	n = c.start(n.ID())
+	c.leader()
+	store := c.stores[n.ID()]
+	store.Block()
+	const writers = 32
+	errs := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		go func() {
+			_, err := n.Backend().Put(ctx, httpapi.PutRequest{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("v")})
+			errs <- err
+		}()
+	}
+	overloaded := 0
+	waitFor(t, "refusals with 429", func() bool {
+		for {
+			select {
+			case err := <-errs:
+				if kindOf(err) != httpapi.KindOverloaded {
+					t.Fatalf("write while the store is stalled: %v, want 429 or a wait", err)
+				}
+				overloaded++
+				continue
+			default:
+			}
+			return overloaded > 0
+		}
+	})
+	store.Unblock()
+	for i := overloaded; i < writers; i++ {
+		if err := <-errs; err != nil && kindOf(err) != httpapi.KindOverloaded {
+			t.Fatalf("write after the store resumed: %v", err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/kv"
+	"github.com/edgekv/edgekv/ops"
 	"github.com/edgekv/edgekv/storage"
 )
 
@@ -72,6 +73,9 @@ type Config struct {
 	// MaxInflightBytes is the per-follower replication window
 	// (--max-inflight-bytes); zero takes the core's default.
 	MaxInflightBytes uint64
+	// Metrics, when not nil, receives the runtime's metrics (and the
+	// batcher's, on its Set).
+	Metrics *ops.Metrics
 	// Store is the durable log; Recovered what it held at start.
 	Store     LogStore
 	Recovered Recovered
@@ -149,6 +153,9 @@ type Node struct {
 	persistQ chan persistJob
 	applyQ   chan []raftmsg.Entry
 	readReqs chan readRequest
+	// statusReqs asks the raft loop for consensus.Status (capacity 1 each).
+	statusReqs chan chan consensus.Status
+	metrics    *ops.Metrics // nil: no metrics
 
 	persistedSeq  atomic.Uint64
 	persistedNote chan struct{} // capacity 1, coalescing
@@ -231,6 +238,9 @@ func New(cfg Config) (*Node, error) {
 	clock := batch.NewMonotonicClock()
 	bcfg := cfg.Batch
 	bcfg.Clock = clock
+	if cfg.Metrics != nil {
+		bcfg.Metrics = cfg.Metrics.Set()
+	}
 	if bcfg.InflightTimeout == 0 {
 		bcfg.InflightTimeout = cfg.RequestTimeout
 	}
@@ -243,13 +253,18 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if cfg.Metrics != nil {
+		reg.RegisterMetrics(cfg.Metrics.Set(), "edgekv_batch_waiters")
+	}
 	n := &Node{
-		cfg: cfg, log: cfg.Logger.With("member", cfg.Name), clock: clock,
+		metrics: cfg.Metrics,
+		cfg:     cfg, log: cfg.Logger.With("member", cfg.Name), clock: clock,
 		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
 		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
+		statusReqs:    make(chan chan consensus.Status, 16),
 		persistedNote: make(chan struct{}, 1),
 		appliedNote:   make(chan struct{}, 1),
 		stop:          make(chan struct{}),
@@ -418,6 +433,8 @@ func (n *Node) runRaft() {
 			n.ackApplied()
 		case r := <-n.readReqs:
 			n.startRead(r)
+		case reply := <-n.statusReqs:
+			reply <- n.raft.Status()
 		case <-wakeC:
 		case <-timerC:
 		}
@@ -500,6 +517,11 @@ func (n *Node) proposeBatches() {
 
 // handleReadys carries out every Ready the core has; false when stopping.
 func (n *Node) handleReadys() bool {
+	if n.metrics != nil && n.raft.HasReady() {
+		defer func() {
+			n.metrics.SetRaftState(n.soft.Term, n.commit.Load(), n.appliedIndex.Load(), n.soft.Leader != raftmsg.None, n.soft.Role == consensus.RoleLeader)
+		}()
+	}
 	for round := 0; round < maxReadyRounds && n.raft.HasReady(); round++ {
 		rd := n.raft.Ready()
 		n.publishSoft(rd.SoftState)
@@ -550,6 +572,9 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 			n.batcher.Finish(r.id, now, false)
 		}
 		n.inflight = n.inflight[:0]
+	}
+	if s.Leader != n.soft.Leader && n.metrics != nil {
+		n.metrics.IncLeaderChanges()
 	}
 	if s.Leader != n.soft.Leader || s.Role != n.soft.Role {
 		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.names[s.Leader])
@@ -677,7 +702,11 @@ func (n *Node) save(hs raftmsg.HardState, ents []raftmsg.Entry, seq uint64) bool
 	backoff := saveRetryMin
 	var timer *time.Timer
 	for {
+		start := time.Now()
 		err := n.store.Save(hs, ents)
+		if n.metrics != nil {
+			n.metrics.ObserveFsync(int64(time.Since(start)))
+		}
 		if err == nil {
 			if n.diskErr.Load() != nil {
 				n.diskErr.Store(nil)
@@ -762,7 +791,13 @@ func (n *Node) runApply() {
 			return
 		case ents = <-n.applyQ:
 		}
+		start := time.Now()
 		results, err := n.machine.ApplyEntries(ents, n.results[:0])
+		if n.metrics != nil {
+			n.metrics.ObserveApply(int64(time.Since(start)))
+			v := n.machine.View()
+			n.metrics.SetStore(v.SizeBytes(), n.machine.Config().QuotaBytes, uint64(v.Len()))
+		}
 		if err != nil {
 			n.fail(fmt.Errorf("node: apply: %w", err))
 			return
@@ -788,6 +823,28 @@ func (n *Node) runApply() {
 		next := make(chan struct{})
 		close(*n.applyWait.Swap(&next))
 	}
+}
+
+// Status returns the core's status, asked of the raft loop; false when
+// the loop does not answer within timeout (stopped or stalled).
+func (n *Node) Status(timeout time.Duration) (consensus.Status, bool) {
+	reply := make(chan consensus.Status, 1)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case n.statusReqs <- reply:
+	case <-timer.C:
+		return consensus.Status{}, false
+	case <-n.stop:
+		return consensus.Status{}, false
+	}
+	select {
+	case st := <-reply:
+		return st, true
+	case <-timer.C:
+	case <-n.stop:
+	}
+	return consensus.Status{}, false
 }
 
 // notify wakes the receiver of a coalescing notification channel.

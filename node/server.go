@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/edgekv/edgekv/config"
+	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/httpapi"
 	"github.com/edgekv/edgekv/kv"
+	"github.com/edgekv/edgekv/ops"
 	"github.com/edgekv/edgekv/storage"
 	"github.com/edgekv/edgekv/storage/vfs"
 	"github.com/edgekv/edgekv/wire"
@@ -36,9 +38,13 @@ type Server struct {
 	done      chan struct{}
 	errMu     sync.Mutex
 	// serveFailure is the HTTP server's error if it stopped by itself.
-	serveFailure error
-	closeOnce    sync.Once
-	closeErr     error
+	serveFailure    error
+	closeOnce       sync.Once
+	closeErr        error
+	metrics         *ops.Metrics
+	name            string
+	advertiseClient string
+	members         []memberRecord
 	// ClientAddr and PeerAddr are the addresses actually listened on.
 	ClientAddr, PeerAddr string
 }
@@ -136,8 +142,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			}
 		}
 	}
+	s.metrics = ops.NewMetrics()
+	s.name, s.advertiseClient, s.members = cfg.Name, cfg.AdvertiseClient, state.Members
 	n, err := New(Config{
-		ID: rec.Meta.MemberID, Name: cfg.Name, Members: members,
+		Metrics: s.metrics,
+		ID:      rec.Meta.MemberID, Name: cfg.Name, Members: members,
 		TickInterval: cfg.HeartbeatInterval, ElectionTicks: int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
 		RequestTimeout: cfg.RequestTimeout, BootEpoch: state.BootEpoch,
 		RandSeed: uint64(rec.Meta.MemberID) ^ uint64(time.Now().UnixNano()),
@@ -160,6 +169,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, err
 	}
 	s.api = api
+	ops.SetProfilingRates(ops.DefaultProfilingRates)
+	api.Handle("/metrics", s.metrics.MetricsHandler)
+	api.Handle("/v1/cluster", ops.ClusterHandler(s.fillClusterStatus))
+	api.Handle("/debug/pprof", ops.PprofHandler)
+	api.HandlePrefix("/debug/pprof/", ops.PprofHandler)
+	srv := api.Server()
+	srv.Handler = s.metrics.Middleware(srv.Handler)
 	ln, err := net.Listen("tcp", cfg.ListenClient)
 	if err != nil {
 		return nil, fmt.Errorf("--listen-client %s: %w", cfg.ListenClient, err)
@@ -297,6 +313,40 @@ func (s *Server) shutdown() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fillClusterStatus answers GET /v1/cluster. Replication progress
+// (reachable, match index, lag) is known on the leader only; a follower
+// reports itself and the leader it hears as reachable. Client addresses
+// of other members are not known yet (no membership records carry them).
+func (s *Server) fillClusterStatus(cs *ops.ClusterStatus) {
+	n := s.node
+	st, _ := n.Status(time.Second)
+	cs.Name = s.name
+	cs.Leader = n.names[n.Leader()]
+	cs.Term, cs.CommitIndex = st.Term, st.Commit
+	cs.AppliedIndex = n.View().AppliedIndex()
+	peers := map[raftmsg.NodeID]consensus.PeerStatus{}
+	for _, p := range st.Peers {
+		peers[p.ID] = p
+	}
+	for _, m := range s.members {
+		ms := ops.MemberStatus{Name: m.Name, Peer: m.Peer, Voter: true}
+		if m.ID == n.ID() {
+			ms.Client = s.advertiseClient
+			ms.Reachable = true
+		}
+		if p, ok := peers[m.ID]; ok {
+			ms.Reachable = p.RecentActive
+			ms.MatchIndex = p.Match
+			if st.LastIndex > p.Match {
+				ms.Lag = st.LastIndex - p.Match
+			}
+		} else if m.ID == n.Leader() {
+			ms.Reachable = true
+		}
+		cs.Members = append(cs.Members, ms)
+	}
 }
 
 // wireHandler connects the peer transport to the member; until the member

@@ -40,15 +40,40 @@ type MemStore struct {
 	failing bool
 	// transient, when set, is returned by every Save (FailWith).
 	transient error
+	// blocked stalls every Save until Unblock (a disk that does not answer).
+	blocked   bool
+	unblocked sync.Cond
 }
 
 // NewMemStore returns an empty store.
-func NewMemStore() *MemStore { return &MemStore{} }
+func NewMemStore() *MemStore {
+	s := &MemStore{}
+	s.unblocked.L = &s.mu
+	return s
+}
+
+// Block stalls every later Save until Unblock.
+func (s *MemStore) Block() {
+	s.mu.Lock()
+	s.blocked = true
+	s.mu.Unlock()
+}
+
+// Unblock lets stalled and later Saves proceed.
+func (s *MemStore) Unblock() {
+	s.mu.Lock()
+	s.blocked = false
+	s.unblocked.Broadcast()
+	s.mu.Unlock()
+}
 
 // Save implements LogStore.
 func (s *MemStore) Save(hs raftmsg.HardState, ents []raftmsg.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for s.blocked {
+		s.unblocked.Wait() // a stalled disk
+	}
 	if s.failing {
 		return ErrStoreFailed
 	}
