@@ -14,13 +14,13 @@ go test -count=1 "$@" ./...
 # tag unsynced writes live in process memory, so kill -9 loses exactly what
 # a power cut would (a plain build cannot test durability).
 echo "== go vet -tags crashtest ./storage/..."
-go vet -tags crashtest ./storage/...
+go vet -tags crashtest ./storage/... ./node/... .
 echo "== go test -tags crashtest ./storage/..."
 go test -tags crashtest -count=1 "$@" ./storage/...
 
 # Packages with concurrency of their own also run under the race detector.
 race_pkgs=()
-for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./ops/... ./faultproxy/...; do
+for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./ops/... ./node/... ./faultproxy/...; do
 	if go list "$p" >/dev/null 2>&1; then race_pkgs+=("$p"); fi
 done
 if [ ${#race_pkgs[@]} -gt 0 ]; then
