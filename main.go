@@ -1,11 +1,14 @@
 // Command edgekv runs one member of a replicated, strongly consistent
 // key-value store (see the README). `edgekv` runs a node; `edgekv version`
-// prints the version and build information.
+// prints the version and build information; `edgekv bench` drives a running
+// cluster over HTTP (package loadgen); `edgekv trace` prints live eBPF
+// latency histograms of a running node (package ebpf).
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +19,8 @@ import (
 	"syscall"
 
 	"github.com/edgekv/edgekv/config"
+	"github.com/edgekv/edgekv/ebpf"
+	"github.com/edgekv/edgekv/loadgen"
 	"github.com/edgekv/edgekv/node"
 )
 
@@ -28,13 +33,20 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(args, environ []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "version" {
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "edgekv: version takes no arguments, got %q\n", args[1])
-			return 1
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			if len(args) > 1 {
+				fmt.Fprintf(stderr, "edgekv: version takes no arguments, got %q\n", args[1])
+				return 1
+			}
+			printVersion(stdout)
+			return 0
+		case "bench":
+			return loadgen.Main(args[1:], stdout, stderr)
+		case "trace":
+			return runTrace(args[1:], stdout, stderr)
 		}
-		printVersion(stdout)
-		return 0
 	}
 	cfg, warnings, err := config.Parse(args, environ, stderr)
 	if errors.Is(err, config.ErrHelp) {
@@ -77,6 +89,22 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgekv: stopped: %s\n", oneLine(err))
 		return 1
 	}
+}
+
+// runTrace is `edgekv trace`: it stops on SIGINT or SIGTERM and exits
+// non-zero with one line when the host cannot trace.
+func runTrace(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := ebpf.RunTraceCommand(ctx, args, stdout, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "edgekv trace: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
 }
 
 // oneLine joins a multi-line error (errors.Join) into one line.
