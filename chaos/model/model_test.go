@@ -93,7 +93,7 @@ func TestUnboundRevisionBranches(t *testing.T) {
 		t.Fatalf("%d states after an unknown put", len(next))
 	}
 	s = next[0].(State)
-	if k, _ := s.lookup("a"); k.Rev != 0 || k.Lo != 5 || s.Floor != 5 {
+	if k, _ := s.lookup("a"); k.Rev != 0 || k.Lo != 5 || s.Floor != 4 {
 		t.Fatalf("unknown put: %s", DescribeState(s))
 	}
 	cas := &history.Op{Kind: history.Put, Key: "a", Value: "v2", Cond: history.Cond{IfMatch: 7}, Outcome: history.Unknown}
@@ -101,25 +101,27 @@ func TestUnboundRevisionBranches(t *testing.T) {
 	if len(next) != 2 {
 		t.Fatalf("%d states after an undecidable unknown cas, want 2", len(next))
 	}
-	// A known write at revision 6 caps the unbound revision: If-Match 7
-	// can no longer hold.
-	w := &history.Op{Kind: history.Put, Key: "b", Value: "w", Outcome: history.OK, Rev: 6}
-	s6 := Step(s, w, w)[0].(State)
-	if next = Step(s6, cas, cas); len(next) != 1 || !Equal(next[0], s6) {
-		t.Fatalf("cas against a revision above the cap: %d states", len(next))
+	// If-Match 3 is below the unknown put's lowest possible revision.
+	stale := &history.Op{Kind: history.Put, Key: "a", Value: "v3", Cond: history.Cond{IfMatch: 3}, Outcome: history.Unknown}
+	if next = Step(s, stale, stale); len(next) != 1 || !Equal(next[0], s) {
+		t.Fatalf("cas below the lower bound: %d states", len(next))
 	}
-	// A read binds it.
-	r := &history.Op{Kind: history.Get, Key: "a", Outcome: history.OK, Found: true, ReadValue: "v1", Rev: 5}
-	bound := Step(s6, r, r)
+	// A read binds it, and raises the floor.
+	r := &history.Op{Kind: history.Get, Key: "a", Outcome: history.OK, Found: true, ReadValue: "v1", Rev: 6}
+	bound := Step(s, r, r)
 	if len(bound) != 1 {
-		t.Fatal("read of the unknown put's value at revision 5 rejected")
+		t.Fatal("read of the unknown put's value at revision 6 rejected")
 	}
-	if k, _ := bound[0].(State).lookup("a"); k.Rev != 5 {
+	if k, _ := bound[0].(State).lookup("a"); k.Rev != 6 || bound[0].(State).Floor != 6 {
 		t.Fatalf("revision not bound: %s", DescribeState(bound[0]))
 	}
-	r.Rev = 6 // above the cap: the write at 6 came after
-	if len(Step(s6, r, r)) != 0 {
-		t.Fatal("read at a revision above the cap accepted")
+	w := &history.Op{Kind: history.Put, Key: "b", Value: "w", Outcome: history.OK, Rev: 6}
+	if len(Step(bound[0], w, w)) != 0 {
+		t.Fatal("a later write at the bound revision accepted")
+	}
+	r.Rev = 4 // below the floor when the put took effect
+	if len(Step(s, r, r)) != 0 {
+		t.Fatal("read at a revision below the lower bound accepted")
 	}
 }
 
@@ -129,7 +131,7 @@ func TestHashAgreesWithEqual(t *testing.T) {
 	if !Equal(a, b) || Hash(a) != Hash(b) {
 		t.Fatal("equal states differ")
 	}
-	b.Keys[1].Hi = 4
+	b.Keys[1].Lo = 4
 	if Equal(a, b) {
 		t.Fatal("different bounds compare equal")
 	}
