@@ -20,7 +20,7 @@ go test -tags crashtest -count=1 "$@" ./storage/...
 
 # Packages with concurrency of their own also run under the race detector.
 race_pkgs=()
-for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./ops/... ./node/... ./faultproxy/...; do
+for p in ./wire/... ./zerocopy/... ./storage/... ./batch/... ./kv/... ./httpapi/... ./loadgen/... ./ebpf/... ./ops/... ./node/... ./chaos/history/... ./faultproxy/...; do
 	if go list "$p" >/dev/null 2>&1; then race_pkgs+=("$p"); fi
 done
 if [ ${#race_pkgs[@]} -gt 0 ]; then
