@@ -236,9 +236,9 @@ func rejectText(r raftmsg.RejectReason) string {
 }
 
 // readView returns a view that reflects every write acknowledged before
-// the call (linearizable, lease) or the latest local one (stale).
-// Lease reads are served as linearizable reads: the core offers no lease
-// yet, and ReadIndex is always correct.
+// the call (linearizable, lease) or the latest local one (stale). A lease
+// read on a leader whose lease holds skips the heartbeat round (lease.go);
+// everywhere else it is a linearizable read.
 func (n *Node) readView(c httpapi.Consistency) (*kv.View, error) {
 	if c == httpapi.Stale {
 		return n.machine.View(), nil
@@ -246,7 +246,7 @@ func (n *Node) readView(c httpapi.Consistency) (*kv.View, error) {
 	deadline := time.Now().Add(n.cfg.RequestTimeout)
 	for {
 		ch := *n.applyWait.Load()
-		a, err := n.readIndex(deadline)
+		a, err := n.readIndex(deadline, c == httpapi.Lease)
 		if err != nil {
 			return nil, err
 		}
@@ -274,7 +274,7 @@ func (n *Node) readView(c httpapi.Consistency) (*kv.View, error) {
 }
 
 // readIndex asks the raft loop for a read index (thesis §6.4).
-func (n *Node) readIndex(deadline time.Time) (readAnswer, error) {
+func (n *Node) readIndex(deadline time.Time, lease bool) (readAnswer, error) {
 	if n.stopping.Load() {
 		return readAnswer{}, unavailable("shutting down")
 	}
@@ -282,6 +282,7 @@ func (n *Node) readIndex(deadline time.Time) (readAnswer, error) {
 		id:         n.readSeq.Add(1),
 		answer:     make(chan readAnswer, 1),
 		expiresAtN: n.clock.Now() + int64(time.Until(deadline)),
+		lease:      lease,
 	}
 	select {
 	case n.readReqs <- r:

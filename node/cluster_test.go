@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,12 @@ type cluster struct {
 	boots   map[raftmsg.NodeID]uint16
 	timeout time.Duration
 	batch   batch.Config // for members started from now on
+	// electionTicks of members started from now on (ticks are 10 ms).
+	electionTicks int
+	// frozen members get no ticks, as if their process were paused;
+	// stopTicks ends a running member's tick feeder.
+	frozen    map[raftmsg.NodeID]*atomic.Bool
+	stopTicks map[raftmsg.NodeID]func()
 }
 
 func newCluster(t testing.TB, size int) *cluster {
@@ -33,13 +40,23 @@ func newCluster(t testing.TB, size int) *cluster {
 
 func newClusterTimeout(t testing.TB, size int, requestTimeout time.Duration) *cluster {
 	t.Helper()
+	// 30 ticks of 10 ms, 300-600 ms: no spurious elections on a loaded CI
+	// machine.
+	return newClusterWith(t, size, requestTimeout, 30)
+}
+
+func newClusterWith(t testing.TB, size int, requestTimeout time.Duration, electionTicks int) *cluster {
+	t.Helper()
 	c := &cluster{
 		t: t, net: NewMemNetwork(),
-		members: map[raftmsg.NodeID]string{},
-		nodes:   map[raftmsg.NodeID]*Node{},
-		stores:  map[raftmsg.NodeID]*MemStore{},
-		boots:   map[raftmsg.NodeID]uint16{},
-		timeout: requestTimeout,
+		members:       map[raftmsg.NodeID]string{},
+		nodes:         map[raftmsg.NodeID]*Node{},
+		stores:        map[raftmsg.NodeID]*MemStore{},
+		boots:         map[raftmsg.NodeID]uint16{},
+		timeout:       requestTimeout,
+		electionTicks: electionTicks,
+		frozen:        map[raftmsg.NodeID]*atomic.Bool{},
+		stopTicks:     map[raftmsg.NodeID]func(){},
 	}
 	for i := 1; i <= size; i++ {
 		id := raftmsg.NodeID(i)
@@ -63,7 +80,7 @@ func (c *cluster) start(id raftmsg.NodeID) *Node {
 	c.boots[id]++
 	n, err := New(Config{
 		ID: id, Name: c.members[id], Members: c.members,
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 30, // 300-600 ms: no spurious elections on a loaded CI machine
+		TickInterval: 10 * time.Millisecond, ElectionTicks: c.electionTicks, Ticks: c.ticks(id),
 		RequestTimeout: c.timeout, BootEpoch: c.boots[id], RandSeed: uint64(id),
 		Store: c.stores[id], Recovered: c.stores[id].Recovered(),
 		Batch: c.batch,
@@ -76,12 +93,47 @@ func (c *cluster) start(id raftmsg.NodeID) *Node {
 	return n
 }
 
+// ticks feeds member id a tick every 10 ms unless it is frozen; the feeding
+// goroutine ends when stop(id) stops the member.
+func (c *cluster) ticks(id raftmsg.NodeID) <-chan time.Time {
+	if c.frozen[id] == nil {
+		c.frozen[id] = new(atomic.Bool)
+	}
+	frozen := c.frozen[id]
+	out := make(chan time.Time)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		ticker := time.NewTicker(10 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			select {
+			case now := <-ticker.C:
+				if frozen.Load() {
+					continue
+				}
+				select {
+				case out <- now:
+				case <-done:
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	c.stopTicks[id] = func() { close(done); <-stopped }
+	return out
+}
+
 func (c *cluster) stop(id raftmsg.NodeID) {
 	c.t.Helper()
 	c.net.Isolate(id, true)
 	if err := c.nodes[id].Close(); err != nil {
 		c.t.Errorf("Close(%d): %v", id, err)
 	}
+	c.stopTicks[id]()
 	delete(c.nodes, id)
 }
 

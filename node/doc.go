@@ -58,7 +58,10 @@
 // Reads: stale reads come from the latest published view. Linearizable
 // reads use ReadIndex (Raft thesis §6.4; followers ask the leader) and
 // then wait until the applied index reaches the read index. Lease reads
-// are served like linearizable reads until the core offers leases.
+// (thesis §6.4.1) are served by a leader from its own state, with no round
+// trip, while the lease of its newest majority-confirmed heartbeat round
+// holds on the monotonic clock (lease.go says how long and why); anywhere
+// else, or once the lease has run out, they are linearizable reads.
 //
 // A full disk (storage.ErrNoSpace, or ErrIO that wrote nothing) does not
 // stop the member: new writes get 507 at once while the persister retries
@@ -81,7 +84,7 @@
 // log is kept whole and replayed into the state machine at every start,
 // the membership is the one bootstrapped (--join and the cluster endpoints
 // are absent), and a wiped member is refused by its peers but cannot be
-// re-added. Lease reads are linearizable reads. At shutdown, writes
+// re-added. At shutdown, writes
 // already proposed are answered when applied or at their timeout (504).
 //
 // Request ids (batch.Registry: slot, generation, epoch) carry the member's

@@ -58,6 +58,10 @@ type Config struct {
 	// heartbeats every tick. ElectionTicks is --election-timeout in ticks.
 	TickInterval  time.Duration
 	ElectionTicks int
+	// Ticks, when not nil, replaces the TickInterval ticker as the source
+	// of Raft ticks (tests freeze a member's ticks to play a paused
+	// process); TickInterval still sizes the lease and the election timeout.
+	Ticks <-chan time.Time
 	// RequestTimeout bounds a client's wait (--request-timeout).
 	RequestTimeout time.Duration
 	// BootEpoch must differ from the previous boot's (a persisted counter;
@@ -134,6 +138,7 @@ type readRequest struct {
 	id         uint64
 	answer     chan readAnswer // capacity 1: answering never blocks
 	expiresAtN int64           // clock nanos after which nobody waits
+	lease      bool            // may be served under the leader lease
 }
 
 // Node drives one member. Create it with New, start it with Start, stop
@@ -191,6 +196,12 @@ type Node struct {
 	ackedApplied uint64
 	ackedSeq     uint64
 	soft         consensus.SoftState
+	// roundSent and lease decide lease reads (lease.go).
+	roundSent roundTimes
+	lease     time.Duration
+
+	// Any goroutine: reads answered under the lease (tests, metrics).
+	leaseReadsServed atomic.Uint64
 
 	// Persister only.
 	group  []persistJob
@@ -270,6 +281,7 @@ func New(cfg Config) (*Node, error) {
 		stop:          make(chan struct{}),
 		raft:          rn,
 		pendingReads:  make(map[uint64]readRequest),
+		lease:         leaseDuration(cfg.TickInterval, cfg.ElectionTicks),
 	}
 	ch := make(chan struct{})
 	n.applyWait.Store(&ch)
@@ -374,8 +386,12 @@ func (n *Node) View() *kv.View { return n.machine.View() }
 
 func (n *Node) runRaft() {
 	defer n.wg.Done()
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
+	ticks := n.cfg.Ticks
+	if ticks == nil {
+		ticker := time.NewTicker(n.cfg.TickInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 	park := time.NewTimer(time.Hour)
 	park.Stop()
 	if len(n.names) == 1 {
@@ -408,7 +424,7 @@ func (n *Node) runRaft() {
 		select {
 		case <-n.stop:
 			stopped = true
-		case <-ticker.C:
+		case <-ticks:
 			n.raft.Tick()
 			n.expireReads()
 		case in := <-n.inbox:
@@ -528,6 +544,10 @@ func (n *Node) handleReadys() bool {
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
 		}
+		// A heartbeat round's lease counts from before its messages leave.
+		if rd.HeartbeatRound != 0 {
+			n.roundSent.note(rd.HeartbeatRound, n.clock.Now())
+		}
 		// Appends and heartbeats may leave before our own fsync (§10.2.1).
 		for _, m := range rd.Messages {
 			n.tr.Send(m)
@@ -606,6 +626,13 @@ func (n *Node) ackApplied() {
 // ---- reads (raft loop side)
 
 func (n *Node) startRead(r readRequest) {
+	if r.lease {
+		if index, ok := n.leaseReadIndex(); ok {
+			n.leaseReadsServed.Add(1)
+			r.answer <- readAnswer{index: index}
+			return
+		}
+	}
 	if err := n.raft.ReadIndex(r.id); err != nil {
 		reason := consensus.RejectReasonOf(err)
 		if reason == raftmsg.RejectNone {
@@ -615,6 +642,21 @@ func (n *Node) startRead(r readRequest) {
 		return
 	}
 	n.pendingReads[r.id] = r
+}
+
+// leaseReadIndex returns the index a lease read waits for, when this node
+// leads under a lease that still holds on the monotonic clock; otherwise
+// the read goes through ReadIndex.
+func (n *Node) leaseReadIndex() (uint64, bool) {
+	index, round, err := n.raft.LeaseRead()
+	if err != nil {
+		return 0, false
+	}
+	sentAt, ok := n.roundSent.lookup(round)
+	if !ok || !leaseHolds(sentAt, n.clock.Now(), n.lease) {
+		return 0, false
+	}
+	return index, true
 }
 
 func (n *Node) answerRead(id uint64, a readAnswer) {
