@@ -77,6 +77,12 @@ var ErrHelp = flag.ErrHelp
 // maxKeyBytes is SPEC §2's key limit; a value limit below it is useless.
 const maxKeyBytes = 4096
 
+// MaxRequestBytesLimit bounds --max-request-bytes (and so the largest
+// value): one request becomes one Raft entry, and an entry must fit one
+// record of the peer protocol (wire.DefaultMaxRecordBytes, 64 MiB) with room
+// for its key and encoding, or it could never be replicated.
+const MaxRequestBytesLimit = 48 << 20
+
 // electionToHeartbeatMin: an election timeout shorter than this many
 // heartbeats makes a single delayed heartbeat start an election (the same
 // rule etcd applies).
@@ -305,6 +311,8 @@ func (c *Config) validate() error {
 	check(c.RequestTimeout > 0, "--request-timeout %v: must be positive", c.RequestTimeout)
 	check(c.QuotaBytes > 0, "--quota-bytes must be positive")
 	check(c.MaxValueBytes > 0, "--max-value-bytes must be positive")
+	check(c.MaxRequestBytes <= MaxRequestBytesLimit,
+		"--max-request-bytes %d is over %d: one request must fit one record of the peer protocol", c.MaxRequestBytes, MaxRequestBytesLimit)
 	check(c.MaxRequestBytes >= c.MaxValueBytes+maxKeyBytes,
 		"--max-request-bytes %d must hold at least one value of --max-value-bytes %d plus a key", c.MaxRequestBytes, c.MaxValueBytes)
 	check(c.MaxTxnOps > 0, "--max-txn-ops must be positive")

@@ -99,6 +99,7 @@ func TestBadInputNamesTheProblem(t *testing.T) {
 		{args: []string{"--quota-bytes", "lots"}, mention: "quota-bytes"},
 		{args: []string{"--quota-bytes", "-1"}, mention: "quota-bytes"},
 		{args: []string{"--max-value-bytes", "8MiB"}, mention: "--max-request-bytes"},
+		{args: []string{"--max-request-bytes", "49MiB"}, mention: "one record of the peer protocol"},
 		{args: []string{"--compression", "lz4"}, mention: "--compression"},
 		{args: []string{"--snapshot-keep", "0"}, mention: "--snapshot-keep"},
 		{args: []string{"--log-level", "loud"}, mention: "--log-level"},
