@@ -255,3 +255,29 @@ func TestWipedMemberIsRefused(t *testing.T) {
 	}
 	c.readEverywhere("while-wiped", "x", rev)
 }
+
+// Five members bootstrap from --initial-cluster alone (each learns the
+// others' random member ids through the peer handshake), and keep serving
+// with two of them, the leader among them, killed -9: a minority of five.
+func TestFiveNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes")
+	}
+	c := startCluster(t, 5)
+	rev := revisionOf(t, c.procs[c.follower()].must(200, "PUT", "/v1/kv/five", "a").body)
+	c.readEverywhere("five", "a", rev)
+
+	old := c.leader()
+	for _, victim := range []string{old, c.follower()} {
+		c.procs[victim].kill()
+		delete(c.procs, victim)
+	}
+	if lead := c.leader(); lead == old {
+		t.Fatal("killed member still leads")
+	}
+	rev2 := revisionOf(t, c.procs[c.follower()].must(200, "PUT", "/v1/kv/five", "b").body)
+	if rev2 <= rev {
+		t.Fatalf("revision after failover %d, before %d", rev2, rev)
+	}
+	c.readEverywhere("five", "b", rev2)
+}
