@@ -404,23 +404,38 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 		a.fail(ctx, s, Errorf(KindTooLarge, "value larger than %d bytes", a.cfg.MaxValueBytes), true)
 		return
 	}
-	wh, err := readWriteHeaders(&ctx.Request.Header)
-	if err != nil {
-		a.fail(ctx, s, err, true)
-		return
-	}
-	if req.IfMatch, req.IfAbsent, err = wh.conditions(true); err != nil {
-		a.fail(ctx, s, err, true)
-		return
-	}
-	if req.Idempotency.Key, err = a.idempotencyKey(&wh); err != nil {
-		a.fail(ctx, s, err, true)
+	var ok bool
+	if req.IfMatch, req.IfAbsent, req.Idempotency.Key, ok = a.writeHeaders(ctx, s, true); !ok {
 		return
 	}
 	if req.Idempotency.Key != nil {
 		req.Idempotency.Fingerprint = s.fp.put(&req)
 	}
 	res, berr := a.backend.Put(ctx, req)
+	a.answerWrite(ctx, s, res, berr, true)
+}
+
+// writeHeaders reads a single-key write's conditions (If-Match, and
+// If-None-Match where allowAbsent) and Idempotency-Key. On bad input it
+// answers the client itself and reports false.
+func (a *API) writeHeaders(ctx *fasthttp.RequestCtx, s *scratch, allowAbsent bool) (ifMatch uint64, ifAbsent bool, idemKey []byte, ok bool) {
+	wh, err := readWriteHeaders(&ctx.Request.Header)
+	if err == nil {
+		ifMatch, ifAbsent, err = wh.conditions(allowAbsent)
+	}
+	if err == nil {
+		idemKey, err = a.idempotencyKey(&wh)
+	}
+	if err != nil {
+		a.fail(ctx, s, err, true)
+		return 0, false, nil, false
+	}
+	return ifMatch, ifAbsent, idemKey, true
+}
+
+// answerWrite answers a single-key write from the backend's result: the
+// error, or the revision in the body (and as the ETag when withETag).
+func (a *API) answerWrite(ctx *fasthttp.RequestCtx, s *scratch, res WriteResult, berr error, withETag bool) {
 	if berr == nil && res.Revision == 0 {
 		berr = errZeroWriteRevision
 	}
@@ -429,7 +444,9 @@ func (a *API) put(ctx *fasthttp.RequestCtx, s *scratch) {
 		return
 	}
 	a.writeMeta(ctx, s, res.Meta)
-	a.setETag(ctx, s, res.Revision)
+	if withETag {
+		a.setETag(ctx, s, res.Revision)
+	}
 	a.writeRevisionBody(ctx, s, res.Revision)
 }
 
@@ -450,32 +467,15 @@ func (a *API) get(ctx *fasthttp.RequestCtx, s *scratch, c Consistency) {
 
 func (a *API) delete(ctx *fasthttp.RequestCtx, s *scratch) {
 	req := DeleteRequest{Key: s.key}
-	wh, err := readWriteHeaders(&ctx.Request.Header)
-	if err != nil {
-		a.fail(ctx, s, err, true)
-		return
-	}
-	if req.IfMatch, _, err = wh.conditions(false); err != nil {
-		a.fail(ctx, s, err, true)
-		return
-	}
-	if req.Idempotency.Key, err = a.idempotencyKey(&wh); err != nil {
-		a.fail(ctx, s, err, true)
+	var ok bool
+	if req.IfMatch, _, req.Idempotency.Key, ok = a.writeHeaders(ctx, s, false); !ok {
 		return
 	}
 	if req.Idempotency.Key != nil {
 		req.Idempotency.Fingerprint = s.fp.delete(&req)
 	}
 	res, berr := a.backend.Delete(ctx, req)
-	if berr == nil && res.Revision == 0 {
-		berr = errZeroWriteRevision
-	}
-	if berr != nil {
-		a.failBackend(ctx, s, res.Meta, berr)
-		return
-	}
-	a.writeMeta(ctx, s, res.Meta)
-	a.writeRevisionBody(ctx, s, res.Revision)
+	a.answerWrite(ctx, s, res, berr, false)
 }
 
 // serveRange serves GET (list) and DELETE (delete by prefix) on /v1/kv.
