@@ -235,6 +235,9 @@ func TestWriteTable(t *testing.T) {
 	put1.Systems[sysEdgekv] = &systemRow{Samples: []sample{{}}, Median: sample{OKPerSec: 9400, P50Us: 250, P99Us: 8000, ServerCPUUsPerOp: 130}}
 	batch.Systems[sysEtcd] = &systemRow{Samples: []sample{{}}, Median: sample{KeysPerSec: 11000, OKPerSec: 110, P50Us: 1, P99Us: 1, ServerCPUUsPerOp: 80, Errors: 7}}
 	batch.Systems[sysEdgekv] = &systemRow{Note: "did not start: no binary"}
+	open := rows[6]
+	open.Systems[sysEtcd] = &systemRow{Samples: []sample{{}}, Median: sample{RateAsked: 500, P50Us: 2000, P99Us: 50000, ServerCPUUsPerOp: 900}}
+	open.Systems[sysEdgekv] = &systemRow{Samples: []sample{{}}, Median: sample{RateAsked: 500, P50Us: 1000, P99Us: 5000, ServerCPUUsPerOp: 90}}
 	var b bytes.Buffer
 	if err := writeTable(&b, rows, 3); err != nil {
 		t.Fatal(err)
@@ -254,6 +257,8 @@ func TestWriteTable(t *testing.T) {
 	check("batch of 100 puts, 16 clients", "keys/s", "11000", "-", "-")
 	check("batch of 100 puts, 16 clients", "server CPU µs/key", "80.00", "-", "-")
 	check("put, 16 clients", "ops/s", "-", "-", "-")
+	check("open-loop put at 50% of etcd max", "rate asked/s", "500.0", "500.0", "-")
+	check("open-loop put at 50% of etcd max", "p99 ms", "50.00", "5.00", "10.00x")
 	for _, want := range []string{"medians of 3 repetitions", "edgekv: did not start: no binary", "etcd: 7 failed requests", "open-loop put at 50% of etcd max"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

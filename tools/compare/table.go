@@ -21,23 +21,26 @@ type metric struct {
 	// gain above 1 always means edgekv did better.
 	higherIsBetter bool
 	get            func(sample) float64
+	// sameByDesign marks a figure both systems are given (the open-loop
+	// rate): a gain there would mean nothing.
+	sameByDesign bool
 }
 
 func rowMetrics(spec rowSpec) []metric {
 	cpuName := "server CPU µs/op"
-	tput := metric{"ops/s", true, func(s sample) float64 { return s.OKPerSec }}
+	tput := metric{name: "ops/s", higherIsBetter: true, get: func(s sample) float64 { return s.OKPerSec }}
 	if spec.Workload == loadgen.WorkloadBatch {
 		cpuName = "server CPU µs/key"
-		tput = metric{"keys/s", true, func(s sample) float64 { return s.KeysPerSec }}
+		tput = metric{name: "keys/s", higherIsBetter: true, get: func(s sample) float64 { return s.KeysPerSec }}
 	}
 	if spec.openLoop() {
-		tput = metric{"rate asked/s", true, func(s sample) float64 { return s.RateAsked }}
+		tput = metric{name: "rate asked/s", get: func(s sample) float64 { return s.RateAsked }, sameByDesign: true}
 	}
 	return []metric{
 		tput,
-		{"p50 ms", false, func(s sample) float64 { return s.P50Us / 1e3 }},
-		{"p99 ms", false, func(s sample) float64 { return s.P99Us / 1e3 }},
-		{cpuName, false, func(s sample) float64 { return s.ServerCPUUsPerOp }},
+		{name: "p50 ms", get: func(s sample) float64 { return s.P50Us / 1e3 }},
+		{name: "p99 ms", get: func(s sample) float64 { return s.P99Us / 1e3 }},
+		{name: cpuName, get: func(s sample) float64 { return s.ServerCPUUsPerOp }},
 	}
 }
 
@@ -97,7 +100,11 @@ func writeTable(w io.Writer, rows []reportRow, repeats int) error {
 				label = r.Spec.Label
 			}
 			e, k := medianOf(r, sysEtcd, m), medianOf(r, sysEdgekv, m)
-			fmt.Fprintf(&b, "%-36s %-18s %12s %12s %9s\n", label, m.name, formatFigure(e), formatFigure(k), formatGain(gain(e, k, m.higherIsBetter)))
+			g := gain(e, k, m.higherIsBetter)
+			if m.sameByDesign {
+				g = math.NaN()
+			}
+			fmt.Fprintf(&b, "%-36s %-18s %12s %12s %9s\n", label, m.name, formatFigure(e), formatFigure(k), formatGain(g))
 		}
 	}
 	for _, r := range rows {
