@@ -250,7 +250,7 @@ func New(cfg Config) (*Node, error) {
 	bcfg := cfg.Batch
 	bcfg.Clock = clock
 	if cfg.Metrics != nil {
-		bcfg.Metrics = cfg.Metrics.Set()
+		bcfg.Metrics, bcfg.Observer = cfg.Metrics.Set(), cfg.Metrics
 	}
 	if bcfg.InflightTimeout == 0 {
 		bcfg.InflightTimeout = cfg.RequestTimeout
@@ -632,6 +632,11 @@ func (n *Node) startRead(r readRequest) {
 			r.answer <- readAnswer{index: index}
 			return
 		}
+	}
+	if len(n.pendingReads) >= n.batcher.Config().MaxPending {
+		// Reads are bounded like writes (--max-pending): 503 at once.
+		r.answer <- readAnswer{reject: raftmsg.RejectOverloaded}
+		return
 	}
 	if err := n.raft.ReadIndex(r.id); err != nil {
 		reason := consensus.RejectReasonOf(err)
