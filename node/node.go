@@ -379,6 +379,10 @@ func (n *Node) IsLeader() bool { return n.isLeader.Load() }
 // Leader returns the leader this member knows (None if none).
 func (n *Node) Leader() raftmsg.NodeID { return raftmsg.NodeID(n.leaderID.Load()) }
 
+// BatchStats snapshots the member's batcher (benchmarks, tests): batch
+// counts and sizes, refusals by reason, pending proposals.
+func (n *Node) BatchStats() batch.Stats { return n.batcher.Stats() }
+
 // View returns the latest applied state.
 func (n *Node) View() *kv.View { return n.machine.View() }
 
