@@ -253,7 +253,7 @@ func New(cfg Config) (*Node, error) {
 	bcfg := cfg.Batch
 	bcfg.Clock = clock
 	if cfg.Metrics != nil {
-		bcfg.Metrics = cfg.Metrics.Set()
+		bcfg.Metrics, bcfg.Observer = cfg.Metrics.Set(), cfg.Metrics
 	}
 	if bcfg.InflightTimeout == 0 {
 		bcfg.InflightTimeout = cfg.RequestTimeout
@@ -382,6 +382,10 @@ func (n *Node) IsLeader() bool { return n.isLeader.Load() }
 
 // Leader returns the leader this member knows (None if none).
 func (n *Node) Leader() raftmsg.NodeID { return raftmsg.NodeID(n.leaderID.Load()) }
+
+// BatchStats snapshots the member's batcher (benchmarks, tests): batch
+// counts and sizes, refusals by reason, pending proposals.
+func (n *Node) BatchStats() batch.Stats { return n.batcher.Stats() }
 
 // View returns the latest applied state.
 func (n *Node) View() *kv.View { return n.machine.View() }
@@ -636,6 +640,11 @@ func (n *Node) startRead(r readRequest) {
 			r.answer <- readAnswer{index: index}
 			return
 		}
+	}
+	if len(n.pendingReads) >= n.batcher.Config().MaxPending {
+		// Reads are bounded like writes (--max-pending): 503 at once.
+		r.answer <- readAnswer{reject: raftmsg.RejectOverloaded}
+		return
 	}
 	if err := n.raft.ReadIndex(r.id); err != nil {
 		reason := consensus.RejectReasonOf(err)
