@@ -537,3 +537,62 @@ func TestUncommittedSelfRemovalStillCampaigns(t *testing.T) {
 		t.Fatalf("node 2 alone did not commit: %v", got)
 	}
 }
+
+// Thesis §4.2.3: "removed servers (those not in C_new) can disrupt the
+// cluster": one that never learns its removal committed times out and
+// asks for votes, here with a log as up to date as anyone's. Leader
+// stickiness keeps the cluster's term and leader: servers that hear from
+// their leader ignore it. The leader stops tracking it after an election
+// timeout of silence.
+func TestRemovedServerCannotDisrupt(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	if err := c.nodes[1].ProposeConfChange(confChange(raftmsg.ConfChangeRemove, 3), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Node 3 gets the entry, but never hears that it committed.
+	for _, m := range c.collect() {
+		if err := c.nodes[m.To].Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.cut = func(m raftmsg.Message) bool {
+		return m.From == 1 && m.To == 3 && (m.Type == raftmsg.MsgApp || m.Type == raftmsg.MsgHeartbeat)
+	}
+	c.settle()
+	wantConf(t, c.nodes[1], ids(1, 2), nil)
+	wantConf(t, c.nodes[3], ids(1, 2), nil)
+	if c.nodes[3].SoftState().Removed || c.nodes[1].HardState().Commit != c.nodes[3].LastIndex() {
+		t.Fatalf("node 3 %+v, leader commit %d, node 3 last %d", c.nodes[3].SoftState(), c.nodes[1].HardState().Commit, c.nodes[3].LastIndex())
+	}
+	term := c.nodes[1].SoftState().Term
+	var asked bool
+	for i := 0; i < 5*c.nodes[3].cfg.ElectionTicks; i++ {
+		c.tick(3, 1)
+		c.tick(1, 1)
+		for _, m := range c.collect() {
+			asked = asked || m.From == 3 && m.Type == raftmsg.MsgPreVote
+			if !c.cut(m) {
+				if err := c.nodes[m.To].Step(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		c.settle()
+	}
+	if !asked {
+		t.Fatalf("the removed server never asked for votes: nothing was tested")
+	}
+	if ss := c.nodes[1].SoftState(); ss.Role != RoleLeader || ss.Term != term {
+		t.Fatalf("the removed server disrupted the leader: %+v (term was %d)", ss, term)
+	}
+	if ss := c.nodes[2].SoftState(); ss.Leader != 1 || ss.Term != term {
+		t.Fatalf("the removed server disrupted follower 2: %+v", ss)
+	}
+	if i := c.nodes[1].pos(3); i >= 0 {
+		t.Fatalf("leader still tracks the silent removed node")
+	}
+	if err := c.nodes[1].CheckInvariants(true); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,7 +5,9 @@
 // Readys (takes the next before the previous is durable) and releases
 // MessagesAfterPersist only once they are durable. After every step it
 // checks the safety properties of Raft (paper §5.4, Figure 3), and after the
-// chaos ends, liveness.
+// chaos ends, liveness. Membership changes (add learner, promote, remove,
+// the leader included) run under the same chaos with their own checks
+// (membership.go, thesis §4).
 //
 // A run is a pure function of its seed: Run(Options{Seed: s}) replays a
 // failure exactly. It must never read the clock, spawn goroutines or share
