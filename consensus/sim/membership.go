@@ -243,9 +243,12 @@ func (s *sim) leaderNode() *simNode {
 	return best
 }
 
-// changeMembership proposes one random change, mostly on the leader.
-func (s *sim) changeMembership() error {
-	at := s.leaderNode()
+// changeMembership proposes one random change at `at`, or by default
+// mostly on the leader.
+func (s *sim) changeMembership(at *simNode) error {
+	if at == nil {
+		at = s.leaderNode()
+	}
 	if at == nil || s.rng.IntN(10) == 0 {
 		live := s.liveNodes()
 		if len(live) == 0 {

@@ -208,6 +208,9 @@ type sim struct {
 	committedConf raftmsg.ConfState
 	added         int
 	maxLeaderTerm uint64
+	// freshLeader: a leader just elected; a change proposed at once races
+	// with its no-op and with any change an earlier leader left behind.
+	freshLeader *simNode
 }
 
 // ErrViolation wraps every property violation.
@@ -431,7 +434,13 @@ func (s *sim) chaos() error {
 		}
 		clear(s.cuts)
 	case r < 140: // a membership change
-		return s.changeMembership()
+		return s.changeMembership(nil)
+	}
+	if l := s.freshLeader; l != nil {
+		s.freshLeader = nil
+		if l.node != nil && !l.paused(s.now) && s.rng.IntN(3) == 0 {
+			return s.changeMembership(l)
+		}
 	}
 	return nil
 }
@@ -1119,6 +1128,7 @@ func (s *sim) afterStep(sn *simNode) error {
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
+		s.freshLeader = sn
 		if err := s.checkNoLiveLease(sn, ss.Term); err != nil {
 			return err
 		}
