@@ -151,7 +151,12 @@
 // that and shut down. Removal is edge-triggered from the log: a node
 // restarted from a snapshot taken after its removal is merely not a
 // member (it never campaigns). A node that is not a voter in the
-// configuration in force never campaigns.
+// configuration in force never campaigns, with one exception: a voter
+// whose own removal is appended but not known committed campaigns in the
+// new configuration without counting itself (a leader outside C_new,
+// §4.2.2); otherwise removing the leader of two voters could deadlock
+// when the other voter lacks the entry and cannot win against the longer
+// log. Pre-vote keeps such a node from disturbing a healthy cluster.
 //
 // Messages from nodes outside the configuration are processed (thesis
 // §4.1: a server accepts appends from a leader it does not know yet and

@@ -473,7 +473,7 @@ func (n *Node) becomePreCandidate() {
 }
 
 func (n *Node) becomeCandidate() {
-	if n.role == RoleLeader || !n.selfVoter() {
+	if n.role == RoleLeader || !n.mayCampaign() {
 		panic(fmt.Sprintf("consensus: %v (voter %v) becoming candidate", n.role, n.selfVoter()))
 	}
 	n.reset(n.term + 1)
