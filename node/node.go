@@ -12,6 +12,7 @@ import (
 	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf/stage"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
 	"github.com/edgekv/edgekv/storage"
@@ -202,6 +203,10 @@ type Node struct {
 
 	// Any goroutine: reads answered under the lease (tests, metrics).
 	leaseReadsServed atomic.Uint64
+
+	// stages marks the write path for tracers (stages.go); each of its
+	// fields belongs to one of the goroutines.
+	stages stageMarks
 
 	// Persister only.
 	group  []persistJob
@@ -444,6 +449,7 @@ func (n *Node) runRaft() {
 					panic(fmt.Sprintf("node: %v", err)) // our bug: the persister reports Seqs we issued
 				}
 				n.ackedSeq = seq
+				n.markCommitted()
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
@@ -496,6 +502,7 @@ func (n *Node) step(in inbound) {
 func (n *Node) proposeBatches() {
 	now := n.clock.Now()
 	for bt, ok := n.batcher.Next(now); ok; bt, ok = n.batcher.Next(now) {
+		n.markEmitted(bt.ID)
 		ts := time.Now().UnixNano()
 		ents := n.propEnts[:0]
 		for _, p := range bt.Proposals {
@@ -528,7 +535,9 @@ func (n *Node) proposeBatches() {
 			n.inflight = n.inflight[1:]
 		}
 		n.inflight = append(n.inflight, batchRecord{id: bt.ID, lastIndex: n.raft.LastIndex()})
+		n.markProposed(bt.ID, n.raft.LastIndex())
 	}
+	n.maybeMarkForming()
 }
 
 // handleReadys carries out every Ready the core has; false when stopping.
@@ -543,6 +552,7 @@ func (n *Node) handleReadys() bool {
 		n.publishSoft(rd.SoftState)
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
+			n.markCommitted()
 		}
 		// A heartbeat round's lease counts from before its messages leave.
 		if rd.HeartbeatRound != 0 {
@@ -592,6 +602,7 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 			n.batcher.Finish(r.id, now, false)
 		}
 		n.inflight = n.inflight[:0]
+		n.stages.ledger.invalidate()
 	}
 	if s.Leader != n.soft.Leader && n.metrics != nil {
 		n.metrics.IncLeaderChanges()
@@ -711,6 +722,9 @@ func (n *Node) runPersist() {
 		if !hs.IsEmpty() || len(ents) > 0 {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
+			}
+			if len(ents) > 0 {
+				n.markPersisted(ents[len(ents)-1].Index)
 			}
 		}
 		// Durable: now the votes and append acknowledgements may leave
@@ -844,6 +858,8 @@ func (n *Node) runApply() {
 			n.fail(fmt.Errorf("node: apply: %w", err))
 			return
 		}
+		lastIndex := ents[len(ents)-1].Index
+		n.stages.ledger.markUpTo(&n.stages.applied, lastIndex, stage.Applied)
 		j := 0
 		for i := range ents {
 			e := &ents[i]
@@ -858,6 +874,7 @@ func (n *Node) runApply() {
 				n.reg.Complete(e.RequestID, outcome{res: r})
 			}
 		}
+		n.stages.ledger.markUpTo(&n.stages.answered, lastIndex, stage.Answered)
 		clear(results)
 		n.results = results[:0]
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
