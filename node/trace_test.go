@@ -107,7 +107,7 @@ func checkStagesPerBatch(t *testing.T, tr *ebpf.Tracer, before *ebpf.Snapshot, b
 type bytesWriter []byte
 
 func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
-func (b bytesWriter) String() string             { return string(b) }
+func (b bytesWriter) String() string               { return string(b) }
 
 // TestStageMarkersPairPerBatch runs writes on in-process clusters with the
 // eBPF stage probes attached: the leader marks each of its batches once per
