@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,16 +99,11 @@ func checkStagesPerBatch(t *testing.T, tr *ebpf.Tracer, before *ebpf.Snapshot, b
 		}
 	}
 	if t.Failed() {
-		var text bytesWriter
+		var text strings.Builder
 		d.WriteText(&text)
-		t.Logf("trace:\n%s", text)
+		t.Logf("trace:\n%s", text.String())
 	}
 }
-
-type bytesWriter []byte
-
-func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
-func (b bytesWriter) String() string               { return string(b) }
 
 // TestStageMarkersPairPerBatch runs writes on in-process clusters with the
 // eBPF stage probes attached: the leader marks each of its batches once per
