@@ -111,9 +111,69 @@
 // §6.4.1, §3.10). A paused leader's rounds age on the runtime's clock, not
 // on its ticks.
 //
+// # Membership
+//
+// ProposeConfChange(cc, requestID) on the leader appends an
+// EntryConfChange: add a learner, promote a learner to voter, or remove a
+// member, one server at a time (thesis §4.1). It refuses a change while an
+// earlier one is appended and not yet applied (ErrConfChangePending),
+// before the leader has committed an entry of its term (ErrNotReady: the
+// fix to single-server changes, thesis §4.1 and Ongaro's 2015 raft-dev
+// note), during a transfer (ErrTransferring), promoting a learner more than
+// Config.MaxLearnerLagEntries behind (ErrLearnerBehind, §4.2.1), and on
+// membership grounds (ErrMemberExists, ErrUnknownMember, ErrLastVoter,
+// ErrTooManyMembers); off the leader it returns ErrNotLeader.
+//
+// Append-time. A configuration takes effect on each server as soon as its
+// entry is in that server's log, committed or not, and is undone if a new
+// leader truncates the entry (thesis §4.1). We chose this over apply-time
+// because (1) it is the rule the thesis proves one-server changes safe
+// under: with apply-time, a server that has not yet applied C_new can
+// still elect or commit with C_old while others use C_new', two changes
+// apart; (2) the leader removing itself falls out naturally: from the
+// moment it appends its removal it runs the new configuration, which does
+// not contain it, so it never counts itself toward that change's quorum
+// (§4.2.2); (3) "the configuration in force at index i" is a pure
+// function of the log, which is what a snapshot must record. The cost is
+// that the configuration can revert: Ready.ConfState reports every change
+// of the configuration in force, both ways, and ConfState() returns it.
+//
+// Learners receive appends, heartbeats (and snapshots) but never vote,
+// never campaign, and never count for the commit quorum, elections,
+// ReadIndex confirmation, leases or check-quorum. A leader whose own
+// removal commits tells the most up-to-date voter to campaign at once
+// (MsgTimeoutNow) and steps down. Other removed members keep getting the
+// log from the leader until they acknowledged a heartbeat carrying a
+// commit index that covers their removal (or an election timeout of
+// silence), so they see SoftState.Removed; the runtime should persist
+// that and shut down. Removal is edge-triggered from the log: a node
+// restarted from a snapshot taken after its removal is merely not a
+// member (it never campaigns). A node that is not a voter in the
+// configuration in force never campaigns.
+//
+// Messages from nodes outside the configuration are processed (thesis
+// §4.1: a server accepts appends from a leader it does not know yet and
+// may vote for such a candidate); answers from untracked peers are
+// dropped, and only voters' answers count. Disruption by removed servers
+// (§4.2.3) is prevented by pre-vote and leader stickiness.
+//
+// Recovery. The configuration in force at start is Config.Snapshot.Conf
+// (when Snapshot is not empty) or Config.Voters, plus every conf-change
+// entry of Config.Entries applied in order. Entries apply as "set this
+// node's status" (learner, voter, gone), leniently, because the log is
+// authoritative: a node joining a running cluster is started with the
+// cluster's current voters (its own id absent, so it is not a member and
+// never campaigns) and replays the log from its start; every member that
+// any entry names ends with the status of the last entry naming it, and
+// the base is right for the rest. Config.ID need not be a member.
+//
+// Snapshots (for the snapshot code): the configuration in force at an
+// index is confAt(index); compaction folds the history into the base
+// (compactConf), an installed snapshot resets it (resetConf).
+//
 // # Not yet
 //
-// Snapshots with log compaction, and membership changes (the rest of
-// issue 3) are not implemented: Step returns ErrUnsupported
-// for MsgSnap, and the log is kept whole in memory since Config.Snapshot.
+// Snapshots with log compaction are not implemented: Step returns
+// ErrUnsupported for MsgSnap, and the log is kept whole in memory since
+// Config.Snapshot.
 package consensus

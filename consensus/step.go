@@ -16,7 +16,9 @@ func (n *Node) Tick() {
 		return
 	}
 	n.electionElapsed++
-	if n.electionElapsed >= n.randomizedElectionTimeout {
+	// Only voters campaign: learners and removed nodes never do (thesis
+	// §4.2.1, §4.2.2).
+	if n.electionElapsed >= n.randomizedElectionTimeout && n.selfVoter() {
 		n.startPreVote()
 	}
 }
@@ -25,6 +27,7 @@ func (n *Node) tickLeader() {
 	n.electionElapsed++
 	n.heartbeatElapsed++
 	n.tickTransfer()
+	n.tickLeaving()
 	// Check-quorum (thesis §6.2): a leader that has not heard from a
 	// quorum for an election timeout steps down, so a partitioned leader
 	// stops accepting proposals and clients find the new one.
@@ -46,7 +49,7 @@ func (n *Node) tickLeader() {
 func (n *Node) quorumHeardWithin(ticks int) bool {
 	heard := 0
 	for i, pr := range n.prs {
-		if i == n.selfPos || n.ticks-pr.LastHeardTick < uint64(ticks) {
+		if n.kinds[i] == kindVoter && (i == n.selfPos || n.ticks-pr.LastHeardTick < uint64(ticks)) {
 			heard++
 		}
 	}
@@ -63,8 +66,8 @@ func (n *Node) startPreVote() {
 		n.startElection()
 		return
 	}
-	for _, v := range n.voters {
-		if v != n.id {
+	for i, v := range n.peers {
+		if v != n.id && n.kinds[i] == kindVoter {
 			n.send(raftmsg.Message{Type: raftmsg.MsgPreVote, To: v, Term: n.term + 1,
 				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm()})
 		}
@@ -84,8 +87,8 @@ func (n *Node) startElectionWith(context uint64) {
 		n.becomeLeader()
 		return
 	}
-	for _, v := range n.voters {
-		if v != n.id {
+	for i, v := range n.peers {
+		if v != n.id && n.kinds[i] == kindVoter {
 			n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgVote, To: v, Term: n.term,
 				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm(), Context: context})
 		}
@@ -93,14 +96,18 @@ func (n *Node) startElectionWith(context uint64) {
 }
 
 func (n *Node) recordVote(from raftmsg.NodeID, granted bool) quorum.VoteResult {
-	if i := n.pos(from); i >= 0 && n.votes[i] == 0 {
+	// Only voters' answers count (thesis §4.2.1: learners never vote).
+	if i := n.pos(from); i >= 0 && n.kinds[i] == kindVoter && n.votes[i] == 0 {
 		n.votes[i] = -1
 		if granted {
 			n.votes[i] = 1
 		}
 	}
 	g, r := 0, 0
-	for _, v := range n.votes {
+	for i, v := range n.votes {
+		if n.kinds[i] != kindVoter {
+			continue
+		}
 		switch v {
 		case 1:
 			g++
@@ -108,13 +115,13 @@ func (n *Node) recordVote(from raftmsg.NodeID, granted bool) quorum.VoteResult {
 			r++
 		}
 	}
-	return quorum.Tally(g, r, len(n.voters))
+	return quorum.Tally(g, r, n.numVoters)
 }
 
 // Step feeds one message from the network into the node. A message that is
-// malformed, not addressed to this node or from a non-member returns an
-// error wrapping ErrInvalidMessage and changes nothing; messages that are
-// merely stale are dropped silently (nil).
+// malformed or not addressed to this node returns an error wrapping
+// ErrInvalidMessage and changes nothing; messages that are merely stale,
+// or answers from peers not tracked, are dropped silently (nil).
 func (n *Node) Step(m raftmsg.Message) error {
 	if err := n.validate(&m); err != nil {
 		return err
@@ -307,6 +314,10 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 		return fmt.Errorf("%w: %v from %d claims leadership of term %d, which %d leads", ErrInvalidMessage, m.Type, m.From, m.Term, n.id)
 	}
 	i := n.pos(m.From)
+	if i < 0 {
+		// An answer from a peer not (or no longer) tracked.
+		return nil
+	}
 	pr := n.prs[i]
 	pr.LastHeardTick = n.ticks
 	switch m.Type {
@@ -317,6 +328,13 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 		}
 		return err
 	case raftmsg.MsgHeartbeatResp:
+		if n.kinds[i] == kindLeaving {
+			n.handleLeavingAck(i, m.Context)
+			if i = n.pos(m.From); i < 0 {
+				return nil
+			}
+			pr = n.prs[i]
+		}
 		n.handleReadAck(i, m.Context)
 		if pr.Match >= n.log.lastIndex() {
 			return nil
@@ -364,9 +382,12 @@ func (n *Node) handleAppend(m *raftmsg.Message) error {
 		if ents[0].Index <= n.log.committed {
 			return fmt.Errorf("%w: append from %d conflicts with committed entry %d", ErrInvalidMessage, m.From, ents[0].Index)
 		}
-		if from := n.log.truncateAndAppend(copyEntries(ents)); from != 0 {
+		appended := copyEntries(ents)
+		from := n.log.truncateAndAppend(appended)
+		if from != 0 {
 			n.capPendingPersist(from - 1)
 		}
+		n.confAfterAppend(from, appended)
 	}
 	// Rule 5: "If leaderCommit > commitIndex, set commitIndex =
 	// min(leaderCommit, index of last new entry)".
@@ -432,6 +453,7 @@ func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error 
 	}
 	if n.maybeCommit() {
 		n.bcastAppend(true)
+		n.maybeStepDownRemoved()
 	} else {
 		n.maybeSendAppend(i, false)
 	}
@@ -445,12 +467,12 @@ func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error 
 // replicas"). It reports whether the commit index moved.
 func (n *Node) maybeCommit() bool {
 	for i, pr := range n.prs {
-		n.matches[i] = pr.Match
+		n.scratch[i] = pr.Match
 		if i == n.selfPos {
-			n.matches[i] = n.log.persisted
+			n.scratch[i] = n.log.persisted
 		}
 	}
-	c := quorum.CommittedIndex(n.matches, n.scratch)
+	c := n.voterQuorumIndex(n.scratch)
 	if c <= n.log.committed {
 		return false
 	}
@@ -471,7 +493,9 @@ func (n *Node) commitTo(c uint64) {
 			n.uncommittedBytes -= min(b, n.uncommittedBytes)
 		}
 	}
+	old := n.log.committed
 	n.log.committed = c
+	n.noteCommit(old, c)
 }
 
 func (n *Node) bcastAppend(sendEmpty bool) {
@@ -503,7 +527,7 @@ func (n *Node) maybeSendAppend(i int, sendEmpty bool) bool {
 	if len(ents) == 0 && !sendEmpty {
 		return false
 	}
-	n.send(raftmsg.Message{Type: raftmsg.MsgApp, To: n.voters[i], Term: n.term,
+	n.send(raftmsg.Message{Type: raftmsg.MsgApp, To: n.peers[i], Term: n.term,
 		Index: prevIndex, LogTerm: prevTerm, Entries: ents, Commit: n.log.committed})
 	if len(ents) > 0 {
 		pr.SentEntries(ents[len(ents)-1].Index, bytes)
@@ -579,8 +603,11 @@ func (n *Node) validate(m *raftmsg.Message) error {
 	if m.To != n.id {
 		return fmt.Errorf("%w: %v addressed to %d, this is %d", ErrInvalidMessage, m.Type, m.To, n.id)
 	}
-	if m.From == n.id || n.pos(m.From) < 0 {
-		return fmt.Errorf("%w: %v from %d, not a peer", ErrInvalidMessage, m.Type, m.From)
+	// A sender outside the configuration is normal while configurations
+	// change (thesis §4.1: servers process requests from servers not in
+	// their configuration): answers from untracked peers are dropped later.
+	if m.From == n.id || m.From == raftmsg.None {
+		return fmt.Errorf("%w: %v from %d", ErrInvalidMessage, m.Type, m.From)
 	}
 	if m.Term == 0 && m.Type != raftmsg.MsgProp && m.Type != raftmsg.MsgPropResp {
 		return fmt.Errorf("%w: %v with term 0", ErrInvalidMessage, m.Type)
@@ -608,11 +635,18 @@ func (n *Node) validate(m *raftmsg.Message) error {
 			if e.Type > raftmsg.EntryConfChange {
 				return fmt.Errorf("%w: entry type %d", ErrInvalidMessage, e.Type)
 			}
+			if e.Type == raftmsg.EntryConfChange {
+				if _, err := raftmsg.DecodeConfChange(e.Data); err != nil {
+					return fmt.Errorf("%w: entry %d: %w", ErrInvalidMessage, e.Index, err)
+				}
+			}
 			prevTerm = e.Term
 		}
 	case raftmsg.MsgTransferLeader:
-		if n.pos(m.Hint) < 0 {
-			return fmt.Errorf("%w: transfer to %d, not a voter", ErrInvalidMessage, m.Hint)
+		// A target that is no voter here may be one in a newer
+		// configuration: the leader decides (startTransfer).
+		if m.Hint == raftmsg.None {
+			return fmt.Errorf("%w: transfer to no node", ErrInvalidMessage)
 		}
 	case raftmsg.MsgAppResp:
 		if m.Reject && m.RejectHint > m.Index {

@@ -211,6 +211,9 @@ type Node struct {
 	// Persister only.
 	group  []persistJob
 	merged []raftmsg.Entry
+	// savedHS is the newest hard state the persister made durable (its
+	// Commit may lag: see mustSync).
+	savedHS raftmsg.HardState
 
 	// Applier only.
 	results []kv.Result
@@ -255,7 +258,7 @@ func New(cfg Config) (*Node, error) {
 	bcfg := cfg.Batch
 	bcfg.Clock = clock
 	if cfg.Metrics != nil {
-		bcfg.Metrics = cfg.Metrics.Set()
+		bcfg.Metrics, bcfg.Observer = cfg.Metrics.Set(), cfg.Metrics
 	}
 	if bcfg.InflightTimeout == 0 {
 		bcfg.InflightTimeout = cfg.RequestTimeout
@@ -278,6 +281,7 @@ func New(cfg Config) (*Node, error) {
 		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
+		savedHS:       cfg.Recovered.HardState,
 		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
 		statusReqs:    make(chan chan consensus.Status, 16),
@@ -383,6 +387,10 @@ func (n *Node) IsLeader() bool { return n.isLeader.Load() }
 
 // Leader returns the leader this member knows (None if none).
 func (n *Node) Leader() raftmsg.NodeID { return raftmsg.NodeID(n.leaderID.Load()) }
+
+// BatchStats snapshots the member's batcher (benchmarks, tests): batch
+// counts and sizes, refusals by reason, pending proposals.
+func (n *Node) BatchStats() batch.Stats { return n.batcher.Stats() }
 
 // View returns the latest applied state.
 func (n *Node) View() *kv.View { return n.machine.View() }
@@ -644,6 +652,11 @@ func (n *Node) startRead(r readRequest) {
 			return
 		}
 	}
+	if len(n.pendingReads) >= n.batcher.Config().MaxPending {
+		// Reads are bounded like writes (--max-pending): 503 at once.
+		r.answer <- readAnswer{reject: raftmsg.RejectOverloaded}
+		return
+	}
 	if err := n.raft.ReadIndex(r.id); err != nil {
 		reason := consensus.RejectReasonOf(err)
 		if reason == raftmsg.RejectNone {
@@ -719,9 +732,12 @@ func (n *Node) runPersist() {
 			}
 		}
 		hs, ents := n.mergeGroup(group)
-		if !hs.IsEmpty() || len(ents) > 0 {
+		if len(ents) > 0 || n.mustSync(hs) {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
+			}
+			if !hs.IsEmpty() {
+				n.savedHS = hs
 			}
 			if len(ents) > 0 {
 				n.markPersisted(ents[len(ents)-1].Index)
@@ -741,6 +757,22 @@ func (n *Node) runPersist() {
 		clear(n.merged)
 		n.merged = n.merged[:0]
 	}
+}
+
+// mustSync reports whether hs needs a write of its own. The term and the
+// vote must be durable before anything that depends on them leaves (paper
+// Figure 2: "updated on stable storage before responding to RPCs"); the
+// commit index is volatile state (Figure 2 again), so a hard state that
+// moves only the commit index rides along with the next write of entries
+// instead of costing an fsync per commit. After a crash the member comes
+// back with an older commit index and learns the newer one from the leader
+// (or, alone, by committing its term's no-op); nothing acknowledged
+// depends on it.
+func (n *Node) mustSync(hs raftmsg.HardState) bool {
+	if hs.IsEmpty() {
+		return false
+	}
+	return hs.Term != n.savedHS.Term || hs.Vote != n.savedHS.Vote
 }
 
 // Backoff of the persister's retries while the disk is full or failing

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/config"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
@@ -162,6 +163,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		},
 		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
 		Logger: log,
+		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
 	if err != nil {
 		return nil, err
@@ -196,6 +198,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}()
 	go s.watch()
 	return s, nil
+}
+
+// batchConfig maps the batching flags onto the batcher's configuration.
+// --max-batch-delay 0 means "never hold"; the batcher reads a zero field
+// as "use the default", so it becomes the shortest hold, 1ns.
+func batchConfig(cfg config.Config) batch.Config {
+	delay := cfg.MaxBatchDelay
+	if delay == 0 {
+		delay = time.Nanosecond
+	}
+	return batch.Config{MaxBatchBytes: cfg.MaxBatchBytes, MaxBatchDelay: delay, MaxPending: cfg.MaxPending}
 }
 
 // readState reads the runtime's state file and checks it against the
