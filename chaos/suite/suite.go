@@ -137,10 +137,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	o.Logf("%s: cluster up:\n%s", name, c)
 
 	rec := history.NewRecorder(o.Clients+1, 1024)
+	acks := &nemesis.Acks{}
 	wl := workload.Config{
 		Addrs: c.ClientAddrs(), Clients: o.Clients, Groups: o.Groups, KeysPerGroup: o.KeysPerGroup,
 		Timeout: clientTimeout, Seed: o.Seed, Rate: o.Rate,
 		UnavailableWriteIsUnknown: o.UnavailableWriteIsUnknown,
+		OnAck:                     acks.Acked,
 	}
 	faulty, stopFaults := context.WithTimeout(ctx, o.Duration)
 	defer stopFaults()
@@ -151,7 +153,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer wg.Done()
 		anomalies = workload.Run(faulty, wl, rec)
 	}()
-	nlog, nerr := nemesis.Run(faulty, ctx, c, o.Scenario, o.Schedule, o.Seed)
+	nlog, nerr := nemesis.Run(faulty, ctx, c, acks, o.Scenario, o.Schedule, o.Seed)
 	stopFaults()
 	wg.Wait()
 	o.Logf("%s: nemesis:\n%s", name, nlog)

@@ -67,6 +67,9 @@ type Config struct {
 	// (every Unknown write is an Op porcupine may place anywhere later)
 	// and checks the promise: a 503 write that took effect is reported.
 	UnavailableWriteIsUnknown bool
+	// OnAck, when set, is called by a client right after a write was
+	// acknowledged (2xx), before anything else (nemesis.Acks.Acked).
+	OnAck func()
 }
 
 // Keys lists every key of the workload.
@@ -337,6 +340,9 @@ func headerInt(h http.Header, name string) int64 {
 // Unknown: the write happened, its revision is not known, and the model
 // needs the revision of an acknowledged change.
 func (c *client) writeResult(kind history.Kind, node string, a answer) history.Op {
+	if a.err == nil && a.status/100 == 2 && c.cfg.OnAck != nil {
+		c.cfg.OnAck()
+	}
 	res := c.result(kind, a)
 	c.checkStatus(kind, node, a)
 	if a.err != nil {
