@@ -247,8 +247,15 @@ func (n *Node) compactConf(index uint64) {
 }
 
 // resetConf replaces the whole history by cs at index (an installed
-// snapshot that replaces the log) and puts it in force.
+// snapshot that replaces the log) and puts it in force. A node that was a
+// member as of its commit index and is none in the snapshot (which is
+// committed) was removed by an entry the snapshot covers: Removed.
 func (n *Node) resetConf(cs raftmsg.ConfState, index uint64) {
+	member := isMember(cs, n.id)
+	if n.committedMember && !member {
+		n.removed = true
+	}
+	n.committedMember = member
 	n.confBase, n.confBaseIndex = cloneConf(cs), index
 	n.confLog = n.confLog[:0]
 	n.setConf(n.confBase)
@@ -293,10 +300,18 @@ func (n *Node) confAfterAppend(truncatedFrom uint64, ents []raftmsg.Entry) {
 func (n *Node) noteCommit(old, c uint64) {
 	for i := range n.confLog {
 		r := &n.confLog[i]
-		if r.index > old && r.index <= c && r.cc.Type == raftmsg.ConfChangeRemove && r.cc.NodeID == n.id {
+		if r.index <= old || r.index > c {
+			continue
+		}
+		if r.cc.Type == raftmsg.ConfChangeRemove && r.cc.NodeID == n.id {
 			n.removed = true
 		}
+		n.committedMember = isMember(r.conf, n.id)
 	}
+}
+
+func isMember(cs raftmsg.ConfState, id raftmsg.NodeID) bool {
+	return slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
 }
 
 // setConf puts cs in force: it rebuilds the peer arrays (peers, kinds,

@@ -596,3 +596,38 @@ func TestRemovedServerCannotDisrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A member whose removal reaches it only inside a snapshot (the entry was
+// compacted away) still learns it was removed; a joiner given a snapshot
+// taken before its addition does not think so.
+func TestRemovedThroughSnapshot(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.cut = func(m raftmsg.Message) bool { return m.To == 3 || m.From == 3 }
+	c.mustChange(1, raftmsg.ConfChangeRemove, 3)
+	leader := c.nodes[1]
+	meta, err := leader.SnapshotMeta(leader.Status().Applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(meta.Conf.Voters, ids(1, 2)) {
+		t.Fatalf("snapshot conf %+v", meta.Conf)
+	}
+	f := c.nodes[3]
+	if err := f.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 3, Term: leader.SoftState().Term, Snapshot: meta}); err != nil {
+		t.Fatal(err)
+	}
+	if ss := f.SoftState(); !ss.Removed {
+		t.Fatalf("node 3 after a snapshot without it: %+v", ss)
+	}
+	// A joiner (not a member of its starting configuration) is not
+	// "removed" by a snapshot that predates its addition.
+	j := mustNew(t, testConfig(9, 1, 2))
+	if err := j.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 9, Term: leader.SoftState().Term, Snapshot: meta}); err != nil {
+		t.Fatal(err)
+	}
+	if ss := j.SoftState(); ss.Removed {
+		t.Fatalf("joiner after an older snapshot: %+v", ss)
+	}
+	wantConf(t, j, ids(1, 2), nil)
+}
