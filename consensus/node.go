@@ -285,8 +285,8 @@ type Node struct {
 	// selfElectSeq: a sole voter's campaign won on its own vote; it leads
 	// once the Ready with this Seq (its term and vote) is durable.
 	selfElectSeq uint64
-	prevSoft           SoftState
-	prevHard           raftmsg.HardState
+	prevSoft     SoftState
+	prevHard     raftmsg.HardState
 }
 
 // New makes a node from cfg; it starts as a follower of no leader.
