@@ -77,10 +77,19 @@ type Config struct {
 	// MaxInflightBytes is the per-follower replication window
 	// (--max-inflight-bytes); zero takes the core's default.
 	MaxInflightBytes uint64
+
+	// SnapshotEntries: a snapshot is taken once this many entries were
+	// applied since the last one (--snapshot-entries); zero never takes
+	// one (the log is kept whole).
+	SnapshotEntries uint64
+	// MembershipBlob returns the membership blob a snapshot records
+	// (snapblob.go); nil records none.
+	MembershipBlob func() ([]byte, error)
 	// Metrics, when not nil, receives the runtime's metrics (and the
 	// batcher's, on its Set).
 	Metrics *ops.Metrics
-	// Store is the durable log; Recovered what it held at start.
+	// Store is the durable log; Recovered what it held at start. A Store
+	// that is also a SnapshotStore enables snapshots (snapshot.go).
 	Store     LogStore
 	Recovered Recovered
 	Logger    *slog.Logger
@@ -179,6 +188,7 @@ type Node struct {
 	diskErr  atomic.Pointer[error]
 	readSeq  atomic.Uint64
 	dropped  atomic.Uint64 // inbound batches dropped (inbox full)
+	backups  atomic.Int32  // GET /v1/snapshot streams in progress
 	stopping atomic.Bool
 
 	stop      chan struct{}
@@ -239,6 +249,7 @@ func New(cfg Config) (*Node, error) {
 	rn, err := consensus.New(consensus.Config{
 		ID: cfg.ID, Voters: voters,
 		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
+		Snapshot: cfg.Recovered.Snapshot, Applied: cfg.Recovered.Snapshot.Index,
 		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: 1, RandSeed: cfg.RandSeed,
 		MaxInflightBytes: cfg.MaxInflightBytes,
 	})
@@ -248,6 +259,9 @@ func New(cfg Config) (*Node, error) {
 	machine, err := kv.NewMachine(cfg.KV)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := restoreRecovered(machine, cfg.Recovered); err != nil {
+		return nil, err
 	}
 	clock := batch.NewMonotonicClock()
 	bcfg := cfg.Batch

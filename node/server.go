@@ -85,6 +85,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ForceNewCluster {
+		if err := forceNewClusterAtStart(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	store, rec, err := storage.Open(cfg.DataDir, storage.Options{
 		Identity:     storage.Identity{ClusterID: cfg.ClusterID(), NodeName: cfg.Name},
 		Compression:  compression,
@@ -95,16 +100,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	s.store = store
-	if rec.Snapshot != nil {
-		rec.Snapshot.Close()
-		return nil, fmt.Errorf("data dir %s holds a snapshot, which this version cannot restore yet", cfg.DataDir)
+	recovered, closeSnapshot := recoveredOf(rec)
+	defer closeSnapshot()
+	disk, err := NewDiskStore(store, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	self := rec.Meta.MemberID
 	state, found, err := readState(cfg, self)
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0) {
+	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0 || rec.Snapshot != nil) {
 		return nil, fmt.Errorf("data dir %s holds a log but no %s: refusing to guess the membership", cfg.DataDir, stateFileName)
 	}
 	// The transport listens first: peers discovering us need our answer.
@@ -155,7 +162,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			QuotaBytes: uint64(cfg.QuotaBytes), IdempotencyTTL: cfg.IdempotencyTTL, IdempotencyMaxKeys: cfg.IdempotencyMaxKeys,
 			Limits: kv.Limits{MaxValueBytes: int(cfg.MaxValueBytes), MaxBatchOps: cfg.MaxTxnOps},
 		},
-		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
+		Store: disk, Recovered: recovered,
+		SnapshotEntries: cfg.SnapshotEntries, MembershipBlob: membershipBlobFunc(state.Members),
 		Logger: log,
 		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
@@ -173,6 +181,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.api = api
 	ops.SetProfilingRates(ops.DefaultProfilingRates)
 	api.Handle("/metrics", s.metrics.MetricsHandler)
+	api.HandleSnapshot(n.BackupSource(cfg.Name))
 	api.Handle("/v1/cluster", ops.ClusterHandler(s.fillClusterStatus))
 	api.Handle("/debug/pprof", ops.PprofHandler)
 	api.HandlePrefix("/debug/pprof/", ops.PprofHandler)
