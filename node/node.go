@@ -132,6 +132,8 @@ type persistJob struct {
 	hs    raftmsg.HardState
 	ents  []raftmsg.Entry
 	after []raftmsg.Message
+	// install, when not nil, is a snapshot to install before hs and ents.
+	install *snapInstall
 }
 
 type batchRecord struct {
@@ -166,7 +168,7 @@ type Node struct {
 
 	inbox    chan inbound
 	persistQ chan persistJob
-	applyQ   chan []raftmsg.Entry
+	applyQ   chan applyJob
 	readReqs chan readRequest
 	// statusReqs asks the raft loop for consensus.Status (capacity 1 each).
 	statusReqs chan chan consensus.Status
@@ -227,6 +229,9 @@ type Node struct {
 
 	// Applier only.
 	results []kv.Result
+
+	// snap is the snapshot machinery (snapshot_runtime.go).
+	snap snapState
 }
 
 // New builds a member from its recovered state. It starts nothing.
@@ -296,7 +301,7 @@ func New(cfg Config) (*Node, error) {
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
 		savedHS:       cfg.Recovered.HardState,
-		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
+		applyQ:        make(chan applyJob, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
 		statusReqs:    make(chan chan consensus.Status, 16),
 		persistedNote: make(chan struct{}, 1),
@@ -306,6 +311,7 @@ func New(cfg Config) (*Node, error) {
 		pendingReads:  make(map[uint64]readRequest),
 		lease:         leaseDuration(cfg.TickInterval, cfg.ElectionTicks),
 	}
+	n.snap.init(cfg)
 	ch := make(chan struct{})
 	n.applyWait.Store(&ch)
 	n.soft = rn.SoftState()
@@ -318,10 +324,11 @@ func New(cfg Config) (*Node, error) {
 // Start runs the member's goroutines, sending through tr.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.runRaft()
 	go n.runPersist()
 	go n.runApply()
+	go n.runSnapshotter()
 }
 
 // Close stops every goroutine of the member and waits for them. Writes
@@ -334,6 +341,7 @@ func (n *Node) Close() error {
 		n.batcher.Close()
 		n.signalStop()
 		n.wg.Wait()
+		n.snap.close()
 		// The raft loop has exited: this goroutine owns the batcher now.
 		for p, ok := n.batcher.PopPending(); ok; p, ok = n.batcher.PopPending() {
 			n.reg.Complete(p.RequestID, outcome{closed: true})
@@ -475,6 +483,9 @@ func (n *Node) runRaft() {
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
+			n.maybeSnapshot()
+		case f := <-n.snap.calls:
+			f()
 		case r := <-n.readReqs:
 			n.startRead(r)
 		case reply := <-n.statusReqs:
@@ -499,6 +510,12 @@ func (n *Node) runRaft() {
 func (n *Node) step(in inbound) {
 	for i := range in.msgs {
 		m := &in.msgs[i]
+		if m.Type == raftmsg.MsgSnap {
+			// A snapshot reaches the core only with its file
+			// (ReceiveSnapshot); a bare one is a peer's bug.
+			n.log.Debug("node: MsgSnap without its file dropped", "from", uint64(m.From))
+			continue
+		}
 		if m.Type == raftmsg.MsgProp && n.soft.Role == consensus.RoleLeader {
 			// The leader's clock is the idempotency clock (kv package doc);
 			// the codec may not carry Origin, and a member only forwards
@@ -582,6 +599,10 @@ func (n *Node) handleReadys() bool {
 		}
 		// Appends and heartbeats may leave before our own fsync (§10.2.1).
 		for _, m := range rd.Messages {
+			if m.Type == raftmsg.MsgSnap {
+				n.sendSnapshot(m) // streamed beside the message
+				continue
+			}
 			n.tr.Send(m)
 		}
 		for _, rp := range rd.RejectedProposals {
@@ -596,14 +617,19 @@ func (n *Node) handleReadys() bool {
 		// Every Ready goes through the persister, even an empty one:
 		// AckPersisted is cumulative and must follow Seq order.
 		job := persistJob{seq: rd.Seq, hs: rd.HardState, ents: rd.Entries, after: rd.MessagesAfterPersist}
+		if !rd.Snapshot.IsEmpty() {
+			// Installed by the persister before this Ready's entries,
+			// restored by the applier before anything after it.
+			job.install = n.takeHeld(rd.Snapshot)
+		}
 		select {
 		case n.persistQ <- job:
 		case <-n.stop:
 			return false
 		}
-		if len(rd.CommittedEntries) > 0 {
+		if len(rd.CommittedEntries) > 0 || job.install != nil {
 			select {
-			case n.applyQ <- rd.CommittedEntries:
+			case n.applyQ <- applyJob{ents: rd.CommittedEntries, install: job.install}:
 			case <-n.stop:
 				return false
 			}
@@ -737,7 +763,9 @@ func (n *Node) runPersist() {
 		}
 		group := append(n.group[:0], job)
 	drain:
-		for len(group) < persistQueueLen {
+		// A Ready with a snapshot ends its group: the snapshot replaces
+		// the log between the Readys before it and its own entries.
+		for len(group) < persistQueueLen && group[len(group)-1].install == nil {
 			select {
 			case j := <-n.persistQ:
 				group = append(group, j)
@@ -745,7 +773,14 @@ func (n *Node) runPersist() {
 				break drain
 			}
 		}
-		hs, ents := n.mergeGroup(group)
+		saveFrom := group
+		if group[len(group)-1].install != nil {
+			if !n.installHeld(group) {
+				return
+			}
+			saveFrom = group[len(group)-1:]
+		}
+		hs, ents := n.mergeGroup(saveFrom)
 		if len(ents) > 0 || n.mustSync(hs) {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
@@ -887,11 +922,18 @@ func (n *Node) mergeGroup(group []persistJob) (raftmsg.HardState, []raftmsg.Entr
 func (n *Node) runApply() {
 	defer n.wg.Done()
 	for {
-		var ents []raftmsg.Entry
+		var job applyJob
 		select {
 		case <-n.stop:
 			return
-		case ents = <-n.applyQ:
+		case job = <-n.applyQ:
+		}
+		if job.install != nil && !n.restoreInstalled(job.install) {
+			return
+		}
+		ents := job.ents
+		if len(ents) == 0 {
+			continue
 		}
 		start := time.Now()
 		results, err := n.machine.ApplyEntries(ents, n.results[:0])

@@ -403,9 +403,17 @@ func (h *wireHandler) HandleBatch(b *wire.Batch) {
 }
 
 func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
-	return errors.New("node: snapshots are not supported by this build yet")
+	n := h.n.Load()
+	if n == nil {
+		return errors.New("node: not started yet")
+	}
+	return n.ReceiveSnapshot(msg, data)
 }
 
 func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
 
-func (h *wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
+func (h *wireHandler) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
+	if n := h.n.Load(); n != nil {
+		n.SnapshotDone(to, index, err)
+	}
+}
