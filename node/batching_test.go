@@ -3,10 +3,18 @@ package node
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/config"
@@ -153,4 +161,92 @@ func TestLinearizableReadsAreBounded(t *testing.T) {
 		_, err := lead.Backend().Get(ctx, httpapi.GetRequest{Key: []byte("k"), Consistency: httpapi.Linearizable})
 		return err == nil
 	})
+}
+
+// httpSubmitFrames name the functions a client's request runs from the
+// HTTP handler to the batcher's queue and its waiter.
+var httpSubmitFrames = []string{"edgekv/httpapi.", "edgekv/node.backend.Put", "edgekv/node.(*Node).write", "edgekv/batch."}
+
+// TestHTTPWritePathHasNoContendedMutex serves the API over an in-memory
+// listener in front of a 3-member cluster's leader, drives it with 64
+// keep-alive clients while the mutex profiler records every contention
+// event, and fails on any contended sync.Mutex or RWMutex whose stack
+// runs through the HTTP handler, the backend or the batcher.
+func TestHTTPWritePathHasNoContendedMutex(t *testing.T) {
+	prev := runtime.SetMutexProfileFraction(1)
+	defer runtime.SetMutexProfileFraction(prev)
+	c := newCluster(t, 3)
+	lead := c.leader()
+	api, err := httpapi.New(httpapi.Config{}, lead.Backend(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	served := make(chan error, 1)
+	go func() { served <- api.Server().Serve(ln) }()
+	defer func() {
+		if err := api.Server().Shutdown(); err != nil {
+			t.Error(err)
+		}
+		<-served
+	}()
+	client := &fasthttp.HostClient{Addr: "edgekv", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 64}
+	const clients, putsEach = 64, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for i := range putsEach {
+				req.Reset()
+				req.Header.SetMethod(fasthttp.MethodPut)
+				req.SetRequestURI(fmt.Sprintf("http://edgekv/v1/kv/mutex/%d/%d", w, i%8))
+				req.SetBodyString("value")
+				if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+					errs <- err
+					return
+				}
+				if resp.StatusCode() != fasthttp.StatusOK {
+					errs <- fmt.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var buf bytes.Buffer
+	if err := pprof.Lookup("mutex").WriteTo(&buf, 1); err != nil {
+		t.Fatal(err)
+	}
+	onPath, runtimeLocks := 0, 0
+	for _, rec := range strings.Split(buf.String(), "\n\n") {
+		if !containsAnyOf(rec, httpSubmitFrames) {
+			continue
+		}
+		if containsAnyOf(rec, []string{"sync.(*Mutex)", "sync.(*RWMutex)"}) {
+			onPath++
+			t.Errorf("contended mutex on the HTTP write path:\n%s", rec)
+			continue
+		}
+		runtimeLocks++ // the scheduler's own lock when a send readies a sleeping goroutine
+	}
+	t.Logf("contention records on the HTTP write path: %d on mutexes, %d on the runtime's scheduler lock", onPath, runtimeLocks)
+}
+
+func containsAnyOf(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
