@@ -23,27 +23,23 @@ import (
 	"github.com/edgekv/edgekv/ops"
 )
 
-// The largest values the batching flags accept must build a batcher and
-// its waiter table (two waiters per pending proposal), and a batch may
-// never be bounded above the pending bytes it is cut from.
+// The largest values the batching flags accept must fit the batcher: its
+// queue (a ring) and its waiter table (two waiters per pending proposal),
+// and a batch may never be bounded above the pending bytes it is cut
+// from. (Building a million-waiter table here would take minutes under
+// the race detector; the constants are the constructors' own bounds.)
 func TestBatchingFlagLimitsFitTheBatcher(t *testing.T) {
-	cfg, _, err := config.Parse([]string{
-		"--max-batch-bytes", "64MiB", "--max-batch-delay", "1s", "--max-pending", "524288",
-	}, nil, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
+	if 2*config.MaxPendingLimit > batch.MaxRegistryCapacity {
+		t.Fatalf("--max-pending may reach %d, but the registry holds %d waiters, not two per pending write", config.MaxPendingLimit, batch.MaxRegistryCapacity)
 	}
-	bcfg := batchConfig(cfg)
-	b, err := batch.New(bcfg)
-	if err != nil {
-		t.Fatalf("batch.New at the flag limits: %v", err)
-	}
-	defer b.Close()
-	if _, err := batch.NewRegistry[outcome](2*b.Config().MaxPending, 1); err != nil {
-		t.Fatalf("registry at --max-pending %d: %v", config.MaxPendingLimit, err)
+	if config.MaxPendingLimit > batch.MaxRingCapacity {
+		t.Fatalf("--max-pending may reach %d, over the queue's %d", config.MaxPendingLimit, batch.MaxRingCapacity)
 	}
 	if config.MaxBatchBytesLimit > batch.DefaultMaxPendingBytes {
 		t.Fatalf("--max-batch-bytes may reach %d, over the %d pending bytes a batch is cut from", config.MaxBatchBytesLimit, batch.DefaultMaxPendingBytes)
+	}
+	if config.MaxBatchDelayLimit >= batch.DefaultInflightTimeout {
+		t.Fatalf("--max-batch-delay may reach %v, not under the in-flight timeout %v", config.MaxBatchDelayLimit, batch.DefaultInflightTimeout)
 	}
 }
 
@@ -168,7 +164,7 @@ func TestLinearizableReadsAreBounded(t *testing.T) {
 var httpSubmitFrames = []string{"edgekv/httpapi.", "edgekv/node.backend.Put", "edgekv/node.(*Node).write", "edgekv/batch."}
 
 // TestHTTPWritePathHasNoContendedMutex serves the API over an in-memory
-// listener in front of a 3-member cluster's leader, drives it with 64
+// listener in front of a 3-member cluster's leader, drives it with 32
 // keep-alive clients while the mutex profiler records every contention
 // event, and fails on any contended sync.Mutex or RWMutex whose stack
 // runs through the HTTP handler, the backend or the batcher.
@@ -190,8 +186,8 @@ func TestHTTPWritePathHasNoContendedMutex(t *testing.T) {
 		}
 		<-served
 	}()
-	client := &fasthttp.HostClient{Addr: "edgekv", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 64}
-	const clients, putsEach = 64, 200
+	const clients, putsEach = 32, 100
+	client := &fasthttp.HostClient{Addr: "edgekv", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: clients}
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for w := range clients {
