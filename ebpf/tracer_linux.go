@@ -137,20 +137,13 @@ func (t *Tracer) attach(self, multi bool, opts Options) error {
 
 // attachKernelSide attaches the syscall and scheduler programs.
 func (t *Tracer) attachKernelSide() error {
-	for _, tp := range []struct {
-		name string
-		prog *cebpf.Program
-	}{{"sys_enter", t.coll.Programs[traceProgOnSysEnter]}, {"sys_exit", t.coll.Programs[traceProgOnSysExit]}} {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: tp.prog})
-		if err != nil {
-			return loadError("attaching raw tracepoint "+tp.name, err)
-		}
-		t.links = append(t.links, l)
-	}
 	for _, p := range []struct {
 		name string
 		prog *cebpf.Program
-	}{{"sched_wakeup", t.coll.Programs[traceProgOnWakeup]}, {"sched_wakeup_new", t.coll.Programs[traceProgOnWakeupNew]}, {"sched_switch", t.coll.Programs[traceProgOnSwitch]}} {
+	}{
+		{"sys_enter", t.coll.Programs[traceProgOnSysEnter]}, {"sys_exit", t.coll.Programs[traceProgOnSysExit]},
+		{"sched_wakeup", t.coll.Programs[traceProgOnWakeup]}, {"sched_wakeup_new", t.coll.Programs[traceProgOnWakeupNew]}, {"sched_switch", t.coll.Programs[traceProgOnSwitch]},
+	} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			return loadError("attaching tp_btf "+p.name, err)
