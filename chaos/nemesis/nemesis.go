@@ -260,6 +260,25 @@ var (
 		}
 		return "SIGSTOP leader " + c.Node(l).Name, nil
 	}, Stop: resumeAll, Hold: [2]time.Duration{1500 * time.Millisecond, 4 * time.Second}}
+	// PauseThenIsolateLeader pauses the leader longer than the election
+	// timeout, cuts it off, and resumes it while it is still cut off: it
+	// wakes up believing it leads and cannot learn otherwise, so only its
+	// own clock can tell it that its lease is gone (a frozen VM whose
+	// network comes back late).
+	PauseThenIsolateLeader = Fault{Name: "pause-isolate-leader", Start: func(ctx context.Context, e *Env) (string, error) {
+		c, rng := e.Cluster, e.Rng
+		l := leaderOrRandom(ctx, c, rng)
+		if err := c.Node(l).Pause(); err != nil {
+			return "", err
+		}
+		pause := time.Duration(1500+rng.IntN(1500)) * time.Millisecond
+		wait(ctx, pause)
+		c.Isolate(l)
+		if err := c.Node(l).Resume(); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("SIGSTOP leader %s for %v, then SIGCONT while it is isolated", c.Node(l).Name, pause), nil
+	}, Stop: healNet, Hold: [2]time.Duration{500 * time.Millisecond, 1500 * time.Millisecond}}
 	// PauseRandom stops a random member with SIGSTOP.
 	PauseRandom = Fault{Name: "pause-random", Start: func(_ context.Context, e *Env) (string, error) {
 		c, rng := e.Cluster, e.Rng
@@ -294,12 +313,12 @@ var Scenarios = []Scenario{
 	{Name: "partitions", Nodes: 3, Faults: []Fault{PartitionHalves, IsolateLeader, OneWayFromLeader, OneWayToLeader, OneWayRandom, Bridge}},
 	{Name: "flaky-net", Nodes: 3, Faults: []Fault{Latency, StallLeader, DropConnections, IsolateLeader}},
 	{Name: "crashes", Nodes: 3, Faults: []Fault{KillOne, KillLeader, KillMinority, KillAll, KillAllOnAck}},
-	{Name: "pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseRandom, StallLeader}},
-	{Name: "leader-pauses", Nodes: 3, Faults: []Fault{PauseLeader}},
+	{Name: "pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseRandom, PauseThenIsolateLeader, StallLeader}},
+	{Name: "leader-pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseThenIsolateLeader}},
 	{Name: "power-loss", Nodes: 3, Faults: []Fault{KillAllOnAck}},
 	{Name: "bridge-5", Nodes: 5, Faults: []Fault{Bridge, IsolateLeader, PartitionHalves, KillMinority}},
 	{Name: "mixed", Nodes: 5, Faults: []Fault{PartitionHalves, IsolateLeader, OneWayFromLeader, OneWayToLeader, OneWayRandom, Bridge,
-		Latency, StallLeader, DropConnections, KillOne, KillLeader, KillMinority, KillAll, KillAllOnAck, PauseLeader, PauseRandom}},
+		Latency, StallLeader, DropConnections, KillOne, KillLeader, KillMinority, KillAll, KillAllOnAck, PauseLeader, PauseRandom, PauseThenIsolateLeader}},
 }
 
 // Lookup returns the scenario named name.

@@ -46,8 +46,8 @@ const maxBodyBytes = 1 << 20
 
 // Config describes the clients.
 type Config struct {
-	// Addrs are the nodes' HTTP addresses; client i starts at Addrs[i%n]
-	// and then picks a node at random for each request.
+	// Addrs are the nodes' HTTP addresses; client i sends three requests
+	// in four to its home node Addrs[i%n], the rest to a random node.
 	Addrs   []string
 	Clients int
 	// Groups key groups of KeysPerGroup keys each.
@@ -227,7 +227,13 @@ func (c *client) key(group int) string {
 func (c *client) one(ctx context.Context) {
 	group := c.rng.IntN(c.cfg.Groups)
 	key := c.key(group)
-	node := c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	// Mostly the client's home node, so that a node in trouble (paused,
+	// cut off) keeps some clients of its own while the others carry on;
+	// sometimes any node, so that every node serves every client.
+	node := c.cfg.Addrs[c.id%len(c.cfg.Addrs)]
+	if c.rng.IntN(4) == 0 {
+		node = c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	}
 	switch p := c.rng.IntN(100); {
 	case p < 22:
 		c.put(ctx, node, key, history.Cond{})
