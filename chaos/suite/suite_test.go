@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgekv/edgekv/chaos/check"
 	"github.com/edgekv/edgekv/chaos/cluster"
+	"github.com/edgekv/edgekv/chaos/history"
 	"github.com/edgekv/edgekv/chaos/nemesis"
 )
 
@@ -26,6 +28,7 @@ var (
 	flagRate     = flag.Float64("chaos.rate", -1, "requests per second per client, 0 for unlimited (default: 30 in the CI set, else unlimited)")
 	flagOut      = flag.String("chaos.out", "", "folder for the evidence of failing runs (default: $TMPDIR/edgekv-chaos)")
 	flag503      = flag.Bool("chaos.503unknown", false, "record a write's 503 as unknown rather than as refused (weaker, slower check)")
+	flagRecheck  = flag.String("chaos.recheck", "", "check again the history.jsonl of an evidence folder (TestRecheck)")
 	flagCheck    = flag.Duration("chaos.checktimeout", 0, "time limit of the linearizability check (default 60s)")
 )
 
@@ -166,5 +169,30 @@ func TestChaos(t *testing.T) {
 				t.Errorf("scenario %s seed %d FAILED; evidence in %s\n%s", r.scenario.Name, o.Seed, res.Dir, res)
 			}
 		})
+	}
+}
+
+// TestRecheck checks a saved history again (-chaos.recheck=<evidence
+// folder or history.jsonl>), for example with a longer -chaos.checktimeout
+// after an "unknown" verdict.
+func TestRecheck(t *testing.T) {
+	if *flagRecheck == "" {
+		t.Skip("no -chaos.recheck given")
+	}
+	path := *flagRecheck
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, check.HistoryFile)
+	}
+	h, err := history.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := check.Run(h, check.Config{Timeout: *flagCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s:\n%s", path, r.String())
+	if !r.OK() {
+		t.Errorf("%s does not pass", path)
 	}
 }

@@ -175,7 +175,12 @@ type client struct {
 	revs map[string]int64
 
 	anomalies *Anomalies
+	// refused is set when the last request's dial was refused.
+	refused bool
 }
+
+// refusedBackoff is the least a client waits after a refused dial.
+const refusedBackoff = 20 * time.Millisecond
 
 func newClient(id int, cfg Config, log *history.Client, anomalies *Anomalies) *client {
 	tr := &http.Transport{
@@ -202,8 +207,13 @@ func (c *client) run(ctx context.Context) {
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		next := time.Now().Add(gap)
+		c.refused = false
 		c.one(ctx)
-		if gap > 0 {
+		if c.refused {
+			// The node is down: do not spin on refused dials.
+			next = time.Now().Add(max(gap, refusedBackoff))
+		}
+		if next.After(time.Now()) {
 			timer.Reset(time.Until(next))
 			select {
 			case <-ctx.Done():
@@ -292,6 +302,7 @@ func (c *client) do(ctx context.Context, method, node, target string, body []byt
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.refused = c.refused || neverSent(err)
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
