@@ -14,9 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/config"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf"
 	"github.com/edgekv/edgekv/httpapi"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
@@ -45,6 +47,8 @@ type Server struct {
 	name            string
 	advertiseClient string
 	members         []memberRecord
+	// tracer is the --trace ebpf tracer (nil: untraced).
+	tracer *ebpf.Tracer
 	// ClientAddr and PeerAddr are the addresses actually listened on.
 	ClientAddr, PeerAddr string
 }
@@ -143,6 +147,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 	}
 	s.metrics = ops.NewMetrics()
+	if cfg.Trace == config.TraceEBPF {
+		s.tracer = startTracing(s.metrics, log) // before the member starts: every batch is traced
+	}
 	s.name, s.advertiseClient, s.members = cfg.Name, cfg.AdvertiseClient, state.Members
 	n, err := New(Config{
 		Metrics: s.metrics,
@@ -156,6 +163,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		},
 		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
 		Logger: log,
+		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
 	if err != nil {
 		return nil, err
@@ -190,6 +198,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}()
 	go s.watch()
 	return s, nil
+}
+
+// batchConfig maps the batching flags onto the batcher's configuration.
+// --max-batch-delay 0 means "never hold"; the batcher reads a zero field
+// as "use the default", so it becomes the shortest hold, 1ns.
+func batchConfig(cfg config.Config) batch.Config {
+	delay := cfg.MaxBatchDelay
+	if delay == 0 {
+		delay = time.Nanosecond
+	}
+	return batch.Config{MaxBatchBytes: cfg.MaxBatchBytes, MaxBatchDelay: delay, MaxPending: cfg.MaxPending}
 }
 
 // readState reads the runtime's state file and checks it against the
@@ -310,6 +329,11 @@ func (s *Server) shutdown() error {
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close storage: %w", err))
+		}
+	}
+	if s.tracer != nil {
+		if err := s.tracer.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
