@@ -564,3 +564,17 @@ func (c *Cluster) Leader(ctx context.Context) int {
 	}
 	return best
 }
+
+// SupportsFlag reports whether the binary's --help lists --name: the
+// suite turns on features (snapshots) only where the build has them.
+func SupportsFlag(ctx context.Context, bin, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--help")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, _ := cmd.CombinedOutput() // --help may exit non-zero
+	if len(out) == 0 {
+		return false, fmt.Errorf("cluster: %s --help printed nothing", bin)
+	}
+	return strings.Contains(string(out), "--"+name+" "), nil
+}

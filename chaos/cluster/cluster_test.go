@@ -181,3 +181,16 @@ func TestFaultsReachTheCluster(t *testing.T) {
 		t.Fatalf("proxies never cut or refused a connection: %+v", s)
 	}
 }
+
+func TestSupportsFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	ctx := context.Background()
+	if ok, err := SupportsFlag(ctx, binary(t), "election-timeout"); err != nil || !ok {
+		t.Fatalf("--election-timeout: %v %v", ok, err)
+	}
+	if ok, err := SupportsFlag(ctx, binary(t), "no-such-flag"); err != nil || ok {
+		t.Fatalf("--no-such-flag: %v %v", ok, err)
+	}
+}

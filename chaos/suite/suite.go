@@ -48,6 +48,8 @@ type Options struct {
 	// CheckTimeout bounds the linearizability check (check.DefaultTimeout
 	// if 0); past it the verdict is "unknown", a failure.
 	CheckTimeout time.Duration
+	// NodeFlags are added to every node's command line.
+	NodeFlags []string
 	// UnavailableWriteIsUnknown: see workload.Config.
 	UnavailableWriteIsUnknown bool
 	// OutDir receives an evidence folder when the run fails.
@@ -128,7 +130,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	name := fmt.Sprintf("%s-n%d-seed%d", o.Scenario.Name, o.Nodes, o.Seed)
 	c, err := cluster.Start(ctx, cluster.Config{
 		Binary: o.Binary, Nodes: o.Nodes, Dir: o.Dir, Seed: o.Seed,
-		Token: name, RequestTimeout: requestTimeout,
+		Token: name, RequestTimeout: requestTimeout, ExtraFlags: o.NodeFlags,
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ var (
 	flagRate     = flag.Float64("chaos.rate", -1, "requests per second per client, 0 for unlimited (default: 30 in the CI set, else unlimited)")
 	flagOut      = flag.String("chaos.out", "", "folder for the evidence of failing runs (default: $TMPDIR/edgekv-chaos)")
 	flag503      = flag.Bool("chaos.503unknown", false, "record a write's 503 as unknown rather than as refused (weaker, slower check)")
+	flagSnap     = flag.Int("chaos.snapshot-entries", 200, "--snapshot-entries for every node when the binary has the flag (0: leave the default)")
 	flagRecheck  = flag.String("chaos.recheck", "", "check again the history.jsonl of an evidence folder (TestRecheck)")
 	flagCheck    = flag.Duration("chaos.checktimeout", 0, "time limit of the linearizability check (default 60s)")
 )
@@ -151,13 +153,25 @@ func TestChaos(t *testing.T) {
 		out = filepath.Join(os.TempDir(), "edgekv-chaos")
 	}
 	path := binary(t)
+	var nodeFlags []string
+	if *flagSnap > 0 {
+		ok, err := cluster.SupportsFlag(context.Background(), path, "snapshot-entries")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			nodeFlags = append(nodeFlags, "--snapshot-entries", strconv.Itoa(*flagSnap))
+		} else {
+			t.Logf("this build has no --snapshot-entries: snapshots are not exercised")
+		}
+	}
 	for i, r := range runs(t) {
 		t.Run(r.scenario.Name, func(t *testing.T) {
 			o := Options{
 				Binary: path, Dir: t.TempDir(), Scenario: r.scenario, Nodes: *flagNodes,
 				Duration: r.duration, Seed: seed + uint64(i), Clients: *flagClients, Rate: r.rate,
 				CheckTimeout: *flagCheck, OutDir: out, Logf: t.Logf,
-				UnavailableWriteIsUnknown: *flag503,
+				UnavailableWriteIsUnknown: *flag503, NodeFlags: nodeFlags,
 			}
 			start := time.Now()
 			res, err := Run(context.Background(), o)
