@@ -105,6 +105,10 @@ type Cluster struct {
 	links [][]*faultproxy.Proxy
 
 	mu sync.Mutex // serialises fault changes so that they compose predictably
+
+	// probe is for the runner's own requests (readiness, leader), never
+	// for the workload.
+	probe *http.Client
 }
 
 // Node is one member: its fixed addresses and its current process.
@@ -118,8 +122,11 @@ type Node struct {
 	args    []string
 
 	mu     sync.Mutex
-	proc   *process // nil when not started or after it exited
+	proc   *process // nil when not started or after Kill
 	paused bool
+	// exits describes every exit the runner did not cause (a crash of
+	// the product: a panic, a fatal error), oldest first.
+	exits []string
 }
 
 // process is one started edgekv process.
@@ -145,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	cfg.HeartbeatInterval = orDefault(cfg.HeartbeatInterval, DefaultHeartbeatInterval)
 	cfg.ElectionTimeout = orDefault(cfg.ElectionTimeout, DefaultElectionTimeout)
 	cfg.RequestTimeout = orDefault(cfg.RequestTimeout, DefaultRequestTimeout)
-	c := &Cluster{cfg: cfg}
+	c := &Cluster{cfg: cfg, probe: &http.Client{Timeout: time.Second}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -309,6 +316,12 @@ func (n *Node) spawn(bin string) error {
 		cmd.Wait()
 		fmt.Fprintf(logFile, "==== chaos: %s exited: %v\n", n.Name, cmd.ProcessState)
 		logFile.Close()
+		n.mu.Lock()
+		if n.proc == p { // not killed by the runner
+			n.proc, n.paused = nil, false
+			n.exits = append(n.exits, fmt.Sprintf("%s exited on its own at %s: %v", n.Name, time.Now().UTC().Format(time.RFC3339Nano), cmd.ProcessState))
+		}
+		n.mu.Unlock()
 		close(p.exited)
 	}()
 	n.proc, n.paused = p, false
@@ -351,6 +364,18 @@ func tail(path string) string {
 		b = b[len(b)-keep:]
 	}
 	return string(b)
+}
+
+// UnexpectedExits lists every exit of a member that the runner did not
+// cause (kill -9 by the runner is expected; a panic is not).
+func (c *Cluster) UnexpectedExits() []string {
+	var all []string
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		all = append(all, n.exits...)
+		n.mu.Unlock()
+	}
+	return all
 }
 
 // Running reports whether the node has a live process (paused or not).
@@ -459,16 +484,13 @@ func (c *Cluster) KillAll() {
 	wg.Wait()
 }
 
-// httpClient is for the runner's own probes, not for the workload.
-var probeClient = &http.Client{Timeout: time.Second}
-
 // Ready asks node i's /readyz.
 func (c *Cluster) Ready(ctx context.Context, i int) bool {
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+c.nodes[i].Client+"/readyz", nil)
 	if err != nil {
 		return false
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := c.probe.Do(req)
 	if err != nil {
 		return false
 	}
@@ -526,7 +548,7 @@ func (c *Cluster) Status(ctx context.Context, i int) (Status, error) {
 	if err != nil {
 		return st, err
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := c.probe.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("cluster: status of %s: %w", c.nodes[i].Name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,6 +180,23 @@ func TestFaultsReachTheCluster(t *testing.T) {
 	})
 	if s := c.NetStats(); s.Cut == 0 || s.Refused == 0 {
 		t.Fatalf("proxies never cut or refused a connection: %+v", s)
+	}
+
+	// Exits the runner did not cause are reported (a product crash must
+	// never be hidden by the next restart).
+	if e := c.UnexpectedExits(); len(e) != 0 {
+		t.Fatalf("unexpected exits before any: %v", e)
+	}
+	n := c.Node(2)
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	if e := c.UnexpectedExits(); len(e) != 1 || !strings.Contains(e[0], "n3 exited on its own") || n.Running() {
+		t.Fatalf("unexpected exits %v, running %v", e, n.Running())
 	}
 }
 

@@ -290,6 +290,44 @@ var (
 	}, Stop: resumeAll, Hold: [2]time.Duration{1500 * time.Millisecond, 4 * time.Second}}
 )
 
+// Compose applies several faults at once (started in order, undone in
+// reverse order), for example latency while the leader is killed.
+func Compose(faults ...Fault) Fault {
+	names := make([]string, len(faults))
+	var hold [2]time.Duration
+	for i, f := range faults {
+		names[i] = f.Name
+		hold[0], hold[1] = max(hold[0], f.Hold[0]), max(hold[1], f.Hold[1])
+	}
+	return Fault{
+		Name: strings.Join(names, "+"),
+		Start: func(ctx context.Context, e *Env) (string, error) {
+			var whats []string
+			for _, f := range faults {
+				what, err := f.Start(ctx, e)
+				if err != nil {
+					return strings.Join(whats, "; "), fmt.Errorf("%s: %w", f.Name, err)
+				}
+				whats = append(whats, what)
+			}
+			return strings.Join(whats, "; "), nil
+		},
+		Stop: func(ctx context.Context, c *cluster.Cluster) error {
+			for i := len(faults) - 1; i >= 0; i-- {
+				undo := faults[i].Stop
+				if undo == nil {
+					undo = healNet
+				}
+				if err := undo(ctx, c); err != nil {
+					return fmt.Errorf("%s: %w", faults[i].Name, err)
+				}
+			}
+			return nil
+		},
+		Hold: hold,
+	}
+}
+
 func restartAll(ctx context.Context, c *cluster.Cluster) error { return c.RestartAll(ctx) }
 
 func resumeAll(_ context.Context, c *cluster.Cluster) error {
@@ -311,14 +349,16 @@ type Scenario struct {
 // Scenarios lists every scenario by name.
 var Scenarios = []Scenario{
 	{Name: "partitions", Nodes: 3, Faults: []Fault{PartitionHalves, IsolateLeader, OneWayFromLeader, OneWayToLeader, OneWayRandom, Bridge}},
-	{Name: "flaky-net", Nodes: 3, Faults: []Fault{Latency, StallLeader, DropConnections, IsolateLeader}},
+	{Name: "flaky-net", Nodes: 3, Faults: []Fault{Latency, StallLeader, DropConnections, IsolateLeader,
+		Compose(Latency, IsolateLeader), Compose(Latency, KillLeader)}},
 	{Name: "crashes", Nodes: 3, Faults: []Fault{KillOne, KillLeader, KillMinority, KillAll, KillAllOnAck}},
 	{Name: "pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseRandom, PauseThenIsolateLeader, StallLeader}},
 	{Name: "leader-pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseThenIsolateLeader}},
 	{Name: "power-loss", Nodes: 3, Faults: []Fault{KillAllOnAck}},
 	{Name: "bridge-5", Nodes: 5, Faults: []Fault{Bridge, IsolateLeader, PartitionHalves, KillMinority}},
 	{Name: "mixed", Nodes: 5, Faults: []Fault{PartitionHalves, IsolateLeader, OneWayFromLeader, OneWayToLeader, OneWayRandom, Bridge,
-		Latency, StallLeader, DropConnections, KillOne, KillLeader, KillMinority, KillAll, KillAllOnAck, PauseLeader, PauseRandom, PauseThenIsolateLeader}},
+		Latency, StallLeader, DropConnections, KillOne, KillLeader, KillMinority, KillAll, KillAllOnAck, PauseLeader, PauseRandom, PauseThenIsolateLeader,
+		Compose(Latency, PartitionHalves), Compose(OneWayRandom, KillOne), Compose(Bridge, PauseRandom)}},
 }
 
 // Lookup returns the scenario named name.

@@ -65,12 +65,17 @@ type Result struct {
 	Nemesis   *nemesis.Log
 	Anomalies *workload.Anomalies
 	Net       faultproxy.Stats
+	// Exits are members that exited without the nemesis killing them (a
+	// panic or fatal error of the product): a failure.
+	Exits []string
 	// Dir is the evidence folder ("" when the run passed).
 	Dir string
 }
 
 // OK reports whether the run passed every check.
-func (r *Result) OK() bool { return r.Report.OK() && r.Anomalies.Count() == 0 }
+func (r *Result) OK() bool {
+	return r.Report.OK() && r.Anomalies.Count() == 0 && len(r.Exits) == 0
+}
 
 // String is the run's report.
 func (r *Result) String() string {
@@ -78,6 +83,9 @@ func (r *Result) String() string {
 	b.WriteString(r.Report.String())
 	fmt.Fprintf(&b, "faults: %v\n", r.Nemesis.Counts)
 	fmt.Fprintf(&b, "network: %d connections accepted, %d refused, %d cut\n", r.Net.Accepted, r.Net.Refused, r.Net.Cut)
+	for _, e := range r.Exits {
+		fmt.Fprintf(&b, "crash: %s\n", e)
+	}
 	if n := r.Anomalies.Count(); n > 0 {
 		fmt.Fprintf(&b, "contract: %s\n", r.Anomalies)
 	}
@@ -182,7 +190,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	h = workload.AppendFinal(h, finals)
 
 	report, err := check.Run(h, check.Config{Timeout: o.CheckTimeout, OutDir: o.OutDir, Name: name})
-	res := &Result{Report: report, Nemesis: nlog, Anomalies: anomalies, Net: c.NetStats(), Dir: report.Dir}
+	res := &Result{Report: report, Nemesis: nlog, Anomalies: anomalies, Net: c.NetStats(), Exits: c.UnexpectedExits(), Dir: report.Dir}
 	if err != nil {
 		return res, fmt.Errorf("suite: %w", err)
 	}
