@@ -10,13 +10,17 @@
 // address (B answers on them only during the handshake and for snapshot
 // flow control; B's own messages to A travel on connections B dialled).
 // So one proxy per directed pair (links[from][to]) controls exactly what
-// A can say to B, and a one-way partition is one blocked proxy. Each node
-// gets its own --initial-cluster naming its own peer address for itself
-// and its proxies for the others; proxies outlive node restarts, so the
-// addresses a node stored at bootstrap stay valid.
+// A can say to B, and a one-way partition is one blocked proxy.
 //
-//	n1 ──▶ proxy[n1][n2] ──▶ n2        n2 ──▶ proxy[n2][n1] ──▶ n1
-//	n1 ──▶ proxy[n1][n3] ──▶ n3        ...                (n*(n-1) proxies)
+// Members replicate one peer address per member, so every member must be
+// told the same address for B: B's router. It reads the Hello that opens
+// each connection (the dialer names itself) and splices the connection
+// into the proxy of the link dialer→B, which forwards to B's real peer
+// port. Routers and proxies outlive node restarts, so every address stays
+// valid.
+//
+//	A ──dial──▶ router[B] ──Hello says "A"──▶ links[A][B] ──▶ B's peer port
+//	C ──dial──▶ router[B] ──Hello says "C"──▶ links[C][B] ──▶ B's peer port
 //
 // # Processes
 //
@@ -103,6 +107,8 @@ type Cluster struct {
 	// links[from][to] carries what node from sends to node to; nil when
 	// from == to.
 	links [][]*faultproxy.Proxy
+	// routers[to] is the peer address every member is told for member to.
+	routers []*router
 
 	mu sync.Mutex // serialises fault changes so that they compose predictably
 
@@ -189,18 +195,31 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			c.links[from][to] = p
 		}
 	}
-	for _, n := range c.nodes {
-		initial := make([]string, 0, cfg.Nodes)
-		for j, m := range c.nodes {
-			addr := m.Peer
-			if j != n.Index {
-				addr = c.links[n.Index][j].Addr()
+	byName := map[string]int{}
+	for i, n := range c.nodes {
+		byName[n.Name] = i
+	}
+	for to := range c.nodes {
+		r, err := startRouter(to, byName, func(from int) string {
+			if p := c.links[from][to]; p != nil {
+				return p.Addr()
 			}
-			initial = append(initial, m.Name+"="+addr)
+			return ""
+		})
+		if err != nil {
+			return nil, err
 		}
+		c.routers = append(c.routers, r)
+	}
+	initial := make([]string, 0, cfg.Nodes)
+	for j, m := range c.nodes {
+		initial = append(initial, m.Name+"="+c.routers[j].addr())
+	}
+	for _, n := range c.nodes {
 		n.args = append([]string{
 			"--name", n.Name, "--data-dir", n.DataDir,
 			"--listen-client", n.Client, "--listen-peer", n.Peer,
+			"--advertise-peer", c.routers[n.Index].addr(),
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-token", cfg.Token,
 			"--heartbeat-interval", cfg.HeartbeatInterval.String(),
@@ -265,6 +284,9 @@ func (c *Cluster) ClientAddrs() []string {
 func (c *Cluster) Close() {
 	for _, n := range c.nodes {
 		n.Kill()
+	}
+	for _, r := range c.routers {
+		r.close()
 	}
 	for _, row := range c.links {
 		for _, p := range row {
