@@ -141,6 +141,10 @@ type process struct {
 	exited  chan struct{} // closed once Wait returned
 	serving chan string   // the serving line, then closed
 	logFile *os.File
+	// exitExpected (guarded by the Node's mu): the member was removed and
+	// exits on its own.
+	exitExpected bool
+	killed       bool // by the runner
 }
 
 // Start creates the proxies, starts every node and waits until each has
@@ -339,8 +343,10 @@ func (n *Node) spawn(bin string) error {
 		fmt.Fprintf(logFile, "==== chaos: %s exited: %v\n", n.Name, cmd.ProcessState)
 		logFile.Close()
 		n.mu.Lock()
-		if n.proc == p { // not killed by the runner
+		if n.proc == p {
 			n.proc, n.paused = nil, false
+		}
+		if !p.killed && !p.exitExpected {
 			n.exits = append(n.exits, fmt.Sprintf("%s exited on its own at %s: %v", n.Name, time.Now().UTC().Format(time.RFC3339Nano), cmd.ProcessState))
 		}
 		n.mu.Unlock()
@@ -421,6 +427,9 @@ func (n *Node) Kill() {
 	n.mu.Lock()
 	p := n.proc
 	n.proc, n.paused = nil, false
+	if p != nil {
+		p.killed = true
+	}
 	n.mu.Unlock()
 	if p == nil {
 		return
