@@ -46,8 +46,8 @@ const maxBodyBytes = 1 << 20
 
 // Config describes the clients.
 type Config struct {
-	// Addrs are the nodes' HTTP addresses; client i starts at Addrs[i%n]
-	// and then picks a node at random for each request.
+	// Addrs are the nodes' HTTP addresses; client i sends three requests
+	// in four to its home node Addrs[i%n], the rest to a random node.
 	Addrs   []string
 	Clients int
 	// Groups key groups of KeysPerGroup keys each.
@@ -175,7 +175,12 @@ type client struct {
 	revs map[string]int64
 
 	anomalies *Anomalies
+	// refused is set when the last request's dial was refused.
+	refused bool
 }
+
+// refusedBackoff is the least a client waits after a refused dial.
+const refusedBackoff = 20 * time.Millisecond
 
 func newClient(id int, cfg Config, log *history.Client, anomalies *Anomalies) *client {
 	tr := &http.Transport{
@@ -202,8 +207,13 @@ func (c *client) run(ctx context.Context) {
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		next := time.Now().Add(gap)
+		c.refused = false
 		c.one(ctx)
-		if gap > 0 {
+		if c.refused {
+			// The node is down: do not spin on refused dials.
+			next = time.Now().Add(max(gap, refusedBackoff))
+		}
+		if next.After(time.Now()) {
 			timer.Reset(time.Until(next))
 			select {
 			case <-ctx.Done():
@@ -227,7 +237,13 @@ func (c *client) key(group int) string {
 func (c *client) one(ctx context.Context) {
 	group := c.rng.IntN(c.cfg.Groups)
 	key := c.key(group)
-	node := c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	// Mostly the client's home node, so that a node in trouble (paused,
+	// cut off) keeps some clients of its own while the others carry on;
+	// sometimes any node, so that every node serves every client.
+	node := c.cfg.Addrs[c.id%len(c.cfg.Addrs)]
+	if c.rng.IntN(4) == 0 {
+		node = c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	}
 	switch p := c.rng.IntN(100); {
 	case p < 22:
 		c.put(ctx, node, key, history.Cond{})
@@ -286,6 +302,7 @@ func (c *client) do(ctx context.Context, method, node, target string, body []byt
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.refused = c.refused || neverSent(err)
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
