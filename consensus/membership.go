@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -297,12 +298,14 @@ func (n *Node) confAfterAppend(truncatedFrom uint64, ents []raftmsg.Entry) {
 
 // noteCommit records that the commit index moved from old to c: a removal
 // of this node in (old, c] is now committed (SoftState.Removed).
+// It runs on every commit: records at or below old are skipped by binary
+// search.
 func (n *Node) noteCommit(old, c uint64) {
-	for i := range n.confLog {
+	first, _ := slices.BinarySearchFunc(n.confLog, old+1, func(r confRecord, index uint64) int {
+		return cmp.Compare(r.index, index)
+	})
+	for i := first; i < len(n.confLog) && n.confLog[i].index <= c; i++ {
 		r := &n.confLog[i]
-		if r.index <= old || r.index > c {
-			continue
-		}
 		if r.cc.Type == raftmsg.ConfChangeRemove && r.cc.NodeID == n.id {
 			n.removed = true
 		}
@@ -549,8 +552,8 @@ func (n *Node) checkConfInvariants() error {
 		if r.index <= prev || r.index > n.log.lastIndex() {
 			return fmt.Errorf("conf record at %d after %d, log ends at %d", r.index, prev, n.log.lastIndex())
 		}
-		if t, ok := n.log.term(r.index); ok && r.index > n.log.snapIndex {
-			if e := n.log.ents[r.index-n.log.snapIndex-1]; e.Type != raftmsg.EntryConfChange || e.Term != t {
+		if r.index > n.log.snapIndex {
+			if e := &n.log.ents[r.index-n.log.snapIndex-1]; e.Type != raftmsg.EntryConfChange {
 				return fmt.Errorf("conf record at %d but entry type %v", r.index, e.Type)
 			}
 		}

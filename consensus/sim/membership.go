@@ -95,18 +95,6 @@ func (v *logView) confOf() raftmsg.ConfState {
 	return v.base
 }
 
-// confAtIndex is the configuration v holds in force at index.
-func (v *logView) confAtIndex(index uint64) raftmsg.ConfState {
-	cs := v.base
-	for _, c := range v.confs {
-		if c.index > index {
-			break
-		}
-		cs = c.cs
-	}
-	return cs
-}
-
 // checkOneInFlight: at most one conf-change entry beyond the committed
 // prefix in any log (thesis §4.1: a change starts only once the previous
 // one committed).
