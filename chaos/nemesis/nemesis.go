@@ -341,7 +341,7 @@ var (
 		to := (l + 1 + rng.IntN(c.Size()-1)) % c.Size()
 		via := rng.IntN(c.Size())
 		status, body, err := c.TransferLeader(ctx, via, to)
-		what := fmt.Sprintf("transfer leadership %s -> %s via %s: %d %s", c.Node(l).Name, c.Node(to).Name, c.Node(via).Name, status, body)
+		what := fmt.Sprintf("transfer leadership %s -> %s via %s: %d %s", c.Node(l).Name, c.Node(to).Name, c.Node(via).Name, status, short(body))
 		if status == 404 {
 			return what, errors.New("this build has no POST /v1/cluster/transfer-leader")
 		}
@@ -364,7 +364,7 @@ var (
 		}
 		n.ExpectExit(true)
 		status, body, err := c.RemoveMember(ctx, l, v)
-		what := fmt.Sprintf("remove %s via %s: %d %s", n.Name, c.Node(l).Name, status, body)
+		what := fmt.Sprintf("remove %s via %s: %d %s", n.Name, c.Node(l).Name, status, short(body))
 		switch {
 		case status == 404:
 			n.ExpectExit(false)
@@ -385,6 +385,15 @@ var (
 		return what + "; wiped and rejoined with --join", nil
 	}, Stop: restartAll}
 )
+
+// short cuts an answer body for the event log.
+func short(s string) string {
+	const maxBytes = 120
+	if len(s) <= maxBytes {
+		return s
+	}
+	return s[:maxBytes] + "..."
+}
 
 func restartAll(ctx context.Context, c *cluster.Cluster) error { return c.RestartAll(ctx) }
 

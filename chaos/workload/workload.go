@@ -357,6 +357,13 @@ func headerInt(h http.Header, name string) int64 {
 // Unknown: the write happened, its revision is not known, and the model
 // needs the revision of an acknowledged change.
 func (c *client) writeResult(kind history.Kind, node string, a answer) history.Op {
+	return c.writeResultOf(kind, node, a, false)
+}
+
+// writeResultOf decodes a write's answer; mayChangeNothing says whether
+// the write can be a no-op (a batch of deletes of absent keys), which on
+// an empty store answers revision 0.
+func (c *client) writeResultOf(kind history.Kind, node string, a answer, mayChangeNothing bool) history.Op {
 	if a.err == nil && a.status/100 == 2 && c.cfg.OnAck != nil {
 		c.cfg.OnAck()
 	}
@@ -372,7 +379,7 @@ func (c *client) writeResult(kind history.Kind, node string, a answer) history.O
 	}
 	switch a.status {
 	case http.StatusOK:
-		if err := json.Unmarshal(a.body, &body); err != nil || body.Revision <= 0 {
+		if err := json.Unmarshal(a.body, &body); err != nil || body.Revision < 0 || body.Revision == 0 && !mayChangeNothing {
 			res.Outcome, res.Err = history.Unknown, fmt.Sprintf("200 with a bad body %q: %v", a.body, err)
 			c.anomalies.note("%s on %s: 200 with a bad body %q", kind, node, a.body)
 			return res
@@ -497,7 +504,11 @@ func (c *client) batch(ctx context.Context, node string, group int) {
 		panic(fmt.Sprintf("workload: encode batch: %v", err)) // our own types: a bug
 	}
 	p := c.log.Invoke(history.Op{Kind: history.Batch, Ops: ops, Node: node})
-	res := c.writeResult(history.Batch, node, c.do(ctx, "POST", node, "/v1/batch", body, "Content-Type", "application/json"))
+	allDeletes := true
+	for _, op := range ops {
+		allDeletes = allDeletes && op.Op == history.Delete
+	}
+	res := c.writeResultOf(history.Batch, node, c.do(ctx, "POST", node, "/v1/batch", body, "Content-Type", "application/json"), allDeletes)
 	c.log.Complete(p, res)
 	for _, op := range ops {
 		switch {
