@@ -686,3 +686,33 @@ func TestSoleVoterLeadsOnlyOnceItsTermIsDurable(t *testing.T) {
 		t.Fatalf("leader's first messages %+v", rd.Messages)
 	}
 }
+
+// A probe is never lost for good (paper §5.3: the leader retries until the
+// follower's log matches). A learner added to an idle leader starts with
+// Next one past the leader's last entry, so its first probe is an empty
+// append; if that append is lost, the learner's next heartbeat answer must
+// make the leader probe again, with no new proposal needed.
+func TestLostFirstProbeToLearnerIsResent(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.addNode(4)
+	dropped := 0
+	c.cut = func(m raftmsg.Message) bool {
+		if m.To == 4 && m.Type == raftmsg.MsgApp && dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	}
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+	if dropped != 1 {
+		t.Fatalf("dropped %d appends to the learner, want the first one", dropped)
+	}
+	for i := 0; i < 5 && c.nodes[4].LastIndex() != c.nodes[1].LastIndex(); i++ {
+		c.tick(1, c.nodes[1].cfg.HeartbeatTicks)
+		c.settle()
+	}
+	if got, want := c.nodes[4].LastIndex(), c.nodes[1].LastIndex(); got != want {
+		t.Fatalf("learner's log ends at %d after 5 heartbeats, leader's at %d", got, want)
+	}
+}
