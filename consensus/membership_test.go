@@ -716,3 +716,40 @@ func TestLostFirstProbeToLearnerIsResent(t *testing.T) {
 		t.Fatalf("learner's log ends at %d after 5 heartbeats, leader's at %d", got, want)
 	}
 }
+
+// Thesis §3.10 with §4.2.1: leadership moves only to a voter of the
+// configuration in force. A learner is refused as a target (here, and
+// ignored when forwarded), and so is a voter whose removal is appended
+// (append-time); the transfer then goes to a voter of C_new.
+func TestTransferOnlyToVoters(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.addNode(4)
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+	if err := c.nodes[1].TransferLeadership(4); !errors.Is(err, ErrBadTransfer) {
+		t.Fatalf("transfer to a learner: %v", err)
+	}
+	// Forwarded by a follower that still thinks 4 is a voter: ignored.
+	if err := c.nodes[1].Step(raftmsg.Message{Type: raftmsg.MsgTransferLeader, From: 2, To: 1, Term: c.nodes[1].SoftState().Term, Hint: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.propose(1, 1); err != nil {
+		t.Fatalf("proposal after a refused transfer: %v", err)
+	}
+	c.settle()
+	c.cut = func(m raftmsg.Message) bool { return m.To == 3 }
+	if err := c.nodes[1].ProposeConfChange(confChange(raftmsg.ConfChangeRemove, 3), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[1].TransferLeadership(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[1].TransferLeadership(3); !errors.Is(err, ErrBadTransfer) {
+		t.Fatalf("transfer to a node removed (uncommitted): %v", err)
+	}
+	c.settle()
+	if ss := c.nodes[2].SoftState(); ss.Role != RoleLeader {
+		t.Fatalf("transfer to voter 2 of {1,2}: %+v", ss)
+	}
+	wantConf(t, c.nodes[2], ids(1, 2), ids(4))
+}
