@@ -14,9 +14,9 @@ package main_test
 // concurrent proposers. F is the simulated latency of each log Save (fsync) on
 // every member. Each reports ops/s, entries/batch (the mean batch size on
 // the leader) and, with -benchmem, allocs/op of the whole cluster. Every
-// run starts a fresh cluster and warms it with 4096 puts: the log is kept
-// whole in memory (no snapshots yet), and a log of millions of entries
-// would measure that instead.
+// run starts a fresh cluster and warms it with 4096 puts: these members
+// take no snapshots (SnapshotEntries 0), so the log stays whole in
+// memory, and a log of millions of entries would measure that instead.
 
 import (
 	"context"

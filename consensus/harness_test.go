@@ -28,6 +28,8 @@ type cluster struct {
 	cut     func(m raftmsg.Message) bool
 	applied map[raftmsg.NodeID][]raftmsg.Entry
 	reads   map[raftmsg.NodeID][]ReadState
+	// confs: every Ready.ConfState each node reported.
+	confs map[raftmsg.NodeID][]raftmsg.ConfState
 }
 
 func newCluster(t testing.TB, n int) *cluster {
@@ -57,6 +59,12 @@ func (c *cluster) collect() []raftmsg.Message {
 				c.reads = map[raftmsg.NodeID][]ReadState{}
 			}
 			c.reads[id] = append(c.reads[id], rd.ReadStates...)
+			if rd.ConfState != nil {
+				if c.confs == nil {
+					c.confs = map[raftmsg.NodeID][]raftmsg.ConfState{}
+				}
+				c.confs[id] = append(c.confs[id], *rd.ConfState)
+			}
 			if err := n.Advance(rd); err != nil {
 				c.t.Fatal(err)
 			}

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/edgekv/edgekv/consensus/quorum"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/consensus/tracker"
 )
@@ -70,16 +69,23 @@ func RejectReasonOf(err error) raftmsg.RejectReason {
 		return raftmsg.RejectNotReady
 	case errors.Is(err, ErrTransferring):
 		return raftmsg.RejectTransferring
+	case errors.Is(err, ErrNotLeader):
+		return raftmsg.RejectNoLeader
 	}
 	return raftmsg.RejectNone
 }
 
 // Config configures a Node. Zero limits take the defaults below.
 type Config struct {
-	// ID is this node's id; it must be one of Voters.
+	// ID is this node's id. It need not be a member: a node joining a
+	// running cluster starts with that cluster's current voters (and its
+	// own id absent), and is no member, never campaigning, until its log
+	// makes it one (see doc.go, Membership).
 	ID raftmsg.NodeID
-	// Voters is the membership: every member votes and counts for quorums.
-	// At bootstrap every member is given the same list.
+	// Voters is the bootstrap configuration: every member votes and counts
+	// for quorums. At bootstrap every member is given the same list. It is
+	// ignored when Snapshot is not empty (Snapshot.Conf is the base then);
+	// conf-change entries in Entries apply on top of either.
 	Voters []raftmsg.NodeID
 	// HardState, Snapshot, Entries and Applied are the recovered durable
 	// state (all zero at bootstrap). Entries are every durable entry after
@@ -113,6 +119,10 @@ type Config struct {
 	// MaxApplyBytes bounds CommittedEntries in one Ready (at least one
 	// entry is always given).
 	MaxApplyBytes uint64
+	// MaxLearnerLagEntries: ProposeConfChange promotes a learner only
+	// when its log is at most this many entries behind the leader's
+	// (thesis §4.2.1).
+	MaxLearnerLagEntries uint64
 }
 
 // Defaults for zero Config fields.
@@ -132,6 +142,9 @@ type SoftState struct {
 	Role   Role
 	Leader raftmsg.NodeID
 	Term   uint64
+	// Removed: a committed configuration change removed this node. The
+	// runtime stops serving and shuts down; the core no longer campaigns.
+	Removed bool
 }
 
 // RejectedProposal names a proposal refused after Propose returned, by a
@@ -170,6 +183,17 @@ type Ready struct {
 	// carry: note the monotonic clock when sending them (leases, see
 	// LeaseRead).
 	HeartbeatRound uint64
+	// ConfState, when not nil, is the configuration now in force (it
+	// changed since the previous Ready): add and remove transport peers.
+	// Append-time (thesis §4.1): it may be uncommitted, and may revert.
+	ConfState *raftmsg.ConfState
+	// Snapshot, when not empty, is a snapshot received from the leader
+	// (MsgSnap) that the core accepted: make the held file of this index
+	// durable and replace the log with it BEFORE persisting HardState and
+	// Entries, and restore the state machine from it before applying any
+	// CommittedEntries after it. A held snapshot file that the Ready
+	// following its Step does not name was refused: discard it.
+	Snapshot raftmsg.SnapshotMeta
 }
 
 type persistRecord struct {
@@ -195,13 +219,36 @@ type Node struct {
 	lead raftmsg.NodeID
 	log  raftLog
 
-	voters   []raftmsg.NodeID // sorted; index i owns prs[i] and votes[i]
-	selfPos  int
-	prs      []*tracker.Progress
-	votes    []int8 // this round: +1 granted, -1 rejected, 0 unknown
-	matches  []uint64
-	scratch  []uint64
-	quorumAt int
+	// Membership (membership.go). peers is every tracked member, sorted:
+	// the voters and learners of the configuration in force, and on the
+	// leader the leaving peers; index i owns kinds[i], prs[i], votes[i]
+	// and readAcks[i]. Only kindVoter peers count for any quorum.
+	peers     []raftmsg.NodeID
+	kinds     []peerKind
+	selfPos   int // -1: this node is not a member
+	prs       []*tracker.Progress
+	votes     []int8   // this round: +1 granted, -1 rejected, 0 unknown
+	matches   []uint64 // scratch for voterQuorumIndex, len(peers)
+	scratch   []uint64
+	numVoters int
+	quorumAt  int // majority of the voters
+
+	conf          raftmsg.ConfState // in force: latestConf()
+	confBase      raftmsg.ConfState // at confBaseIndex (snapshot or bootstrap)
+	confBaseIndex uint64
+	confLog       []confRecord // conf-change entries after confBaseIndex, ascending
+	confChanged   bool         // conf differs from the last Ready's
+	removed       bool
+	// committedMember: this node is a member of the configuration at its
+	// commit index (so a snapshot without it means it was removed).
+	committedMember bool
+	leaving         []leavingPeer
+
+	// Snapshots (snapshot.go): snap describes the entries before the log
+	// (index, term, configuration); pendingSnapshot: an installed one is
+	// not handed out in a Ready yet.
+	snap            raftmsg.SnapshotMeta
+	pendingSnapshot bool
 
 	ticks                     uint64 // monotonic, for LastHeardTick
 	electionElapsed           int
@@ -245,19 +292,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{id: cfg.ID, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.RandSeed, uint64(cfg.ID)))}
-	n.voters = slices.Clone(cfg.Voters)
-	slices.Sort(n.voters)
-	n.selfPos = slices.Index(n.voters, cfg.ID)
-	n.prs = make([]*tracker.Progress, len(n.voters))
-	for i := range n.prs {
-		n.prs[i] = tracker.NewProgress(cfg.MaxInflightMsgs, cfg.MaxInflightBytes)
-	}
-	n.votes = make([]int8, len(n.voters))
-	n.readAcks = make([]uint64, len(n.voters))
-	n.matches = make([]uint64, len(n.voters))
-	n.scratch = make([]uint64, len(n.voters))
-	n.quorumAt = quorum.Majority(len(n.voters))
-
+	n.selfPos = -1
 	hs, snap := cfg.HardState, cfg.Snapshot
 	n.term, n.vote = hs.Term, hs.Vote
 	n.log = raftLog{snapIndex: snap.Index, snapTerm: snap.Term}
@@ -267,11 +302,22 @@ func New(cfg Config) (*Node, error) {
 		if e.Index != snap.Index+1+uint64(i) || e.Term < prevTerm || e.Term > hs.Term {
 			return nil, fmt.Errorf("%w: recovered entry %d has index %d term %d (snapshot %d/%d, term %d)", ErrBadConfig, i, e.Index, e.Term, snap.Index, snap.Term, hs.Term)
 		}
+		if e.Type == raftmsg.EntryConfChange {
+			if _, err := raftmsg.DecodeConfChange(e.Data); err != nil {
+				return nil, fmt.Errorf("%w: recovered entry %d: %w", ErrBadConfig, e.Index, err)
+			}
+		}
 		prevTerm = e.Term
 		n.log.ents = append(n.log.ents, e)
 	}
 	last := n.log.lastIndex()
-	if hs.Commit > last || hs.Commit < snap.Index && hs.Commit != 0 {
+	// A commit index below the snapshot is fine: a snapshot holds only
+	// committed entries, and a crash may come between making a received
+	// snapshot durable and the hard state that names it committed.
+	if snap.Term > hs.Term || snap.IsEmpty() != (snap.Term == 0) {
+		return nil, fmt.Errorf("%w: snapshot %d/%d with term %d", ErrBadConfig, snap.Index, snap.Term, hs.Term)
+	}
+	if hs.Commit > last {
 		return nil, fmt.Errorf("%w: commit %d outside the recovered log (%d, %d]", ErrBadConfig, hs.Commit, snap.Index, last)
 	}
 	if cfg.Applied < snap.Index || cfg.Applied > max(hs.Commit, snap.Index) {
@@ -281,6 +327,20 @@ func New(cfg Config) (*Node, error) {
 	n.log.applied, n.log.applying = cfg.Applied, cfg.Applied
 	n.log.persisted = last
 	n.log.unstableFrom = last + 1
+	// The configuration in force after a restart: the base (snapshot's or
+	// bootstrap) plus every conf-change entry in the log (append-time).
+	n.confBase, n.confBaseIndex = raftmsg.ConfState{Voters: slices.Sorted(slices.Values(cfg.Voters))}, 0
+	if !snap.IsEmpty() {
+		n.confBase, n.confBaseIndex = raftmsg.ConfState{Voters: slices.Sorted(slices.Values(snap.Conf.Voters)), Learners: slices.Sorted(slices.Values(snap.Conf.Learners))}, snap.Index
+	}
+	n.setConf(n.confBase)
+	n.confAfterAppend(0, n.log.ents)
+	n.committedMember = isMember(n.confBase, n.id)
+	n.noteCommit(n.confBaseIndex, n.log.committed)
+	n.confChanged = false // the runtime knows what it recovered: ConfState()
+	if !snap.IsEmpty() {
+		n.snap = raftmsg.SnapshotMeta{Index: snap.Index, Term: snap.Term, Conf: cloneConf(n.confBase)}
+	}
 	n.prevHard = n.hardState()
 	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)
@@ -292,19 +352,15 @@ func fillDefaults(cfg *Config) error {
 	switch {
 	case cfg.ID == raftmsg.None:
 		return fmt.Errorf("%w: node id 0", ErrBadConfig)
-	case len(cfg.Voters) == 0 || len(cfg.Voters) > MaxVoters:
-		return fmt.Errorf("%w: %d voters, want 1..%d", ErrBadConfig, len(cfg.Voters), MaxVoters)
-	case !slices.Contains(cfg.Voters, cfg.ID):
-		return fmt.Errorf("%w: id %d is not among the voters %v", ErrBadConfig, cfg.ID, cfg.Voters)
 	case cfg.HeartbeatTicks <= 0 || cfg.ElectionTicks <= cfg.HeartbeatTicks:
 		return fmt.Errorf("%w: need 0 < HeartbeatTicks (%d) < ElectionTicks (%d)", ErrBadConfig, cfg.HeartbeatTicks, cfg.ElectionTicks)
 	}
-	seen := map[raftmsg.NodeID]bool{}
-	for _, v := range cfg.Voters {
-		if v == raftmsg.None || seen[v] {
-			return fmt.Errorf("%w: voter id %d zero or repeated", ErrBadConfig, v)
-		}
-		seen[v] = true
+	base := raftmsg.ConfState{Voters: cfg.Voters}
+	if !cfg.Snapshot.IsEmpty() {
+		base = cfg.Snapshot.Conf
+	}
+	if err := validConf(base); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	if cfg.MaxInflightMsgs <= 0 {
 		cfg.MaxInflightMsgs = DefaultMaxInflightMsgs
@@ -321,6 +377,9 @@ func fillDefaults(cfg *Config) error {
 	if cfg.MaxApplyBytes == 0 {
 		cfg.MaxApplyBytes = DefaultMaxApplyBytes
 	}
+	if cfg.MaxLearnerLagEntries == 0 {
+		cfg.MaxLearnerLagEntries = DefaultMaxLearnerLagEntries
+	}
 	return nil
 }
 
@@ -329,7 +388,7 @@ func (n *Node) hardState() raftmsg.HardState {
 }
 
 func (n *Node) softState() SoftState {
-	return SoftState{Role: n.role, Leader: n.lead, Term: n.term}
+	return SoftState{Role: n.role, Leader: n.lead, Term: n.term, Removed: n.removed}
 }
 
 // ID is this node's id.
@@ -362,11 +421,17 @@ func (n *Node) CheckInvariants(deep bool) error {
 	if n.role == RoleLeader && n.lead != n.id || n.role != RoleLeader && n.lead == n.id {
 		return fmt.Errorf("node %d: role %v with leader %d", n.id, n.role, n.lead)
 	}
+	if err := n.checkConfInvariants(); err != nil {
+		return fmt.Errorf("node %d membership: %w", n.id, err)
+	}
+	if err := n.checkSnapshotInvariants(); err != nil {
+		return fmt.Errorf("node %d snapshot: %w", n.id, err)
+	}
 	return nil
 }
 
 func (n *Node) pos(id raftmsg.NodeID) int {
-	for i, v := range n.voters {
+	for i, v := range n.peers {
 		if v == id {
 			return i
 		}
@@ -394,6 +459,8 @@ func (n *Node) reset(term uint64) {
 func (n *Node) becomeFollower(term uint64, lead raftmsg.NodeID) {
 	if n.role == RoleLeader {
 		n.abortReads()
+		n.role = RoleFollower
+		n.dropLeaving()
 	}
 	n.reset(term)
 	n.role = RoleFollower
@@ -410,8 +477,8 @@ func (n *Node) becomePreCandidate() {
 }
 
 func (n *Node) becomeCandidate() {
-	if n.role == RoleLeader {
-		panic("consensus: leader becoming candidate")
+	if n.role == RoleLeader || !n.mayCampaign() {
+		panic(fmt.Sprintf("consensus: %v (voter %v) becoming candidate", n.role, n.selfVoter()))
 	}
 	n.reset(n.term + 1)
 	n.vote = n.id

@@ -3,7 +3,6 @@ package consensus
 import (
 	"errors"
 
-	"github.com/edgekv/edgekv/consensus/quorum"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 )
 
@@ -61,7 +60,7 @@ func (n *Node) leaderRead(requestID uint64, from raftmsg.NodeID) error {
 	if !n.quorumHeardWithin(max(n.cfg.ElectionTicks/2, 2*n.cfg.HeartbeatTicks+1)) {
 		return ErrNotQuorum
 	}
-	if len(n.voters) == 1 {
+	if n.numVoters == 1 && n.selfVoter() {
 		n.answerRead(pendingRead{requestID: requestID, from: from, index: n.log.committed})
 		return nil
 	}
@@ -91,7 +90,7 @@ func (n *Node) bcastHeartbeat() {
 			continue
 		}
 		pr.AckedRecently = false
-		n.send(raftmsg.Message{Type: raftmsg.MsgHeartbeat, To: n.voters[i], Term: n.term,
+		n.send(raftmsg.Message{Type: raftmsg.MsgHeartbeat, To: n.peers[i], Term: n.term,
 			Commit: min(pr.Match, n.log.committed), Context: n.readRound})
 	}
 }
@@ -103,8 +102,16 @@ func (n *Node) handleReadAck(i int, round uint64) {
 		return
 	}
 	n.readAcks[i] = round
-	n.readAcks[n.selfPos] = n.readRound
-	confirmed := quorum.CommittedIndex(n.readAcks, n.scratch)
+	if n.selfPos >= 0 {
+		// The leader vouches for every round it has sent (not one still
+		// open: with a single voter, its own ack alone confirms a round).
+		n.readAcks[n.selfPos] = n.readRound
+		if n.readRoundOpen {
+			n.readAcks[n.selfPos]--
+		}
+	}
+	// Only voters confirm leadership (learners never vote, §4.2.1).
+	confirmed := n.voterQuorumIndex(n.readAcks)
 	n.confirmedRound = max(n.confirmedRound, confirmed)
 	for n.pendingReads.len() > 0 && n.pendingReads.at(0).round <= confirmed {
 		n.answerRead(n.pendingReads.pop())

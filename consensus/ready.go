@@ -82,7 +82,7 @@ func (n *Node) HasReady() bool {
 		n.hardState() != n.prevHard ||
 		n.log.unstableFrom <= n.log.lastIndex() ||
 		len(n.msgs) > 0 || len(n.msgsAfter) > 0 || len(n.rejected) > 0 ||
-		len(n.readStates) > 0 || len(n.rejectedReads) > 0 ||
+		len(n.readStates) > 0 || len(n.rejectedReads) > 0 || n.confChanged || n.pendingSnapshot ||
 		n.log.applying < min(n.log.committed, n.log.persisted)
 }
 
@@ -102,6 +102,10 @@ func (n *Node) Ready() Ready {
 	if hs := n.hardState(); hs != n.prevHard {
 		rd.HardState = hs
 		n.prevHard = hs
+	}
+	if n.pendingSnapshot {
+		rd.Snapshot = n.snapshotMetaClone()
+		n.pendingSnapshot = false
 	}
 	if last := n.log.lastIndex(); n.log.unstableFrom <= last {
 		rd.Entries = n.log.slice(n.log.unstableFrom, last+1)
@@ -147,6 +151,11 @@ func (n *Node) Ready() Ready {
 		rd.RejectedReads = n.rejectedReads
 		n.rejectedReads, n.spareRejReads = n.spareRejReads[:0], n.rejectedReads
 	}
+	if n.confChanged {
+		cs := n.ConfState()
+		rd.ConfState = &cs
+		n.confChanged = false
+	}
 	// Heartbeats handed out: reads arriving from now on need a new round.
 	if n.readRoundOpen {
 		rd.HeartbeatRound = n.readRound
@@ -186,9 +195,12 @@ func (n *Node) AckPersisted(seq uint64) error {
 		n.freeAfter = append(n.freeAfter, h.msgs[:0])
 	}
 	if n.role == RoleLeader {
-		n.prs[n.selfPos].Match = n.log.persisted
+		if n.selfPos >= 0 {
+			n.prs[n.selfPos].Match = n.log.persisted
+		}
 		if n.maybeCommit() {
 			n.bcastAppend(true)
+			n.maybeStepDownRemoved()
 		}
 	}
 	return nil
@@ -197,6 +209,11 @@ func (n *Node) AckPersisted(seq uint64) error {
 // AckApplied tells the node that the state machine applied every entry up
 // to index (which must have been handed out in CommittedEntries).
 func (n *Node) AckApplied(index uint64) error {
+	if index < n.log.applied && index <= n.log.snapIndex {
+		// Entries handed out before an installed snapshot, applied late:
+		// the snapshot already counts as applied.
+		return nil
+	}
 	if index < n.log.applied || index > n.log.applying {
 		return fmt.Errorf("%w: applied %d, previously %d, handed out up to %d", ErrBadAck, index, n.log.applied, n.log.applying)
 	}
@@ -216,9 +233,12 @@ func (n *Node) Advance(rd Ready) error {
 	return nil
 }
 
-// PeerStatus is the leader's view of one voter.
+// PeerStatus is the leader's view of one member.
 type PeerStatus struct {
-	ID            raftmsg.NodeID
+	ID raftmsg.NodeID
+	// Learner: receives the log but does not vote (promote it once Match
+	// is close to the leader's LastIndex).
+	Learner       bool
 	Match, Next   uint64
 	State         tracker.State
 	RecentActive  bool // heard from within an election timeout
@@ -237,18 +257,28 @@ type Status struct {
 	Applied   uint64
 	Persisted uint64
 	LastIndex uint64
-	// Peers is filled on the leader only, one per voter (itself included,
-	// with Match = its durable index).
+	// SnapshotIndex is the index of the newest snapshot (0: none);
+	// FirstIndex = SnapshotIndex+1 is the first entry kept in memory.
+	SnapshotIndex, FirstIndex uint64
+	// Peers is filled on the leader only, one per voter and learner of
+	// the configuration in force (itself included while a member, with
+	// Match = its durable index).
 	Peers []PeerStatus
+	// Conf is the configuration in force.
+	Conf raftmsg.ConfState
 }
 
 // Status returns the node's state. It allocates; do not call it per entry.
 func (n *Node) Status() Status {
 	s := Status{ID: n.id, Role: n.role, Leader: n.lead, Term: n.term, Vote: n.vote,
-		Commit: n.log.committed, Applied: n.log.applied, Persisted: n.log.persisted, LastIndex: n.log.lastIndex()}
+		Commit: n.log.committed, Applied: n.log.applied, Persisted: n.log.persisted, LastIndex: n.log.lastIndex(),
+		Conf: n.ConfState(), SnapshotIndex: n.log.snapIndex, FirstIndex: n.log.snapIndex + 1}
 	if n.role == RoleLeader {
 		for i, pr := range n.prs {
-			ps := PeerStatus{ID: n.voters[i], Match: pr.Match, Next: pr.Next, State: pr.State,
+			if n.kinds[i] == kindLeaving {
+				continue
+			}
+			ps := PeerStatus{ID: n.peers[i], Learner: n.kinds[i] == kindLearner, Match: pr.Match, Next: pr.Next, State: pr.State,
 				RecentActive: i == n.selfPos || n.ticks-pr.LastHeardTick < uint64(n.cfg.ElectionTicks),
 				InflightMsgs: pr.Inflights.Count(), InflightBytes: pr.Inflights.Bytes()}
 			if i == n.selfPos {

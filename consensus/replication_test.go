@@ -132,7 +132,7 @@ func TestStepRejectsGarbage(t *testing.T) {
 		"unknown type":   {Type: raftmsg.NumMessageTypes, From: 2, To: 1, Term: 2},
 		"wrong receiver": {Type: raftmsg.MsgHeartbeat, From: 2, To: 3, Term: 2},
 		"from self":      {Type: raftmsg.MsgHeartbeat, From: 1, To: 1, Term: 2},
-		"from stranger":  {Type: raftmsg.MsgHeartbeat, From: 9, To: 1, Term: 2},
+		"from nobody":    {Type: raftmsg.MsgHeartbeat, From: 0, To: 1, Term: 2},
 		"term zero":      {Type: raftmsg.MsgVote, From: 2, To: 1},
 		"gap in entries": {Type: raftmsg.MsgApp, From: 2, To: 1, Term: 3, Index: 2, LogTerm: 2, Entries: []raftmsg.Entry{{Index: 4, Term: 3}}},
 		"entry term above message": {Type: raftmsg.MsgApp, From: 2, To: 1, Term: 3, Index: 2, LogTerm: 2,
@@ -140,14 +140,14 @@ func TestStepRejectsGarbage(t *testing.T) {
 		"prev term above message": {Type: raftmsg.MsgApp, From: 2, To: 1, Term: 3, Index: 2, LogTerm: 4},
 		"index overflow": {Type: raftmsg.MsgApp, From: 2, To: 1, Term: 3, Index: ^uint64(0), LogTerm: 1,
 			Entries: []raftmsg.Entry{{Index: 0, Term: 3}}},
-		"hint above index": {Type: raftmsg.MsgAppResp, From: 2, To: 1, Term: 2, Index: 1, Reject: true, RejectHint: 5},
-		"bad reason":       {Type: raftmsg.MsgPropResp, From: 2, To: 1, Reject: true, RejectReason: 200},
-		"empty proposal":   {Type: raftmsg.MsgProp, From: 2, To: 1},
-		"unsupported":      {Type: raftmsg.MsgSnap, From: 2, To: 1, Term: 2},
+		"hint above index":      {Type: raftmsg.MsgAppResp, From: 2, To: 1, Term: 2, Index: 1, Reject: true, RejectHint: 5},
+		"bad reason":            {Type: raftmsg.MsgPropResp, From: 2, To: 1, Reject: true, RejectReason: 200},
+		"empty proposal":        {Type: raftmsg.MsgProp, From: 2, To: 1},
+		"snapshot without meta": {Type: raftmsg.MsgSnap, From: 2, To: 1, Term: 2},
 	} {
 		before := n.HardState()
 		err := n.Step(m)
-		if !errors.Is(err, ErrInvalidMessage) && !errors.Is(err, ErrUnsupported) {
+		if !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: got %v, want an invalid-message error", name, err)
 		}
 		if n.HardState() != before {
@@ -160,7 +160,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	good := testConfig(1, three...)
 	for name, edit := range map[string]func(*Config){
 		"no id":           func(c *Config) { c.ID = 0 },
-		"not a voter":     func(c *Config) { c.ID = 4 },
+		"no voters":       func(c *Config) { c.Voters = nil },
+		"zero voter":      func(c *Config) { c.Voters = []raftmsg.NodeID{1, 0} },
 		"repeated voter":  func(c *Config) { c.Voters = []raftmsg.NodeID{1, 2, 2} },
 		"heartbeat >= et": func(c *Config) { c.HeartbeatTicks = 10 },
 		"gap in entries":  func(c *Config) { c.HardState.Term = 1; c.Entries = []raftmsg.Entry{{Index: 2, Term: 1}} },

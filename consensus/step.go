@@ -16,7 +16,9 @@ func (n *Node) Tick() {
 		return
 	}
 	n.electionElapsed++
-	if n.electionElapsed >= n.randomizedElectionTimeout {
+	// Only voters campaign: learners and removed nodes never do (thesis
+	// §4.2.1, §4.2.2).
+	if n.electionElapsed >= n.randomizedElectionTimeout && n.mayCampaign() {
 		n.startPreVote()
 	}
 }
@@ -25,6 +27,7 @@ func (n *Node) tickLeader() {
 	n.electionElapsed++
 	n.heartbeatElapsed++
 	n.tickTransfer()
+	n.tickLeaving()
 	// Check-quorum (thesis §6.2): a leader that has not heard from a
 	// quorum for an election timeout steps down, so a partitioned leader
 	// stops accepting proposals and clients find the new one.
@@ -46,7 +49,7 @@ func (n *Node) tickLeader() {
 func (n *Node) quorumHeardWithin(ticks int) bool {
 	heard := 0
 	for i, pr := range n.prs {
-		if i == n.selfPos || n.ticks-pr.LastHeardTick < uint64(ticks) {
+		if n.kinds[i] == kindVoter && (i == n.selfPos || n.ticks-pr.LastHeardTick < uint64(ticks)) {
 			heard++
 		}
 	}
@@ -63,8 +66,8 @@ func (n *Node) startPreVote() {
 		n.startElection()
 		return
 	}
-	for _, v := range n.voters {
-		if v != n.id {
+	for i, v := range n.peers {
+		if v != n.id && n.kinds[i] == kindVoter {
 			n.send(raftmsg.Message{Type: raftmsg.MsgPreVote, To: v, Term: n.term + 1,
 				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm()})
 		}
@@ -84,8 +87,8 @@ func (n *Node) startElectionWith(context uint64) {
 		n.becomeLeader()
 		return
 	}
-	for _, v := range n.voters {
-		if v != n.id {
+	for i, v := range n.peers {
+		if v != n.id && n.kinds[i] == kindVoter {
 			n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgVote, To: v, Term: n.term,
 				Index: n.log.lastIndex(), LogTerm: n.log.lastTerm(), Context: context})
 		}
@@ -93,14 +96,18 @@ func (n *Node) startElectionWith(context uint64) {
 }
 
 func (n *Node) recordVote(from raftmsg.NodeID, granted bool) quorum.VoteResult {
-	if i := n.pos(from); i >= 0 && n.votes[i] == 0 {
+	// Only voters' answers count (thesis §4.2.1: learners never vote).
+	if i := n.pos(from); i >= 0 && n.kinds[i] == kindVoter && n.votes[i] == 0 {
 		n.votes[i] = -1
 		if granted {
 			n.votes[i] = 1
 		}
 	}
 	g, r := 0, 0
-	for _, v := range n.votes {
+	for i, v := range n.votes {
+		if n.kinds[i] != kindVoter {
+			continue
+		}
 		switch v {
 		case 1:
 			g++
@@ -108,13 +115,13 @@ func (n *Node) recordVote(from raftmsg.NodeID, granted bool) quorum.VoteResult {
 			r++
 		}
 	}
-	return quorum.Tally(g, r, len(n.voters))
+	return quorum.Tally(g, r, n.numVoters)
 }
 
 // Step feeds one message from the network into the node. A message that is
-// malformed, not addressed to this node or from a non-member returns an
-// error wrapping ErrInvalidMessage and changes nothing; messages that are
-// merely stale are dropped silently (nil).
+// malformed or not addressed to this node returns an error wrapping
+// ErrInvalidMessage and changes nothing; messages that are merely stale,
+// or answers from peers not tracked, are dropped silently (nil).
 func (n *Node) Step(m raftmsg.Message) error {
 	if err := n.validate(&m); err != nil {
 		return err
@@ -145,7 +152,7 @@ func (n *Node) Step(m raftmsg.Message) error {
 		}
 	case m.Term < n.term:
 		switch m.Type {
-		case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
+		case raftmsg.MsgApp, raftmsg.MsgHeartbeat, raftmsg.MsgSnap:
 			// A stale leader (maybe cut off, maybe unaware because pre-vote
 			// kept our term increments from reaching it) learns our term
 			// and steps down.
@@ -240,6 +247,11 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 		n.lead = m.From
 		n.heardFromLeader()
 		n.handleHeartbeat(m)
+	case raftmsg.MsgSnap:
+		n.electionElapsed = 0
+		n.lead = m.From
+		n.heardFromLeader()
+		n.handleSnapshot(m)
 	case raftmsg.MsgProp:
 		// Not the leader (any more): refuse rather than forward twice.
 		n.refuseProposal(m, raftmsg.RejectNoLeader)
@@ -257,7 +269,7 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 
 func (n *Node) stepCandidate(m *raftmsg.Message) error {
 	switch m.Type {
-	case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
+	case raftmsg.MsgApp, raftmsg.MsgHeartbeat, raftmsg.MsgSnap:
 		// Paper §5.2: "If the leader's term is at least as large as the
 		// candidate's current term, then the candidate recognizes the
 		// leader as legitimate and returns to follower state."
@@ -303,10 +315,14 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 	case raftmsg.MsgTransferLeader:
 		n.startTransfer(m.Hint)
 		return nil
-	case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
+	case raftmsg.MsgApp, raftmsg.MsgHeartbeat, raftmsg.MsgSnap:
 		return fmt.Errorf("%w: %v from %d claims leadership of term %d, which %d leads", ErrInvalidMessage, m.Type, m.From, m.Term, n.id)
 	}
 	i := n.pos(m.From)
+	if i < 0 {
+		// An answer from a peer not (or no longer) tracked.
+		return nil
+	}
 	pr := n.prs[i]
 	pr.LastHeardTick = n.ticks
 	switch m.Type {
@@ -317,8 +333,15 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 		}
 		return err
 	case raftmsg.MsgHeartbeatResp:
+		if n.kinds[i] == kindLeaving {
+			n.handleLeavingAck(i, m.Context)
+			if i = n.pos(m.From); i < 0 {
+				return nil
+			}
+			pr = n.prs[i]
+		}
 		n.handleReadAck(i, m.Context)
-		if pr.Match >= n.log.lastIndex() {
+		if pr.Match >= n.log.lastIndex() || pr.State == tracker.StateSnapshot {
 			return nil
 		}
 		switch {
@@ -364,9 +387,12 @@ func (n *Node) handleAppend(m *raftmsg.Message) error {
 		if ents[0].Index <= n.log.committed {
 			return fmt.Errorf("%w: append from %d conflicts with committed entry %d", ErrInvalidMessage, m.From, ents[0].Index)
 		}
-		if from := n.log.truncateAndAppend(copyEntries(ents)); from != 0 {
+		appended := copyEntries(ents)
+		from := n.log.truncateAndAppend(appended)
+		if from != 0 {
 			n.capPendingPersist(from - 1)
 		}
+		n.confAfterAppend(from, appended)
 	}
 	// Rule 5: "If leaderCommit > commitIndex, set commitIndex =
 	// min(leaderCommit, index of last new entry)".
@@ -427,11 +453,13 @@ func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error 
 	if !pr.MaybeUpdate(m.Index) {
 		return nil
 	}
+	n.snapshotAcked(pr)
 	if pr.State == tracker.StateProbe {
 		pr.BecomeReplicate()
 	}
 	if n.maybeCommit() {
 		n.bcastAppend(true)
+		n.maybeStepDownRemoved()
 	} else {
 		n.maybeSendAppend(i, false)
 	}
@@ -445,12 +473,12 @@ func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error 
 // replicas"). It reports whether the commit index moved.
 func (n *Node) maybeCommit() bool {
 	for i, pr := range n.prs {
-		n.matches[i] = pr.Match
+		n.scratch[i] = pr.Match
 		if i == n.selfPos {
-			n.matches[i] = n.log.persisted
+			n.scratch[i] = n.log.persisted
 		}
 	}
-	c := quorum.CommittedIndex(n.matches, n.scratch)
+	c := n.voterQuorumIndex(n.scratch)
 	if c <= n.log.committed {
 		return false
 	}
@@ -471,7 +499,9 @@ func (n *Node) commitTo(c uint64) {
 			n.uncommittedBytes -= min(b, n.uncommittedBytes)
 		}
 	}
+	old := n.log.committed
 	n.log.committed = c
+	n.noteCommit(old, c)
 }
 
 func (n *Node) bcastAppend(sendEmpty bool) {
@@ -488,12 +518,15 @@ func (n *Node) bcastAppend(sendEmpty bool) {
 // probing Next-1) when no entry may go.
 func (n *Node) maybeSendAppend(i int, sendEmpty bool) bool {
 	pr := n.prs[i]
+	if pr.State == tracker.StateSnapshot {
+		// Nothing until the snapshot is reported or acknowledged.
+		return false
+	}
 	prevIndex := pr.Next - 1
 	prevTerm, ok := n.log.term(prevIndex)
 	if !ok {
-		// Compacted away: needs a snapshot (part 2). Cannot happen while
-		// the log is never compacted.
-		return false
+		// Compacted away: only a snapshot can catch the follower up.
+		return n.maybeSendSnapshot(i)
 	}
 	var ents []raftmsg.Entry
 	var bytes uint64
@@ -503,7 +536,7 @@ func (n *Node) maybeSendAppend(i int, sendEmpty bool) bool {
 	if len(ents) == 0 && !sendEmpty {
 		return false
 	}
-	n.send(raftmsg.Message{Type: raftmsg.MsgApp, To: n.voters[i], Term: n.term,
+	n.send(raftmsg.Message{Type: raftmsg.MsgApp, To: n.peers[i], Term: n.term,
 		Index: prevIndex, LogTerm: prevTerm, Entries: ents, Commit: n.log.committed})
 	if len(ents) > 0 {
 		pr.SentEntries(ents[len(ents)-1].Index, bytes)
@@ -572,15 +605,14 @@ func (n *Node) validate(m *raftmsg.Message) error {
 	if !m.Type.Valid() {
 		return fmt.Errorf("%w: type %d", ErrInvalidMessage, m.Type)
 	}
-	switch m.Type {
-	case raftmsg.MsgSnap:
-		return fmt.Errorf("%w: %v", ErrUnsupported, m.Type)
-	}
 	if m.To != n.id {
 		return fmt.Errorf("%w: %v addressed to %d, this is %d", ErrInvalidMessage, m.Type, m.To, n.id)
 	}
-	if m.From == n.id || n.pos(m.From) < 0 {
-		return fmt.Errorf("%w: %v from %d, not a peer", ErrInvalidMessage, m.Type, m.From)
+	// A sender outside the configuration is normal while configurations
+	// change (thesis §4.1: servers process requests from servers not in
+	// their configuration): answers from untracked peers are dropped later.
+	if m.From == n.id || m.From == raftmsg.None {
+		return fmt.Errorf("%w: %v from %d", ErrInvalidMessage, m.Type, m.From)
 	}
 	if m.Term == 0 && m.Type != raftmsg.MsgProp && m.Type != raftmsg.MsgPropResp {
 		return fmt.Errorf("%w: %v with term 0", ErrInvalidMessage, m.Type)
@@ -608,11 +640,27 @@ func (n *Node) validate(m *raftmsg.Message) error {
 			if e.Type > raftmsg.EntryConfChange {
 				return fmt.Errorf("%w: entry type %d", ErrInvalidMessage, e.Type)
 			}
+			if e.Type == raftmsg.EntryConfChange {
+				if _, err := raftmsg.DecodeConfChange(e.Data); err != nil {
+					return fmt.Errorf("%w: entry %d: %w", ErrInvalidMessage, e.Index, err)
+				}
+			}
 			prevTerm = e.Term
 		}
 	case raftmsg.MsgTransferLeader:
-		if n.pos(m.Hint) < 0 {
-			return fmt.Errorf("%w: transfer to %d, not a voter", ErrInvalidMessage, m.Hint)
+		// A target that is no voter here may be one in a newer
+		// configuration: the leader decides (startTransfer).
+		if m.Hint == raftmsg.None {
+			return fmt.Errorf("%w: transfer to no node", ErrInvalidMessage)
+		}
+	case raftmsg.MsgSnap:
+		s := &m.Snapshot
+		if s.Index == 0 || s.Term == 0 || s.Index > maxSaneValue || s.Term > m.Term {
+			return fmt.Errorf("%w: snapshot %d/%d in term %d", ErrInvalidMessage, s.Index, s.Term, m.Term)
+		}
+		// Thesis §5.1: a snapshot carries the configuration at its index.
+		if err := validConf(s.Conf); err != nil {
+			return fmt.Errorf("%w: snapshot %d/%d configuration: %w", ErrInvalidMessage, s.Index, s.Term, err)
 		}
 	case raftmsg.MsgAppResp:
 		if m.Reject && m.RejectHint > m.Index {

@@ -27,7 +27,7 @@ const transferCampaign = 1
 // follower the request is forwarded to the leader. Transferring to the
 // current leader is a no-op. Watch SoftState for the outcome.
 func (n *Node) TransferLeadership(to raftmsg.NodeID) error {
-	if n.pos(to) < 0 {
+	if !n.isVoter(to) {
 		return fmt.Errorf("%w: %d is not a voter", ErrBadTransfer, to)
 	}
 	switch {
@@ -43,7 +43,7 @@ func (n *Node) TransferLeadership(to raftmsg.NodeID) error {
 }
 
 func (n *Node) startTransfer(to raftmsg.NodeID) {
-	if to == n.id || to == n.leadTransferee {
+	if to == n.id || to == n.leadTransferee || !n.isVoter(to) {
 		return
 	}
 	n.leadTransferee = to
@@ -59,6 +59,11 @@ func (n *Node) maybeSendTimeoutNow() {
 		return
 	}
 	i := n.pos(n.leadTransferee)
+	if i < 0 || n.kinds[i] != kindVoter {
+		// The target left the voters (a conf change): give up.
+		n.leadTransferee = raftmsg.None
+		return
+	}
 	if n.prs[i].Match == n.log.lastIndex() {
 		n.send(raftmsg.Message{Type: raftmsg.MsgTimeoutNow, To: n.leadTransferee, Term: n.term})
 		return
@@ -81,7 +86,7 @@ func (n *Node) tickTransfer() {
 // handleTimeoutNow: the leader tells us to campaign now, skipping the
 // pre-vote (the leader itself vouches that we are up to date).
 func (n *Node) handleTimeoutNow(m *raftmsg.Message) {
-	if n.role != RoleFollower || m.From != n.lead {
+	if n.role != RoleFollower || m.From != n.lead || !n.mayCampaign() {
 		return
 	}
 	n.startElectionWith(transferCampaign)

@@ -12,6 +12,7 @@ import (
 	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf/stage"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
 	"github.com/edgekv/edgekv/storage"
@@ -77,10 +78,19 @@ type Config struct {
 	// MaxInflightBytes is the per-follower replication window
 	// (--max-inflight-bytes); zero takes the core's default.
 	MaxInflightBytes uint64
+
+	// SnapshotEntries: a snapshot is taken once this many entries were
+	// applied since the last one (--snapshot-entries); zero never takes
+	// one (the log is kept whole).
+	SnapshotEntries uint64
+	// MembershipBlob returns the membership blob a snapshot records
+	// (snapblob.go); nil records none.
+	MembershipBlob func() ([]byte, error)
 	// Metrics, when not nil, receives the runtime's metrics (and the
 	// batcher's, on its Set).
 	Metrics *ops.Metrics
-	// Store is the durable log; Recovered what it held at start.
+	// Store is the durable log; Recovered what it held at start. A Store
+	// that is also a SnapshotStore enables snapshots (snapshot.go).
 	Store     LogStore
 	Recovered Recovered
 	Logger    *slog.Logger
@@ -122,6 +132,8 @@ type persistJob struct {
 	hs    raftmsg.HardState
 	ents  []raftmsg.Entry
 	after []raftmsg.Message
+	// install, when not nil, is a snapshot to install before hs and ents.
+	install *snapInstall
 }
 
 type batchRecord struct {
@@ -156,7 +168,7 @@ type Node struct {
 
 	inbox    chan inbound
 	persistQ chan persistJob
-	applyQ   chan []raftmsg.Entry
+	applyQ   chan applyJob
 	readReqs chan readRequest
 	// statusReqs asks the raft loop for consensus.Status (capacity 1 each).
 	statusReqs chan chan consensus.Status
@@ -179,6 +191,7 @@ type Node struct {
 	diskErr  atomic.Pointer[error]
 	readSeq  atomic.Uint64
 	dropped  atomic.Uint64 // inbound batches dropped (inbox full)
+	backups  atomic.Int32  // GET /v1/snapshot streams in progress
 	stopping atomic.Bool
 
 	stop      chan struct{}
@@ -203,12 +216,22 @@ type Node struct {
 	// Any goroutine: reads answered under the lease (tests, metrics).
 	leaseReadsServed atomic.Uint64
 
+	// stages marks the write path for tracers (stages.go); each of its
+	// fields belongs to one of the goroutines.
+	stages stageMarks
+
 	// Persister only.
 	group  []persistJob
 	merged []raftmsg.Entry
+	// savedHS is the newest hard state the persister made durable (its
+	// Commit may lag: see mustSync).
+	savedHS raftmsg.HardState
 
 	// Applier only.
 	results []kv.Result
+
+	// snap is the snapshot machinery (snapshot_runtime.go).
+	snap snapState
 }
 
 // New builds a member from its recovered state. It starts nothing.
@@ -236,6 +259,7 @@ func New(cfg Config) (*Node, error) {
 	rn, err := consensus.New(consensus.Config{
 		ID: cfg.ID, Voters: voters,
 		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
+		Snapshot: cfg.Recovered.Snapshot, Applied: cfg.Recovered.Snapshot.Index,
 		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: 1, RandSeed: cfg.RandSeed,
 		MaxInflightBytes: cfg.MaxInflightBytes,
 	})
@@ -245,6 +269,9 @@ func New(cfg Config) (*Node, error) {
 	machine, err := kv.NewMachine(cfg.KV)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := restoreRecovered(machine, cfg.Recovered); err != nil {
+		return nil, err
 	}
 	clock := batch.NewMonotonicClock()
 	bcfg := cfg.Batch
@@ -273,7 +300,8 @@ func New(cfg Config) (*Node, error) {
 		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
-		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
+		savedHS:       cfg.Recovered.HardState,
+		applyQ:        make(chan applyJob, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
 		statusReqs:    make(chan chan consensus.Status, 16),
 		persistedNote: make(chan struct{}, 1),
@@ -283,6 +311,7 @@ func New(cfg Config) (*Node, error) {
 		pendingReads:  make(map[uint64]readRequest),
 		lease:         leaseDuration(cfg.TickInterval, cfg.ElectionTicks),
 	}
+	n.snap.init(cfg)
 	ch := make(chan struct{})
 	n.applyWait.Store(&ch)
 	n.soft = rn.SoftState()
@@ -295,10 +324,11 @@ func New(cfg Config) (*Node, error) {
 // Start runs the member's goroutines, sending through tr.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.runRaft()
 	go n.runPersist()
 	go n.runApply()
+	go n.runSnapshotter()
 }
 
 // Close stops every goroutine of the member and waits for them. Writes
@@ -311,6 +341,7 @@ func (n *Node) Close() error {
 		n.batcher.Close()
 		n.signalStop()
 		n.wg.Wait()
+		n.snap.close()
 		// The raft loop has exited: this goroutine owns the batcher now.
 		for p, ok := n.batcher.PopPending(); ok; p, ok = n.batcher.PopPending() {
 			n.reg.Complete(p.RequestID, outcome{closed: true})
@@ -448,9 +479,13 @@ func (n *Node) runRaft() {
 					panic(fmt.Sprintf("node: %v", err)) // our bug: the persister reports Seqs we issued
 				}
 				n.ackedSeq = seq
+				n.markCommitted()
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
+			n.maybeSnapshot()
+		case f := <-n.snap.calls:
+			f()
 		case r := <-n.readReqs:
 			n.startRead(r)
 		case reply := <-n.statusReqs:
@@ -475,6 +510,12 @@ func (n *Node) runRaft() {
 func (n *Node) step(in inbound) {
 	for i := range in.msgs {
 		m := &in.msgs[i]
+		if m.Type == raftmsg.MsgSnap {
+			// A snapshot reaches the core only with its file
+			// (ReceiveSnapshot); a bare one is a peer's bug.
+			n.log.Debug("node: MsgSnap without its file dropped", "from", uint64(m.From))
+			continue
+		}
 		if m.Type == raftmsg.MsgProp && n.soft.Role == consensus.RoleLeader {
 			// The leader's clock is the idempotency clock (kv package doc);
 			// the codec may not carry Origin, and a member only forwards
@@ -500,6 +541,7 @@ func (n *Node) step(in inbound) {
 func (n *Node) proposeBatches() {
 	now := n.clock.Now()
 	for bt, ok := n.batcher.Next(now); ok; bt, ok = n.batcher.Next(now) {
+		n.markEmitted(bt.ID)
 		ts := time.Now().UnixNano()
 		ents := n.propEnts[:0]
 		for _, p := range bt.Proposals {
@@ -532,7 +574,9 @@ func (n *Node) proposeBatches() {
 			n.inflight = n.inflight[1:]
 		}
 		n.inflight = append(n.inflight, batchRecord{id: bt.ID, lastIndex: n.raft.LastIndex()})
+		n.markProposed(bt.ID, n.raft.LastIndex())
 	}
+	n.maybeMarkForming()
 }
 
 // handleReadys carries out every Ready the core has; false when stopping.
@@ -547,6 +591,7 @@ func (n *Node) handleReadys() bool {
 		n.publishSoft(rd.SoftState)
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
+			n.markCommitted()
 		}
 		// A heartbeat round's lease counts from before its messages leave.
 		if rd.HeartbeatRound != 0 {
@@ -554,6 +599,10 @@ func (n *Node) handleReadys() bool {
 		}
 		// Appends and heartbeats may leave before our own fsync (§10.2.1).
 		for _, m := range rd.Messages {
+			if m.Type == raftmsg.MsgSnap {
+				n.sendSnapshot(m) // streamed beside the message
+				continue
+			}
 			n.tr.Send(m)
 		}
 		for _, rp := range rd.RejectedProposals {
@@ -568,14 +617,19 @@ func (n *Node) handleReadys() bool {
 		// Every Ready goes through the persister, even an empty one:
 		// AckPersisted is cumulative and must follow Seq order.
 		job := persistJob{seq: rd.Seq, hs: rd.HardState, ents: rd.Entries, after: rd.MessagesAfterPersist}
+		if !rd.Snapshot.IsEmpty() {
+			// Installed by the persister before this Ready's entries,
+			// restored by the applier before anything after it.
+			job.install = n.takeHeld(rd.Snapshot)
+		}
 		select {
 		case n.persistQ <- job:
 		case <-n.stop:
 			return false
 		}
-		if len(rd.CommittedEntries) > 0 {
+		if len(rd.CommittedEntries) > 0 || job.install != nil {
 			select {
-			case n.applyQ <- rd.CommittedEntries:
+			case n.applyQ <- applyJob{ents: rd.CommittedEntries, install: job.install}:
 			case <-n.stop:
 				return false
 			}
@@ -596,6 +650,7 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 			n.batcher.Finish(r.id, now, false)
 		}
 		n.inflight = n.inflight[:0]
+		n.stages.ledger.invalidate()
 	}
 	if s.Leader != n.soft.Leader && n.metrics != nil {
 		n.metrics.IncLeaderChanges()
@@ -708,7 +763,9 @@ func (n *Node) runPersist() {
 		}
 		group := append(n.group[:0], job)
 	drain:
-		for len(group) < persistQueueLen {
+		// A Ready with a snapshot ends its group: the snapshot replaces
+		// the log between the Readys before it and its own entries.
+		for len(group) < persistQueueLen && group[len(group)-1].install == nil {
 			select {
 			case j := <-n.persistQ:
 				group = append(group, j)
@@ -716,10 +773,23 @@ func (n *Node) runPersist() {
 				break drain
 			}
 		}
-		hs, ents := n.mergeGroup(group)
-		if !hs.IsEmpty() || len(ents) > 0 {
+		saveFrom := group
+		if group[len(group)-1].install != nil {
+			if !n.installHeld(group) {
+				return
+			}
+			saveFrom = group[len(group)-1:]
+		}
+		hs, ents := n.mergeGroup(saveFrom)
+		if len(ents) > 0 || n.mustSync(hs) {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
+			}
+			if !hs.IsEmpty() {
+				n.savedHS = hs
+			}
+			if len(ents) > 0 {
+				n.markPersisted(ents[len(ents)-1].Index)
 			}
 		}
 		// Durable: now the votes and append acknowledgements may leave
@@ -736,6 +806,22 @@ func (n *Node) runPersist() {
 		clear(n.merged)
 		n.merged = n.merged[:0]
 	}
+}
+
+// mustSync reports whether hs needs a write of its own. The term and the
+// vote must be durable before anything that depends on them leaves (paper
+// Figure 2: "updated on stable storage before responding to RPCs"); the
+// commit index is volatile state (Figure 2 again), so a hard state that
+// moves only the commit index rides along with the next write of entries
+// instead of costing an fsync per commit. After a crash the member comes
+// back with an older commit index and learns the newer one from the leader
+// (or, alone, by committing its term's no-op); nothing acknowledged
+// depends on it.
+func (n *Node) mustSync(hs raftmsg.HardState) bool {
+	if hs.IsEmpty() {
+		return false
+	}
+	return hs.Term != n.savedHS.Term || hs.Vote != n.savedHS.Vote
 }
 
 // Backoff of the persister's retries while the disk is full or failing
@@ -836,11 +922,18 @@ func (n *Node) mergeGroup(group []persistJob) (raftmsg.HardState, []raftmsg.Entr
 func (n *Node) runApply() {
 	defer n.wg.Done()
 	for {
-		var ents []raftmsg.Entry
+		var job applyJob
 		select {
 		case <-n.stop:
 			return
-		case ents = <-n.applyQ:
+		case job = <-n.applyQ:
+		}
+		if job.install != nil && !n.restoreInstalled(job.install) {
+			return
+		}
+		ents := job.ents
+		if len(ents) == 0 {
+			continue
 		}
 		start := time.Now()
 		results, err := n.machine.ApplyEntries(ents, n.results[:0])
@@ -853,6 +946,8 @@ func (n *Node) runApply() {
 			n.fail(fmt.Errorf("node: apply: %w", err))
 			return
 		}
+		lastIndex := ents[len(ents)-1].Index
+		n.stages.ledger.markUpTo(&n.stages.applied, lastIndex, stage.Applied)
 		j := 0
 		for i := range ents {
 			e := &ents[i]
@@ -867,6 +962,7 @@ func (n *Node) runApply() {
 				n.reg.Complete(e.RequestID, outcome{res: r})
 			}
 		}
+		n.stages.ledger.markUpTo(&n.stages.answered, lastIndex, stage.Answered)
 		clear(results)
 		n.results = results[:0]
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
