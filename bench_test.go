@@ -135,7 +135,7 @@ func BenchmarkPut(b *testing.B) {
 				name := fmt.Sprintf("fsync=%v/batching=%s/proposers=%d", fsync, mode.name, proposers)
 				b.Run(name, func(b *testing.B) {
 					// A fresh cluster for every run: the in-memory log
-					// (kept whole, no snapshots yet) never carries over.
+					// (kept whole: no snapshots here) never carries over.
 					c := startBenchCluster(b, mode.cfg, fsync)
 					benchPuts(b, c.leader(b), proposers, value)
 				})
