@@ -295,10 +295,12 @@ func (s *sim) changeMembership(at *simNode) error {
 	err := at.node.ProposeConfChange(cc, s.nextReq)
 	s.tracef("conf change %v %d at %d: %v", cc.Type, cc.NodeID, at.id, err)
 	if err != nil {
-		if !knownConfRefusal(err) {
+		k := confRefusalKind(err)
+		if k < 0 {
 			return fmt.Errorf("%w: conf change at %d: unexpected error %v", ErrViolation, at.id, err)
 		}
 		s.stats.ConfRefused++
+		s.stats.ConfRefusedBy[k]++
 		if joiner != nil {
 			// The join failed: that process gives up.
 			s.crash(joiner)
@@ -322,15 +324,33 @@ func (s *sim) changeMembership(at *simNode) error {
 	return s.afterStep(at)
 }
 
-func knownConfRefusal(err error) bool {
-	for _, e := range []error{consensus.ErrNotLeader, consensus.ErrConfChangePending, consensus.ErrNotReady,
+var (
+	confRefusals = [...]error{consensus.ErrNotLeader, consensus.ErrConfChangePending, consensus.ErrNotReady,
 		consensus.ErrLearnerBehind, consensus.ErrLastVoter, consensus.ErrUnknownMember, consensus.ErrMemberExists,
-		consensus.ErrTransferring, consensus.ErrNotQuorum, consensus.ErrTooManyMembers} {
+		consensus.ErrTransferring, consensus.ErrNotQuorum, consensus.ErrTooManyMembers}
+	confRefusalNames = [...]string{"not-leader", "pending", "not-ready", "learner-behind", "last-voter",
+		"unknown", "exists", "transferring", "not-quorum", "too-many"}
+)
+
+// confRefusalKind returns the index of err in confRefusals, or -1.
+func confRefusalKind(err error) int {
+	for i, e := range confRefusals {
 		if errors.Is(err, e) {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+func (s Stats) refusalsString() string {
+	out := "("
+	for i, n := range s.ConfRefusedBy {
+		if i > 0 {
+			out += " "
+		}
+		out += fmt.Sprintf("%s=%d", confRefusalNames[i], n)
+	}
+	return out + ")"
 }
 
 // checkCaughtUp: the learner's durable log matched the leader's to within

@@ -59,6 +59,8 @@ type Stats struct {
 	LeaseReads, LeaseServed, LinkCuts             int
 	// Membership (membership.go).
 	ConfProposed, ConfRefused, ConfApplied, LeaderRemovals, RemovedSeen int
+	// ConfRefusedBy counts refusals by reason, in confRefusals order.
+	ConfRefusedBy [len(confRefusalNames)]int
 }
 
 // Add accumulates o into s (MaxPipelined takes the maximum).
@@ -93,13 +95,16 @@ func (s *Stats) Add(o Stats) {
 	s.ConfApplied += o.ConfApplied
 	s.LeaderRemovals += o.LeaderRemovals
 	s.RemovedSeen += o.RemovedSeen
+	for i := range s.ConfRefusedBy {
+		s.ConfRefusedBy[i] += o.ConfRefusedBy[i]
+	}
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d conf-changes proposed=%d refused=%d applied=%d leader-removals=%d removed-seen=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d conf-changes proposed=%d refused=%d %v applied=%d leader-removals=%d removed-seen=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.LinkCuts, s.Heals,
 		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed,
-		s.ConfProposed, s.ConfRefused, s.ConfApplied, s.LeaderRemovals, s.RemovedSeen)
+		s.ConfProposed, s.ConfRefused, s.refusalsString(), s.ConfApplied, s.LeaderRemovals, s.RemovedSeen)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
