@@ -186,6 +186,8 @@ type Ready struct {
 	// ConfState, when not nil, is the configuration now in force (it
 	// changed since the previous Ready): add and remove transport peers.
 	// Append-time (thesis §4.1): it may be uncommitted, and may revert.
+	// The configuration recovered by New is not reported: read ConfState()
+	// after New.
 	ConfState *raftmsg.ConfState
 	// Snapshot, when not empty, is a snapshot received from the leader
 	// (MsgSnap) that the core accepted: make the held file of this index
