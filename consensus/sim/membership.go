@@ -314,6 +314,14 @@ func (s *sim) changeMembership(at *simNode) error {
 	if cc.Type == raftmsg.ConfChangeRemove && cc.NodeID == at.id {
 		s.stats.LeaderRemovals++
 	}
+	// Thesis §4.1 (and Ongaro's 2015 correction): a leader changes the
+	// configuration only once an entry of its term has committed, or an
+	// uncommitted change of an earlier leader and its own could form
+	// disjoint majorities. Checked against the committed sequence.
+	term := at.node.SoftState().Term
+	if i, _ := slices.BinarySearch(s.globalTerm, term); i == len(s.globalTerm) || s.globalTerm[i] != term {
+		return fmt.Errorf("%w: one server at a time: leader %d of term %d appended a conf change before any entry of its term committed", ErrViolation, at.id, term)
+	}
 	if cc.Type == raftmsg.ConfChangePromote && at.node.SoftState().Term == s.maxLeaderTerm {
 		// (A stale leader's view of the learner may predate a newer
 		// leader's truncation of the learner's log: checked on the newest.)
