@@ -74,6 +74,9 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// Trace is --trace (off, ebpf).
+	Trace TraceMode
 }
 
 // ErrHelp is returned when -h or --help was asked for; the usage text has
@@ -156,6 +159,7 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
+	fs.Var(&cfg.Trace, "trace", "`mode` of tracing attached at start: off, or ebpf (eBPF latency histograms of the write path, I/O syscalls and run queue on /metrics; needs kernel BTF and CAP_BPF+CAP_PERFMON, else the node logs what is missing and runs untraced)")
 
 	fs.Usage = func() {
 		printUsage(usage, fs)

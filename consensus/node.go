@@ -246,6 +246,11 @@ type Node struct {
 	// not handed out in a Ready yet.
 	snap            raftmsg.SnapshotMeta
 	pendingSnapshot bool
+	// confHistoryUnknown: started as a non-member without a snapshot (a
+	// joiner): its base is some later configuration, so it cannot tell
+	// the configuration at an index its log may not reach past, and
+	// takes no snapshot until it installs one (snapshotConfAt).
+	confHistoryUnknown bool
 
 	ticks                     uint64 // monotonic, for LastHeardTick
 	electionElapsed           int
@@ -337,6 +342,7 @@ func New(cfg Config) (*Node, error) {
 	if !snap.IsEmpty() {
 		n.snap = raftmsg.SnapshotMeta{Index: snap.Index, Term: snap.Term, Conf: cloneConf(n.confBase)}
 	}
+	n.confHistoryUnknown = snap.IsEmpty() && !slices.Contains(cfg.Voters, cfg.ID)
 	n.prevHard = n.hardState()
 	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)
@@ -473,7 +479,7 @@ func (n *Node) becomePreCandidate() {
 }
 
 func (n *Node) becomeCandidate() {
-	if n.role == RoleLeader || !n.selfVoter() {
+	if n.role == RoleLeader || !n.mayCampaign() {
 		panic(fmt.Sprintf("consensus: %v (voter %v) becoming candidate", n.role, n.selfVoter()))
 	}
 	n.reset(n.term + 1)

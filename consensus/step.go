@@ -18,7 +18,7 @@ func (n *Node) Tick() {
 	n.electionElapsed++
 	// Only voters campaign: learners and removed nodes never do (thesis
 	// §4.2.1, §4.2.2).
-	if n.electionElapsed >= n.randomizedElectionTimeout && n.selfVoter() {
+	if n.electionElapsed >= n.randomizedElectionTimeout && n.mayCampaign() {
 		n.startPreVote()
 	}
 }

@@ -38,10 +38,12 @@ const (
 	// it never waits for the queue or a commit (its tail is the Go
 	// scheduler's: ~1400 runnable handlers per node). At the client, 4096
 	// connections queue for 2 CPUs (Little's law: 4096 / ~25k responses/s
-	// is ~160ms), so there the bound only says it never waits for
-	// --request-timeout (3s).
+	// is ~160ms, and seconds when CI runs other test binaries beside this
+	// one), so the client's figure is logged, not asserted: what the test
+	// asserts is measured inside the nodes, where a refusal must never
+	// wait anything like --request-timeout (3s).
 	overloadMaxServer429P50 = time.Millisecond
-	overloadMaxClient429P99 = time.Second
+	overloadMaxServer429P99 = time.Second
 	// The cluster must recover by itself within this generous deadline.
 	overloadRecoveryDeadline = 60 * time.Second
 )
@@ -145,8 +147,8 @@ func TestOverloadRefusesFastAndRecovers(t *testing.T) {
 	if n := stats.transportErrors.Load(); n > 0 {
 		t.Errorf("%d requests got no response (sample: %s)", n, stats.sample())
 	}
-	if p := stats.lat429.quantile(0.99); p > overloadMaxClient429P99 {
-		t.Errorf("429 p99 latency at the client %v: refusals are not fast (bound %v)", p, overloadMaxClient429P99)
+	if p := server429.quantile(0.99); p > overloadMaxServer429P99 {
+		t.Errorf("429 p99 latency in the nodes %v: refusals are not fast (bound %v)", p, overloadMaxServer429P99)
 	}
 	if p := server429.quantile(0.5); p > overloadMaxServer429P50 {
 		t.Errorf("429 median latency in the nodes %v: refusals are not fast (bound %v)", p, overloadMaxServer429P50)

@@ -12,6 +12,7 @@ import (
 	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf/stage"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
 	"github.com/edgekv/edgekv/storage"
@@ -202,6 +203,10 @@ type Node struct {
 
 	// Any goroutine: reads answered under the lease (tests, metrics).
 	leaseReadsServed atomic.Uint64
+
+	// stages marks the write path for tracers (stages.go); each of its
+	// fields belongs to one of the goroutines.
+	stages stageMarks
 
 	// Persister only.
 	group  []persistJob
@@ -452,6 +457,7 @@ func (n *Node) runRaft() {
 					panic(fmt.Sprintf("node: %v", err)) // our bug: the persister reports Seqs we issued
 				}
 				n.ackedSeq = seq
+				n.markCommitted()
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
@@ -504,6 +510,7 @@ func (n *Node) step(in inbound) {
 func (n *Node) proposeBatches() {
 	now := n.clock.Now()
 	for bt, ok := n.batcher.Next(now); ok; bt, ok = n.batcher.Next(now) {
+		n.markEmitted(bt.ID)
 		ts := time.Now().UnixNano()
 		ents := n.propEnts[:0]
 		for _, p := range bt.Proposals {
@@ -536,7 +543,9 @@ func (n *Node) proposeBatches() {
 			n.inflight = n.inflight[1:]
 		}
 		n.inflight = append(n.inflight, batchRecord{id: bt.ID, lastIndex: n.raft.LastIndex()})
+		n.markProposed(bt.ID, n.raft.LastIndex())
 	}
+	n.maybeMarkForming()
 }
 
 // handleReadys carries out every Ready the core has; false when stopping.
@@ -551,6 +560,7 @@ func (n *Node) handleReadys() bool {
 		n.publishSoft(rd.SoftState)
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
+			n.markCommitted()
 		}
 		// A heartbeat round's lease counts from before its messages leave.
 		if rd.HeartbeatRound != 0 {
@@ -600,6 +610,7 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 			n.batcher.Finish(r.id, now, false)
 		}
 		n.inflight = n.inflight[:0]
+		n.stages.ledger.invalidate()
 	}
 	if s.Leader != n.soft.Leader && n.metrics != nil {
 		n.metrics.IncLeaderChanges()
@@ -727,6 +738,9 @@ func (n *Node) runPersist() {
 			}
 			if !hs.IsEmpty() {
 				n.savedHS = hs
+			}
+			if len(ents) > 0 {
+				n.markPersisted(ents[len(ents)-1].Index)
 			}
 		}
 		// Durable: now the votes and append acknowledgements may leave
@@ -876,6 +890,8 @@ func (n *Node) runApply() {
 			n.fail(fmt.Errorf("node: apply: %w", err))
 			return
 		}
+		lastIndex := ents[len(ents)-1].Index
+		n.stages.ledger.markUpTo(&n.stages.applied, lastIndex, stage.Applied)
 		j := 0
 		for i := range ents {
 			e := &ents[i]
@@ -890,6 +906,7 @@ func (n *Node) runApply() {
 				n.reg.Complete(e.RequestID, outcome{res: r})
 			}
 		}
+		n.stages.ledger.markUpTo(&n.stages.answered, lastIndex, stage.Answered)
 		clear(results)
 		n.results = results[:0]
 		n.appliedIndex.Store(ents[len(ents)-1].Index)

@@ -18,6 +18,7 @@ import (
 	"github.com/edgekv/edgekv/config"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf"
 	"github.com/edgekv/edgekv/httpapi"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
@@ -46,6 +47,8 @@ type Server struct {
 	name            string
 	advertiseClient string
 	members         []memberRecord
+	// tracer is the --trace ebpf tracer (nil: untraced).
+	tracer *ebpf.Tracer
 	// ClientAddr and PeerAddr are the addresses actually listened on.
 	ClientAddr, PeerAddr string
 }
@@ -144,6 +147,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 	}
 	s.metrics = ops.NewMetrics()
+	if cfg.Trace == config.TraceEBPF {
+		s.tracer = startTracing(s.metrics, log) // before the member starts: every batch is traced
+	}
 	s.name, s.advertiseClient, s.members = cfg.Name, cfg.AdvertiseClient, state.Members
 	n, err := New(Config{
 		Metrics: s.metrics,
@@ -323,6 +329,11 @@ func (s *Server) shutdown() error {
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close storage: %w", err))
+		}
+	}
+	if s.tracer != nil {
+		if err := s.tracer.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -28,7 +28,7 @@ var specFlags = map[string]bool{ // flag -> pending in config
 	"quota-bytes": false, "compression": false, "snapshot-entries": true,
 	"snapshot-keep": false, "idempotency-ttl": false, "idempotency-max-keys": false,
 	"max-value-bytes": false, "max-request-bytes": false, "max-txn-ops": false,
-	"log-level": false, "log-format": false, "trace": true,
+	"log-level": false, "log-format": false, "trace": false,
 }
 
 func envVar(flag string) string {

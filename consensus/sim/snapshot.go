@@ -24,6 +24,9 @@ type snapNode struct {
 	durSnapState uint64
 	// appliedState: the state machine, as the hash of the applied prefix.
 	appliedState uint64
+	// historyUnknown: started as a joiner (not in its base, no snapshot):
+	// it cannot take snapshots until it installs one.
+	historyUnknown bool
 	// incarnation counts starts: reports owed to an earlier process are
 	// dropped.
 	incarnation int
@@ -66,14 +69,22 @@ func (s *sim) maybeCompact(sn *simNode) error {
 	}
 	idx := sn.lastApplied
 	meta, err := sn.node.SnapshotMeta(idx)
+	if sn.historyUnknown {
+		// Its base is the configuration it was told at join time: the one
+		// at idx may differ, so the core must refuse.
+		if err == nil {
+			return fmt.Errorf("%w: joiner %d without a snapshot gives a snapshot meta %+v", ErrViolation, sn.id, meta)
+		}
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%w: node %d SnapshotMeta(%d): %v", ErrViolation, sn.id, idx, err)
 	}
 	if meta.Index != idx || idx > uint64(len(s.global)) || meta.Term != s.globalTerm[idx-1] {
 		return fmt.Errorf("%w: node %d snapshot meta %d/%d at applied %d, committed term there %d", ErrViolation, sn.id, meta.Index, meta.Term, idx, s.termOfCommitted(idx))
 	}
-	if want := s.voters(); !slices.Equal(meta.Conf.Voters, want) || len(meta.Conf.Learners) != 0 {
-		return fmt.Errorf("%w: node %d snapshot at %d has configuration %+v, the committed one is voters %v", ErrViolation, sn.id, idx, meta.Conf, want)
+	if want := s.committedConfAt(idx); !sameConf(meta.Conf, want) {
+		return fmt.Errorf("%w: node %d snapshot at %d has configuration %+v, the committed one there is %+v", ErrViolation, sn.id, idx, meta.Conf, want)
 	}
 	base := sn.durSnap.Index
 	if idx-base > uint64(len(sn.durLog)) {
@@ -101,7 +112,7 @@ func (s *sim) termOfCommitted(idx uint64) uint64 {
 // attachSnapshot is the sender's runtime streaming its durable snapshot
 // file with a MsgSnap: the core must only name a snapshot made durable.
 func (s *sim) attachSnapshot(m *raftmsg.Message) (snapFlight, error) {
-	from := s.nodeByID(m.From)
+	from := s.maybeNode(m.From)
 	if from.durSnap.Index != m.Snapshot.Index || from.durSnap.Term != m.Snapshot.Term {
 		return snapFlight{}, fmt.Errorf("%w: node %d sends snapshot %d/%d, its durable one is %d/%d", ErrViolation, m.From, m.Snapshot.Index, m.Snapshot.Term, from.durSnap.Index, from.durSnap.Term)
 	}
@@ -117,7 +128,7 @@ func (s *sim) reportSnapshot(f *inFlight, ok bool) {
 	if !ok {
 		s.stats.SnapsFailed++
 	}
-	from := s.nodeByID(f.m.From)
+	from := s.maybeNode(f.m.From)
 	from.reports = append(from.reports, snapReport{to: f.m.To, ok: ok, incarnation: f.snap.incarnation})
 }
 
@@ -177,11 +188,12 @@ func (s *sim) installReady(sn *simNode, meta raftmsg.SnapshotMeta) (heldSnap, er
 	if idx <= sn.lastApplied {
 		return heldSnap{}, fmt.Errorf("%w: node %d installs snapshot %d over applied %d", ErrViolation, sn.id, idx, sn.lastApplied)
 	}
-	if !slices.Equal(meta.Conf.Voters, s.voters()) || len(meta.Conf.Learners) != 0 {
-		return heldSnap{}, fmt.Errorf("%w: node %d installs snapshot %d with configuration %+v", ErrViolation, sn.id, idx, meta.Conf)
+	if want := s.committedConfAt(idx); !sameConf(meta.Conf, want) {
+		return heldSnap{}, fmt.Errorf("%w: node %d installs snapshot %d with configuration %+v, the committed one there is %+v", ErrViolation, sn.id, idx, meta.Conf, want)
 	}
 	h.meta = meta
 	sn.lastApplied, sn.appliedState = idx, h.state
+	sn.historyUnknown = false
 	s.setCommittedView(&sn.view, idx)
 	if err := sn.node.AckApplied(idx); err != nil {
 		return heldSnap{}, fmt.Errorf("%w: node %d AckApplied(%d) after installing: %v", ErrViolation, sn.id, idx, err)
@@ -192,11 +204,35 @@ func (s *sim) installReady(sn *simNode, meta raftmsg.SnapshotMeta) (heldSnap, er
 	return h, nil
 }
 
-// setCommittedView makes v the committed prefix up to idx (a snapshot
-// replaced the log).
+// setCommittedView makes v the committed prefix up to idx, with its
+// conf-change entries (a snapshot replaced the log).
 func (s *sim) setCommittedView(v *logView, idx uint64) {
 	v.terms = append(v.terms[:0], s.globalTerm[:idx]...)
 	v.prefix = append(v.prefix[:0], s.global[:idx]...)
+	v.base = raftmsg.ConfState{Voters: slices.Clone(s.bootstrap)}
+	v.confs = v.confs[:0]
+	for _, c := range s.confHistory {
+		if c.index <= idx {
+			v.confs = append(v.confs, c)
+		}
+	}
+}
+
+// committedConfAt is the configuration in force at committed index idx.
+func (s *sim) committedConfAt(idx uint64) raftmsg.ConfState {
+	cs := raftmsg.ConfState{Voters: s.bootstrap}
+	for _, c := range s.confHistory {
+		if c.index > idx {
+			break
+		}
+		cs = c.cs
+	}
+	return cs
+}
+
+// sameConf compares configurations, treating nil and empty alike.
+func sameConf(a, b raftmsg.ConfState) bool {
+	return slices.Equal(a.Voters, b.Voters) && slices.Equal(a.Learners, b.Learners)
 }
 
 // termAt is a node's term at index i: entries compacted into its snapshot
@@ -218,7 +254,7 @@ func (s *sim) checkAckDurable(m *raftmsg.Message) error {
 	if m.Type != raftmsg.MsgAppResp || m.Reject || m.Index == 0 {
 		return nil
 	}
-	if from := s.nodeByID(m.From); from.dur.len() < m.Index {
+	if from := s.maybeNode(m.From); from.dur.len() < m.Index {
 		return fmt.Errorf("%w: node %d acknowledges index %d to %d with a durable log ending at %d", ErrViolation, m.From, m.Index, m.To, from.dur.len())
 	}
 	return nil
