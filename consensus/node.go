@@ -47,8 +47,6 @@ var (
 	ErrInvalidProposal = errors.New("consensus: invalid proposal")
 	// ErrInvalidMessage wraps every message Step refuses.
 	ErrInvalidMessage = errors.New("consensus: invalid message")
-	// ErrUnsupported: a message type of part 2 (reads, transfer, snapshots).
-	ErrUnsupported = errors.New("consensus: message type not supported yet")
 	// ErrBadAck wraps misuse of AckPersisted and AckApplied.
 	ErrBadAck = errors.New("consensus: bad acknowledgement")
 	// ErrBadConfig wraps every configuration New refuses.

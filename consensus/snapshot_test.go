@@ -580,3 +580,38 @@ func TestJoinerSnapshotsOnlyAfterInstalling(t *testing.T) {
 		t.Fatalf("after installing: %+v %v", meta, err)
 	}
 }
+
+// Thesis §5.2: snapshots of a memory-based state machine are written
+// concurrently with normal operation. The meta is taken at the applied
+// index, the cluster goes on committing and applying while the file is
+// written, and Compact then drops exactly the entries the snapshot covers.
+func TestCompactAfterConcurrentProgress(t *testing.T) {
+	c := snapCluster(t, 3)
+	n := c.nodes[1]
+	meta, err := n.SnapshotMeta(n.Status().Applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < 4; i++ {
+		if err := c.propose(1, 50+i); err != nil {
+			t.Fatal(err)
+		}
+		c.settle()
+	}
+	if err := n.Compact(meta); err != nil {
+		t.Fatal(err)
+	}
+	st := n.Status()
+	if st.SnapshotIndex != meta.Index || st.LastIndex != meta.Index+4 || st.Applied != st.LastIndex {
+		t.Fatalf("status %+v after compacting to %d", st, meta.Index)
+	}
+	for i := meta.Index + 1; i <= st.LastIndex; i++ {
+		if _, ok := n.LogTerm(i); !ok {
+			t.Fatalf("entry %d after the snapshot dropped", i)
+		}
+	}
+	// An older meta, taken before, is now refused.
+	if err := n.Compact(raftmsg.SnapshotMeta{Index: meta.Index - 1, Term: 1, Conf: meta.Conf}); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("compacting below the snapshot: %v", err)
+	}
+}
