@@ -88,6 +88,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ForceNewCluster {
+		if err := forceNewClusterAtStart(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	store, rec, err := storage.Open(cfg.DataDir, storage.Options{
 		Identity:     storage.Identity{ClusterID: cfg.ClusterID(), NodeName: cfg.Name},
 		Compression:  compression,
@@ -98,16 +103,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	s.store = store
-	if rec.Snapshot != nil {
-		rec.Snapshot.Close()
-		return nil, fmt.Errorf("data dir %s holds a snapshot, which this version cannot restore yet", cfg.DataDir)
+	recovered, closeSnapshot := recoveredOf(rec)
+	defer closeSnapshot()
+	disk, err := NewDiskStore(store, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	self := rec.Meta.MemberID
 	state, found, err := readState(cfg, self)
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0) {
+	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0 || rec.Snapshot != nil) {
 		return nil, fmt.Errorf("data dir %s holds a log but no %s: refusing to guess the membership", cfg.DataDir, stateFileName)
 	}
 	// The transport listens first: peers discovering us need our answer.
@@ -161,7 +168,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			QuotaBytes: uint64(cfg.QuotaBytes), IdempotencyTTL: cfg.IdempotencyTTL, IdempotencyMaxKeys: cfg.IdempotencyMaxKeys,
 			Limits: kv.Limits{MaxValueBytes: int(cfg.MaxValueBytes), MaxBatchOps: cfg.MaxTxnOps},
 		},
-		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
+		Store: disk, Recovered: recovered,
+		SnapshotEntries: cfg.SnapshotEntries, MembershipBlob: membershipBlobFunc(state.Members),
 		Logger: log,
 		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
@@ -179,6 +187,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.api = api
 	ops.SetProfilingRates(ops.DefaultProfilingRates)
 	api.Handle("/metrics", s.metrics.MetricsHandler)
+	api.HandleSnapshot(n.BackupSource(cfg.Name))
 	api.Handle("/v1/cluster", ops.ClusterHandler(s.fillClusterStatus))
 	api.Handle("/debug/pprof", ops.PprofHandler)
 	api.HandlePrefix("/debug/pprof/", ops.PprofHandler)
@@ -394,9 +403,17 @@ func (h *wireHandler) HandleBatch(b *wire.Batch) {
 }
 
 func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
-	return errors.New("node: snapshots are not supported by this build yet")
+	n := h.n.Load()
+	if n == nil {
+		return errors.New("node: not started yet")
+	}
+	return n.ReceiveSnapshot(msg, data)
 }
 
 func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
 
-func (h *wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
+func (h *wireHandler) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
+	if n := h.n.Load(); n != nil {
+		n.SnapshotDone(to, index, err)
+	}
+}
