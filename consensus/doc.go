@@ -218,4 +218,16 @@
 // after it as Config.Entries and Config.Applied >= Snapshot.Index; a hard
 // state commit index below the snapshot's index is raised to it (a crash
 // may fall between the two writes).
+//
+// The configuration in a snapshot is exact even when Config.Voters was
+// the member table's current voters rather than the configuration at the
+// log's start: a member's status at the index comes from the last
+// conf-change entry naming it up to the index, else from the first one
+// after it (an added learner was absent, a promoted one a learner, a
+// removed one a member), else from the base. This needs the log to reach
+// the point the base describes, which a joiner's (started as a
+// non-member with no snapshot) does not: a joiner refuses SnapshotMeta
+// (ErrBadSnapshot) until it has installed a snapshot from the leader, so
+// a joiner that replays the log from index 1 compacts nothing until it
+// restarts as a member or receives a snapshot.
 package consensus

@@ -40,6 +40,9 @@ func (r *fuzzReader) message(to raftmsg.NodeID, term, last uint64) raftmsg.Messa
 	if r.byte()%8 == 0 {
 		m.To = raftmsg.NodeID(r.byte() % 5)
 	}
+	if m.Type == raftmsg.MsgSnap {
+		m.Snapshot = r.snapshot(m.Term, last)
+	}
 	k := int(r.byte() % 5)
 	for i := 0; i < k; i++ {
 		e := raftmsg.Entry{Index: m.Index + 1 + uint64(i), Term: m.LogTerm + uint64(r.byte()%3),
@@ -59,6 +62,29 @@ func (r *fuzzReader) message(to raftmsg.NodeID, term, last uint64) raftmsg.Messa
 		m.Entries = append(m.Entries, e)
 	}
 	return m
+}
+
+// snapshot decodes a snapshot meta around the receiver's log: stale,
+// matching, conflicting or beyond it, with a configuration that may be
+// malformed.
+func (r *fuzzReader) snapshot(term, last uint64) raftmsg.SnapshotMeta {
+	s := raftmsg.SnapshotMeta{
+		Index: last - min(last, uint64(r.byte()%8)) + uint64(r.byte()%6),
+		Term:  term - min(term, uint64(r.byte()%3)),
+	}
+	switch r.byte() % 5 {
+	case 0: // none
+	case 1:
+		s.Conf.Voters = []raftmsg.NodeID{1, 2, 3}
+	case 2:
+		s.Conf = raftmsg.ConfState{Voters: []raftmsg.NodeID{3, 1, 2}, Learners: []raftmsg.NodeID{4}}
+	case 3:
+		s.Conf.Voters = []raftmsg.NodeID{1, 2}
+	default:
+		s.Conf = raftmsg.ConfState{Voters: []raftmsg.NodeID{raftmsg.NodeID(r.byte() % 5), raftmsg.NodeID(r.byte() % 5)},
+			Learners: []raftmsg.NodeID{raftmsg.NodeID(r.byte() % 5)}}
+	}
+	return s
 }
 
 // FuzzStep feeds arbitrary messages into every role of a node: Step must
@@ -85,6 +111,14 @@ func FuzzStep(f *testing.F) {
 	f.Add(app(4, 1, 3)) // learner 4 appends its own promotion
 	f.Add(app(0, 0, 4)) // follower 2 learns of a new learner 5
 	f.Add([]byte{5, byte(raftmsg.MsgHeartbeatResp), 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0})
+	// Snapshots: a follower gets a newer one, a stale one, a matching one;
+	// a leader that compacted is probed by a follower far behind. A role
+	// byte of 6 or more (mod 12) compacts the node's log first.
+	f.Add([]byte{6, byte(raftmsg.MsgSnap), 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5, 0, 1, 0, 1, 0})
+	f.Add([]byte{0, byte(raftmsg.MsgSnap), 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 2, 0, 1, 0})
+	f.Add([]byte{6, byte(raftmsg.MsgSnap), 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0, 4, 1, 2, 3, 0, 1, 1})
+	f.Add([]byte{7, byte(raftmsg.MsgAppResp), 3, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 2, 0,
+		byte(raftmsg.MsgHeartbeatResp), 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 1, 4, 0})
 	f.Fuzz(fuzzStepOnce)
 }
 
@@ -94,14 +128,19 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 		// Start from a node of a chosen role with some history.
 		c := newCluster(t, 3)
 		c.elect(1)
+		// Node 3 misses the proposals: a leader that compacts must send it
+		// a snapshot.
+		c.cut = func(m raftmsg.Message) bool { return m.To == 3 || m.From == 3 }
 		for i := uint64(1); i <= 3; i++ {
 			if err := c.propose(1, i); err != nil {
 				t.Fatal(err)
 			}
 			c.settle()
 		}
+		c.cut = nil
 		var n *Node
-		switch r.byte() % 6 {
+		roleByte := r.byte()
+		switch roleByte % 6 {
 		case 0:
 			n = c.nodes[2] // follower
 		case 1:
@@ -134,13 +173,31 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 				}
 			}
 		}
+		if roleByte/6%2 == 1 && n.Status().Applied > 0 {
+			// Compact at the applied index: followers may now need a
+			// snapshot. A joiner (no snapshot yet) refuses.
+			meta, err := n.SnapshotMeta(n.Status().Applied)
+			switch {
+			case err == nil:
+				if err := n.Compact(meta); err != nil {
+					t.Fatal(err)
+				}
+			case !n.confHistoryUnknown:
+				t.Fatal(err)
+			}
+		}
 		wasRemoved := n.SoftState().Removed
 		for steps := 0; r.more() && steps < 64; steps++ {
 			before := n.HardState()
 			m := r.message(n.ID(), before.Term, n.LastIndex())
 			_ = n.Step(m) // errors are fine; panics and broken invariants are not
-			if r.byte()%3 == 0 {
+			switch v := r.byte(); {
+			case v%3 == 0:
 				n.Tick()
+			case v%12 == 4:
+				n.ReportSnapshot(m.From, r.byte()%2 == 0)
+			case v%12 == 5:
+				n.ReportUnreachable(m.From)
 			}
 			after := n.HardState()
 			if after.Term < before.Term || after.Commit < before.Commit {
@@ -155,6 +212,14 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 			wasRemoved = n.SoftState().Removed
 			if n.HasReady() {
 				rd := n.Ready()
+				if !rd.Snapshot.IsEmpty() && rd.Snapshot.Index <= before.Commit {
+					t.Fatalf("installed snapshot %+v at or below the commit index %d", rd.Snapshot, before.Commit)
+				}
+				for _, a := range rd.Messages {
+					if a.Type == raftmsg.MsgAppResp && !a.Reject && a.Index > 0 {
+						t.Fatalf("acknowledgement %+v sent before persisting", a)
+					}
+				}
 				if r.byte()%2 == 0 {
 					if err := n.Advance(rd); err != nil {
 						t.Fatal(err)

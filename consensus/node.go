@@ -47,8 +47,6 @@ var (
 	ErrInvalidProposal = errors.New("consensus: invalid proposal")
 	// ErrInvalidMessage wraps every message Step refuses.
 	ErrInvalidMessage = errors.New("consensus: invalid message")
-	// ErrUnsupported: a message type of part 2 (reads, transfer, snapshots).
-	ErrUnsupported = errors.New("consensus: message type not supported yet")
 	// ErrBadAck wraps misuse of AckPersisted and AckApplied.
 	ErrBadAck = errors.New("consensus: bad acknowledgement")
 	// ErrBadConfig wraps every configuration New refuses.
@@ -251,6 +249,11 @@ type Node struct {
 	// not handed out in a Ready yet.
 	snap            raftmsg.SnapshotMeta
 	pendingSnapshot bool
+	// confHistoryUnknown: started as a non-member without a snapshot (a
+	// joiner): its base is some later configuration, so it cannot tell
+	// the configuration at an index its log may not reach past, and
+	// takes no snapshot until it installs one (snapshotConfAt).
+	confHistoryUnknown bool
 
 	ticks                     uint64 // monotonic, for LastHeardTick
 	electionElapsed           int
@@ -346,6 +349,7 @@ func New(cfg Config) (*Node, error) {
 	if !snap.IsEmpty() {
 		n.snap = raftmsg.SnapshotMeta{Index: snap.Index, Term: snap.Term, Conf: cloneConf(n.confBase)}
 	}
+	n.confHistoryUnknown = snap.IsEmpty() && !slices.Contains(cfg.Voters, cfg.ID)
 	n.prevHard = n.hardState()
 	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)

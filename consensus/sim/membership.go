@@ -136,6 +136,7 @@ func (s *sim) noteCommittedConf(v *logView, index uint64) error {
 			return fmt.Errorf("%w: one server at a time: committed configuration at %d %v differs from the previous %v by %d voters", ErrViolation, index, c.cs, s.committedConf, d)
 		}
 		s.committedConf = c.cs
+		s.confHistory = append(s.confHistory, c)
 		s.stats.ConfApplied++
 		return nil
 	}
@@ -376,7 +377,7 @@ func (s *sim) checkCaughtUp(leader *simNode, id raftmsg.NodeID) error {
 	lo, hi := uint64(0), l.dur.len()
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		if t, ok := leader.node.LogTerm(mid); ok && t == l.dur.terms[mid-1] {
+		if t, ok := s.termAt(leader, mid); ok && t == l.dur.terms[mid-1] {
 			lo = mid
 		} else {
 			hi = mid - 1
