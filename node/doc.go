@@ -81,11 +81,22 @@
 // records the membership before Raft starts. Close stops the HTTP server,
 // the member, the transport and the store, in that order.
 //
+// # Snapshots, backups, disaster recovery
+//
+// Every --snapshot-entries applied entries the member writes a snapshot of
+// an immutable view off the raft loop and compacts its log; a follower
+// whose entries were compacted away is streamed the snapshot file, holds
+// it aside and installs it only once the core accepts it (never one older
+// than its commit index); a restart restores the newest snapshot and
+// replays the log after it (snapshot_runtime.go, snapshot_store.go). The
+// snapshot's membership blob is snapblob.go. GET /v1/snapshot streams a
+// backup (a zstd snapshot file of one view), Restore builds a new
+// cluster's first data dir from one, and ForceNewCluster turns a
+// survivor's data dir into a single-voter cluster (snapshot_backup.go).
+//
 // # Not yet
 //
-// The consensus core has no snapshots and no membership changes yet: the
-// log is kept whole and replayed into the state machine at every start,
-// the membership is the one bootstrapped (--join and the cluster endpoints
+// The membership is the one bootstrapped (--join and the cluster endpoints
 // are absent), and a wiped member is refused by its peers but cannot be
 // re-added. At shutdown, writes
 // already proposed are answered when applied or at their timeout (504).

@@ -410,7 +410,11 @@ func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error 
 	return n.ReceiveSnapshot(msg, data)
 }
 
-func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
+func (h *wireHandler) PeerUnreachable(id raftmsg.NodeID) {
+	if n := h.n.Load(); n != nil {
+		n.ReportUnreachable(id)
+	}
+}
 
 func (h *wireHandler) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
 	if n := h.n.Load(); n != nil {

@@ -46,7 +46,8 @@ import (
 
 // snapCallsLen bounds the closures waiting for the raft loop: at most one
 // snapshot report per peer (consensus.MaxVoters, one stream per follower),
-// one snapshotter result, and one offer per inbound snapshot stream.
+// one snapshotter result, one offer per inbound snapshot stream, and
+// unreachable reports, which take at most half (ReportUnreachable).
 const snapCallsLen = 256
 
 // sendQueueLen bounds MsgSnap waiting for the snapshotter; past it the
@@ -309,6 +310,22 @@ func (n *Node) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
 		// Cannot happen within snapCallsLen; the follower's next answer
 		// moves it out of the snapshot state anyway.
 		n.log.Warn("node: snapshot report dropped", "to", n.names[to])
+	}
+}
+
+// ReportUnreachable tells the core that messages to id may have been
+// lost (a connection failed): a pipelining follower goes back to probing.
+// Never blocks; when the raft loop is busy the report is dropped (the
+// follower's next answer corrects its progress anyway). It uses at most
+// half of snapCalls, so that snapshot reports, which must not be lost,
+// always find room.
+func (n *Node) ReportUnreachable(id raftmsg.NodeID) {
+	if len(n.snap.calls) >= snapCallsLen/2 {
+		return
+	}
+	select {
+	case n.snap.calls <- func() { n.raft.ReportUnreachable(id) }:
+	default:
 	}
 }
 
