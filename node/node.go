@@ -52,8 +52,22 @@ type Config struct {
 	// ID is this member's id; Name its name (what X-Edgekv-Leader shows).
 	ID   raftmsg.NodeID
 	Name string
-	// Members maps every voter's id to its name, this member included.
+	// Members maps every voter's id to its name, this member included
+	// (bootstrap); Table, when not nil, replaces it with the full member
+	// table (addresses, learners: members.go), this member included.
 	Members map[raftmsg.NodeID]string
+	Table   []MemberRecord
+	// TableApplied is the log index the Table reflects.
+	TableApplied uint64
+	// ClientAddr and PeerAddr are this member's advertised addresses; the
+	// member announces them when the table lacks them (members.go).
+	ClientAddr, PeerAddr string
+	// OnMembers, when not nil, is called by the applier after the member
+	// table changed (the server persists it); an error stops the member.
+	OnMembers func(members []MemberRecord, applied uint64) error
+	// OnRemoved, when not nil, is called once this member learns it was
+	// removed from the cluster (before Removed is closed).
+	OnRemoved func()
 	// TickInterval is the Raft tick (--heartbeat-interval); the leader
 	// heartbeats every tick. ElectionTicks is --election-timeout in ticks.
 	TickInterval  time.Duration
@@ -147,7 +161,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   *batch.MonotonicClock
-	names   map[raftmsg.NodeID]string // read-only after New
+	mem     membership // membership.go
 	machine *kv.Machine
 	batcher *batch.Batcher
 	reg     *batch.Registry[outcome]
@@ -216,7 +230,7 @@ func New(cfg Config) (*Node, error) {
 	switch {
 	case cfg.ID == raftmsg.None:
 		return nil, errors.New("node: ID is zero")
-	case cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name:
+	case cfg.Table == nil && (cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name):
 		return nil, fmt.Errorf("node: Members must list this member %d as %q", cfg.ID, cfg.Name)
 	case cfg.TickInterval <= 0 || cfg.RequestTimeout <= 0:
 		return nil, fmt.Errorf("node: TickInterval %v and RequestTimeout %v must be positive", cfg.TickInterval, cfg.RequestTimeout)
@@ -228,11 +242,24 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	voters := make([]raftmsg.NodeID, 0, len(cfg.Members))
-	for id := range cfg.Members {
-		voters = append(voters, id)
+	table, err := memberTableOf(cfg)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(voters)
+	// The voters of the table are the base configuration: the core
+	// replays every conf-change entry of the log on top (consensus doc,
+	// Membership: members no entry names have the same status in the
+	// current table as at the log's start).
+	voters := table.voters()
+	// Members (voters, learners, this one) in id order: a member's
+	// position is in its request ids (idEpoch).
+	allIDs := make([]raftmsg.NodeID, 0, len(table.members))
+	for _, r := range table.members {
+		allIDs = append(allIDs, r.ID)
+	}
+	if _, self := table.byID(cfg.ID); !self {
+		return nil, fmt.Errorf("node: the member table does not list this member %d", cfg.ID)
+	}
 	rn, err := consensus.New(consensus.Config{
 		ID: cfg.ID, Voters: voters,
 		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
@@ -260,7 +287,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// Twice the queue: waiters of queued proposals plus those in flight.
-	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(voters, cfg.ID, cfg.BootEpoch))
+	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(allIDs, cfg.ID, cfg.BootEpoch))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -270,7 +297,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		metrics: cfg.Metrics,
 		cfg:     cfg, log: cfg.Logger.With("member", cfg.Name), clock: clock,
-		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
+		machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
 		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
@@ -288,13 +315,15 @@ func New(cfg Config) (*Node, error) {
 	n.soft = rn.SoftState()
 	// Read ids, like request ids, must not repeat across boots: a late
 	// answer to a read of the previous boot must not serve a new one.
-	n.readSeq.Store(uint64(idEpoch(voters, cfg.ID, cfg.BootEpoch)) << 46)
+	n.readSeq.Store(uint64(idEpoch(allIDs, cfg.ID, cfg.BootEpoch)) << 46)
+	n.mem.init(table, cfg.Recovered.Entries)
 	return n, nil
 }
 
 // Start runs the member's goroutines, sending through tr.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
+	n.syncPeers(n.raft.ConfState()) // before the raft loop owns the core
 	n.wg.Add(3)
 	go n.runRaft()
 	go n.runPersist()
@@ -394,7 +423,7 @@ func (n *Node) runRaft() {
 	}
 	park := time.NewTimer(time.Hour)
 	park.Stop()
-	if len(n.names) == 1 {
+	if cs := n.raft.ConfState(); len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
 		// A single voter needs nobody's vote: let its election timer run
 		// out at once rather than keep clients waiting 1-2 timeouts.
 		for i := 0; i < 2*n.cfg.ElectionTicks && n.raft.SoftState().Role != consensus.RoleLeader; i++ {
@@ -427,6 +456,9 @@ func (n *Node) runRaft() {
 		case <-ticks:
 			n.raft.Tick()
 			n.expireReads()
+			n.tickMembership()
+		case call := <-n.mem.calls:
+			call()
 		case in := <-n.inbox:
 			n.step(in)
 			for i := 0; i < maxInboxDrain; i++ {
@@ -541,6 +573,10 @@ func (n *Node) handleReadys() bool {
 	for round := 0; round < maxReadyRounds && n.raft.HasReady(); round++ {
 		rd := n.raft.Ready()
 		n.publishSoft(rd.SoftState)
+		n.mem.noteAppended(rd.Entries)
+		if rd.ConfState != nil {
+			n.syncPeers(*rd.ConfState)
+		}
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
 		}
@@ -597,7 +633,10 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 		n.metrics.IncLeaderChanges()
 	}
 	if s.Leader != n.soft.Leader || s.Role != n.soft.Role {
-		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.names[s.Leader])
+		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.memberName(s.Leader))
+	}
+	if s.Removed && !n.soft.Removed {
+		n.markRemoved("the core saw its removal commit")
 	}
 	n.soft = s
 	n.leaderID.Store(uint64(s.Leader))
@@ -845,8 +884,12 @@ func (n *Node) runApply() {
 			return
 		}
 		j := 0
+		membersChanged := false
 		for i := range ents {
 			e := &ents[i]
+			if e.Type == raftmsg.EntryConfChange || e.Type == raftmsg.EntryNormal && isAnnounce(e.Data) {
+				membersChanged = n.applyMembershipEntry(e) || membersChanged
+			}
 			if e.Type != raftmsg.EntryNormal {
 				continue
 			}
@@ -860,6 +903,9 @@ func (n *Node) runApply() {
 		}
 		clear(results)
 		n.results = results[:0]
+		if membersChanged {
+			n.persistMembers()
+		}
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
 		notify(n.appliedNote)
 		next := make(chan struct{})
