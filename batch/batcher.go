@@ -55,11 +55,29 @@ type Config struct {
 	InflightTimeout time.Duration
 	// Clock stamps submissions; a FakeClock in tests. Nil: a MonotonicClock.
 	Clock Clock
-	// Metrics, if not nil, receives the batcher's metrics (edgekv_batch_*).
-	// One Batcher per set: the names are fixed, and a second registration
-	// of the histograms panics. A node keeps one Batcher for its life (a
-	// leader change needs no new one: PopPending and Finish(id, _, false)).
+	// Metrics, if not nil, receives the batcher's counters and gauges
+	// (edgekv_batch_*, written at scrape time from its atomics). One
+	// Batcher per set: the names are fixed. A node keeps one Batcher for
+	// its life (a leader change needs no new one: PopPending and
+	// Finish(id, _, false)).
 	Metrics *metrics.Set
+	// Observer, if not nil, receives the batcher's distributions (batch
+	// sizes, waits, commit latencies) for Prometheus histograms; the
+	// node's *ops.Metrics implements it. Called by the proposer goroutine
+	// only, once per batch (never per proposal).
+	Observer Observer
+}
+
+// Observer receives one sample per batch. Implementations must not block
+// or allocate: they run on the proposer goroutine, between Raft rounds.
+type Observer interface {
+	// ObserveBatch: a batch left the batcher with entries proposals of
+	// sizeBytes in all; oldestWaitNanos is how long its oldest proposal
+	// waited in the batcher (the time the batching policy added).
+	ObserveBatch(entries int, sizeBytes, oldestWaitNanos int64)
+	// ObserveBatchCommit: a batch committed commitNanos after it left (a
+	// sample of fsync+replication latency, the input of the hold).
+	ObserveBatchCommit(commitNanos int64)
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -191,7 +209,7 @@ type Batcher struct {
 	expired         atomic.Uint64
 	lateFinishes    atomic.Uint64
 
-	hist *batchHistograms // nil without a metrics set
+	observer Observer // nil: no distributions
 }
 
 // New returns a Batcher for cfg (zero fields take the defaults).
@@ -218,6 +236,7 @@ func New(cfg Config) (*Batcher, error) {
 		inflight: make([]inflightRecord, c.MaxInflightBatches),
 		oldestID: 1,
 		nextID:   1,
+		observer: c.Observer,
 	}
 	if c.Metrics != nil {
 		b.registerMetrics(c.Metrics)
@@ -321,10 +340,8 @@ func (b *Batcher) Next(nowNanos int64) (Batch, bool) {
 	b.entries.Add(uint64(len(b.out)))
 	b.bytes.Add(uint64(batchBytes))
 	b.waitNanos.Add(uint64(waitNanos))
-	if b.hist != nil {
-		b.hist.entries.Update(float64(len(b.out)))
-		b.hist.bytes.Update(float64(batchBytes))
-		b.hist.oldestWait.Update(float64(oldestWait) / 1e9)
+	if b.observer != nil {
+		b.observer.ObserveBatch(len(b.out), batchBytes, oldestWait)
 	}
 	return Batch{ID: id, Proposals: b.out, Bytes: batchBytes, EmittedAtNanos: nowNanos, Trigger: trigger}, true
 }
@@ -363,8 +380,8 @@ func (b *Batcher) sampleLatency(sampleNanos int64) {
 	} else {
 		b.ewmaNanos.Store(max(old+(sampleNanos-old)>>ewmaShift, 1))
 	}
-	if b.hist != nil {
-		b.hist.commit.Update(float64(sampleNanos) / 1e9)
+	if b.observer != nil {
+		b.observer.ObserveBatchCommit(sampleNanos)
 	}
 }
 

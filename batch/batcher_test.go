@@ -546,10 +546,6 @@ func TestMetricsExposition(t *testing.T) {
 		"edgekv_batch_bytes_total 100\n",
 		`edgekv_batch_finished_total{outcome="committed"} 1` + "\n",
 		"edgekv_batch_commit_latency_seconds 0.003\n",
-		"edgekv_batch_size_entries_count 1\n",
-		"edgekv_batch_size_bytes_sum 100\n",
-		"edgekv_batch_commit_seconds_count 1\n",
-		"edgekv_batch_oldest_wait_seconds_count 1\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("exposition lacks %q", want)
@@ -557,6 +553,44 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out)
+	}
+}
+
+// recordingObserver keeps every sample the batcher reports.
+type recordingObserver struct {
+	batches [][3]int64 // entries, bytes, oldest wait
+	commits []int64
+}
+
+func (o *recordingObserver) ObserveBatch(entries int, sizeBytes, oldestWaitNanos int64) {
+	o.batches = append(o.batches, [3]int64{int64(entries), sizeBytes, oldestWaitNanos})
+}
+
+func (o *recordingObserver) ObserveBatchCommit(commitNanos int64) {
+	o.commits = append(o.commits, commitNanos)
+}
+
+// The Observer gets one sample per batch (size, bytes, oldest wait) and
+// one per committed batch (latency from Next to Finish), none for a
+// failed batch.
+func TestObserverSamples(t *testing.T) {
+	obs := &recordingObserver{}
+	b, clk := newTestBatcher(t, Config{Observer: obs, MaxBatchDelay: 10 * time.Millisecond})
+	mustSubmit(t, b, prop(1, 100))
+	first := mustNext(t, b, clk.Now()) // idle: no wait
+	clk.Advance(time.Millisecond)
+	mustSubmit(t, b, prop(2, 100))
+	clk.Advance(time.Millisecond)
+	mustSubmit(t, b, prop(3, 150))
+	b.Finish(first.ID, clk.Advance(2*time.Millisecond), true) // committed 4ms after it left
+	second := mustNext(t, b, clk.Now())                       // idle again: both queued proposals
+	b.Finish(second.ID, clk.Advance(time.Millisecond), false) // failed: no latency sample
+	want := [][3]int64{{1, 100, 0}, {2, 250, int64(3 * time.Millisecond)}}
+	if len(obs.batches) != len(want) || obs.batches[0] != want[0] || obs.batches[1] != want[1] {
+		t.Fatalf("batch samples %v, want %v", obs.batches, want)
+	}
+	if len(obs.commits) != 1 || obs.commits[0] != int64(4*time.Millisecond) {
+		t.Fatalf("commit samples %v, want [4ms]", obs.commits)
 	}
 }
 

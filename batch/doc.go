@@ -89,7 +89,8 @@
 //	b, err := batch.New(batch.Config{
 //		MaxBatchBytes: flags.MaxBatchBytes, MaxBatchDelay: flags.MaxBatchDelay,
 //		MaxPending: flags.MaxPending,     // MaxPendingBytes: 64 MiB default
-//		Clock: batch.NewMonotonicClock(), Metrics: set, // *metrics.Set of the node
+//		Clock: batch.NewMonotonicClock(),
+//		Metrics: m.Set(), Observer: m, // m: the node's *ops.Metrics
 //	})
 //	reg, err := batch.NewRegistry[Result](2*flags.MaxPending, bootEpoch) // bootEpoch: persisted boot counter (mod 2^16)
 //	reg.RegisterMetrics(set, "edgekv_batch_waiters")
@@ -129,5 +130,8 @@
 // empty, completing each with a failure.
 //
 // Stats() snapshots are safe from any goroutine; with Config.Metrics the
-// batcher registers edgekv_batch_* metrics (listed at registerMetrics).
+// batcher registers edgekv_batch_* counters and gauges (listed at
+// registerMetrics), and with Config.Observer (the node's *ops.Metrics) it
+// reports each batch's size, oldest wait and commit latency, which ops
+// exports as Prometheus histograms.
 package batch

@@ -87,15 +87,6 @@ func (b *Batcher) Stats() Stats {
 	return s
 }
 
-// batchHistograms are updated by the proposer goroutine only, so their
-// internal mutex is contended by nothing but a scrape.
-type batchHistograms struct {
-	entries    *metrics.Histogram // edgekv_batch_size_entries
-	bytes      *metrics.Histogram // edgekv_batch_size_bytes
-	oldestWait *metrics.Histogram // edgekv_batch_oldest_wait_seconds
-	commit     *metrics.Histogram // edgekv_batch_commit_seconds
-}
-
 // registerMetrics puts the batcher's metrics on set. Counters and gauges
 // are read from the batcher's atomics at scrape time by one writer
 // callback, so the hot path updates nothing but those atomics.
@@ -111,17 +102,11 @@ type batchHistograms struct {
 //	edgekv_batch_wait_seconds_total             sum of time proposals spent in the batcher
 //	edgekv_batch_finished_total{outcome="..."}  committed, failed, expired, late
 //	edgekv_batch_commit_latency_seconds         smoothed commit latency (the hold)
-//	edgekv_batch_size_entries                   histogram of batch sizes in proposals
-//	edgekv_batch_size_bytes                     histogram of batch sizes in bytes
-//	edgekv_batch_oldest_wait_seconds            histogram of each batch's longest wait
-//	edgekv_batch_commit_seconds                 histogram of commit latency samples
+//
+// The distributions (batch sizes in proposals and bytes, the oldest wait
+// of each batch, commit latencies) go to Config.Observer instead: the ops
+// package keeps them as Prometheus histograms with `le` buckets.
 func (b *Batcher) registerMetrics(set *metrics.Set) {
-	b.hist = &batchHistograms{
-		entries:    set.NewHistogram("edgekv_batch_size_entries"),
-		bytes:      set.NewHistogram("edgekv_batch_size_bytes"),
-		oldestWait: set.NewHistogram("edgekv_batch_oldest_wait_seconds"),
-		commit:     set.NewHistogram("edgekv_batch_commit_seconds"),
-	}
 	var rejectedNames [numReasons]string
 	for r := ReasonFullCount; r < numReasons; r++ {
 		rejectedNames[r] = `edgekv_batch_rejected_total{reason="` + r.String() + `"}`

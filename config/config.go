@@ -69,11 +69,20 @@ type Config struct {
 	Compression  string
 	SnapshotKeep int
 
+	// Batching and backpressure (batch package doc).
+	MaxBatchBytes    int64
+	MaxBatchDelay    time.Duration
+	MaxPending       int
+	MaxInflightBytes int64
+
 	IdempotencyTTL     time.Duration
 	IdempotencyMaxKeys int
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// Trace is --trace (off, ebpf).
+	Trace TraceMode
 }
 
 // ErrHelp is returned when -h or --help was asked for; the usage text has
@@ -93,6 +102,19 @@ const MaxRequestBytesLimit = 48 << 20
 // heartbeats makes a single delayed heartbeat start an election (the same
 // rule etcd applies).
 const electionToHeartbeatMin = 5
+
+// Bounds of the batching flags. MaxPendingLimit: the runtime keeps two
+// request waiters per pending proposal (queued plus in flight) and the
+// waiter table holds at most 2^20. MaxBatchBytesLimit: a batch never
+// holds more than the 64 MiB of pending proposal bytes it is cut from.
+// MaxBatchDelayLimit: holding a write longer than this is never a
+// batching gain, only latency.
+const (
+	MaxPendingLimit       = 1 << 19
+	MaxBatchBytesLimit    = 64 << 20
+	MaxBatchDelayLimit    = time.Second
+	MaxInflightBytesLimit = 1 << 30
+)
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -130,6 +152,13 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	fs.Var(&maxRequest, "max-request-bytes", "request bodies larger than this `size` get 413")
 	fs.IntVar(&cfg.MaxTxnOps, "max-txn-ops", 10000, "batches (PutAll) with more ops get 413")
 
+	maxBatch := byteSize(1 << 20)
+	maxInflight := byteSize(8 << 20)
+	fs.Var(&maxBatch, "max-batch-bytes", "upper bound on one proposal batch (`size`)")
+	fs.DurationVar(&cfg.MaxBatchDelay, "max-batch-delay", 2*time.Millisecond, "upper bound on how long the batcher holds a write to grow a batch under load (never when idle; 0: never)")
+	fs.IntVar(&cfg.MaxPending, "max-pending", 10000, "writes queued before new ones get 429 (also bounded by 64MiB of queued bytes); linearizable reads waiting for their read index are bounded alike (503)")
+	fs.Var(&maxInflight, "max-inflight-bytes", "per-follower replication window (`size`); one larger entry always passes")
+
 	fs.StringVar(&cfg.Compression, "compression", "auto", "replication and snapshot compression: none, snappy, zstd, auto")
 	fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 2, "snapshot files kept on disk")
 
@@ -138,6 +167,7 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
+	fs.Var(&cfg.Trace, "trace", "`mode` of tracing attached at start: off, or ebpf (eBPF latency histograms of the write path, I/O syscalls and run queue on /metrics; needs kernel BTF and CAP_BPF+CAP_PERFMON, else the node logs what is missing and runs untraced)")
 
 	fs.Usage = func() {
 		printUsage(usage, fs)
@@ -155,6 +185,7 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	}
 
 	cfg.QuotaBytes, cfg.MaxValueBytes, cfg.MaxRequestBytes = int64(quota), int64(maxValue), int64(maxRequest)
+	cfg.MaxBatchBytes, cfg.MaxInflightBytes = int64(maxBatch), int64(maxInflight)
 	if cfg.AdvertiseClient == "" {
 		cfg.AdvertiseClient = cfg.ListenClient
 	}
@@ -334,6 +365,16 @@ func (c *Config) validate() error {
 	check(c.MaxRequestBytes >= c.MaxValueBytes+maxKeyBytes,
 		"--max-request-bytes %d must hold at least one value of --max-value-bytes %d plus a key", c.MaxRequestBytes, c.MaxValueBytes)
 	check(c.MaxTxnOps > 0, "--max-txn-ops must be positive")
+	check(c.MaxBatchBytes >= 1 && c.MaxBatchBytes <= MaxBatchBytesLimit,
+		"--max-batch-bytes %d: want 1 to %d (the pending-bytes bound)", c.MaxBatchBytes, MaxBatchBytesLimit)
+	check(c.MaxBatchDelay >= 0 && c.MaxBatchDelay <= MaxBatchDelayLimit,
+		"--max-batch-delay %v: want 0 to %v", c.MaxBatchDelay, MaxBatchDelayLimit)
+	check(c.MaxBatchDelay < c.RequestTimeout,
+		"--max-batch-delay %v must be shorter than --request-timeout %v", c.MaxBatchDelay, c.RequestTimeout)
+	check(c.MaxPending >= 1 && c.MaxPending <= MaxPendingLimit,
+		"--max-pending %d: want 1 to %d", c.MaxPending, MaxPendingLimit)
+	check(c.MaxInflightBytes >= 1 && c.MaxInflightBytes <= MaxInflightBytesLimit,
+		"--max-inflight-bytes %d: want 1 to %d", c.MaxInflightBytes, MaxInflightBytesLimit)
 	check(contains(compressions, c.Compression), "--compression %q: want one of %s", c.Compression, strings.Join(compressions, ", "))
 	check(c.SnapshotKeep >= 1, "--snapshot-keep %d: at least 1", c.SnapshotKeep)
 	check(c.IdempotencyTTL > 0, "--idempotency-ttl must be positive")

@@ -31,6 +31,7 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second,
 		QuotaBytes: 2 << 30, MaxValueBytes: 1 << 20, MaxRequestBytes: 4 << 20, MaxTxnOps: 10000,
 		Compression: "auto", SnapshotKeep: 2,
+		MaxBatchBytes: 1 << 20, MaxBatchDelay: 2 * time.Millisecond, MaxPending: 10000, MaxInflightBytes: 8 << 20,
 		IdempotencyTTL: 10 * time.Minute, IdempotencyMaxKeys: 1000000,
 		LogFormat: "text",
 	}
@@ -111,6 +112,17 @@ func TestBadInputNamesTheProblem(t *testing.T) {
 		{args: []string{"--initial-cluster", "node1"}, mention: "not name=host:port"},
 		{args: []string{"--initial-cluster-token", ""}, mention: "--initial-cluster-token"},
 		{env: []string{"EDGEKV_SNAPSHOT_KEEP=many"}, mention: "EDGEKV_SNAPSHOT_KEEP"},
+		{args: []string{"--max-batch-bytes", "0"}, mention: "--max-batch-bytes"},
+		{args: []string{"--max-batch-bytes", "65MiB"}, mention: "--max-batch-bytes"},
+		{args: []string{"--max-batch-bytes", "big"}, mention: "max-batch-bytes"},
+		{args: []string{"--max-batch-delay", "-1ms"}, mention: "--max-batch-delay"},
+		{args: []string{"--max-batch-delay", "2s"}, mention: "--max-batch-delay"},
+		{args: []string{"--max-batch-delay", "200ms", "--request-timeout", "100ms"}, mention: "shorter than --request-timeout"},
+		{args: []string{"--max-pending", "0"}, mention: "--max-pending"},
+		{args: []string{"--max-pending", "524289"}, mention: "--max-pending"},
+		{args: []string{"--max-inflight-bytes", "0"}, mention: "--max-inflight-bytes"},
+		{args: []string{"--max-inflight-bytes", "2GiB"}, mention: "--max-inflight-bytes"},
+		{env: []string{"EDGEKV_MAX_PENDING=lots"}, mention: "EDGEKV_MAX_PENDING"},
 	}
 	for _, c := range cases {
 		_, _, err := Parse(c.args, c.env, &bytes.Buffer{})
@@ -140,6 +152,10 @@ func TestHelpDocumentsEveryFlagWithDefault(t *testing.T) {
 		"--compression", `default "auto"`, "--quota-bytes size",
 		"--snapshot-keep", "--idempotency-ttl", "default 10m0s", "--idempotency-max-keys",
 		"--log-level", "--log-format", "env EDGEKV_LOG_FORMAT",
+		"--max-batch-bytes size", "default 1MiB, env EDGEKV_MAX_BATCH_BYTES",
+		"--max-batch-delay duration", "default 2ms, env EDGEKV_MAX_BATCH_DELAY",
+		"--max-pending int", "default 10000, env EDGEKV_MAX_PENDING",
+		"--max-inflight-bytes size", "default 8MiB, env EDGEKV_MAX_INFLIGHT_BYTES",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
@@ -201,5 +217,18 @@ func TestJoin(t *testing.T) {
 		if _, _, err := Parse(args, nil, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q: accepted", args)
 		}
+	}
+}
+
+func TestBatchingFlags(t *testing.T) {
+	cfg, _ := mustParse(t, []string{"--max-batch-bytes", "256KiB", "--max-batch-delay", "0", "--max-pending", "64"},
+		[]string{"EDGEKV_MAX_INFLIGHT_BYTES=1MiB", "EDGEKV_MAX_PENDING=99"})
+	if cfg.MaxBatchBytes != 256<<10 || cfg.MaxBatchDelay != 0 || cfg.MaxPending != 64 || cfg.MaxInflightBytes != 1<<20 {
+		t.Fatalf("batching flags: batch %d, delay %v, pending %d, inflight %d", cfg.MaxBatchBytes, cfg.MaxBatchDelay, cfg.MaxPending, cfg.MaxInflightBytes)
+	}
+	// The bounds themselves are accepted.
+	cfg, _ = mustParse(t, []string{"--max-batch-bytes", "64MiB", "--max-batch-delay", "1s", "--max-pending", "524288", "--max-inflight-bytes", "1GiB"}, nil)
+	if cfg.MaxBatchBytes != MaxBatchBytesLimit || cfg.MaxBatchDelay != MaxBatchDelayLimit || cfg.MaxPending != MaxPendingLimit || cfg.MaxInflightBytes != MaxInflightBytesLimit {
+		t.Fatalf("limits not accepted: %+v", cfg)
 	}
 }

@@ -21,9 +21,11 @@
 //	    rd := n.Ready()
 //	    // 1. Send rd.Messages now (they may leave before the fsync below:
 //	    //    a leader's appends go out while it writes them, §10.2.1).
-//	    // 2. Persist, in Seq order: if !rd.HardState.IsEmpty() write it;
-//	    //    write rd.Entries, where the first entry replaces the entry at
-//	    //    its index and everything after it; fsync.
+//	    // 2. Persist, in Seq order: if !rd.Snapshot.IsEmpty() make that
+//	    //    received snapshot durable and reset the log to it; if
+//	    //    !rd.HardState.IsEmpty() write it; write rd.Entries, where the
+//	    //    first entry replaces the entry at its index and everything
+//	    //    after it; fsync. Restore the state machine from rd.Snapshot.
 //	    // 3. Then send rd.MessagesAfterPersist (votes, append
 //	    //    acknowledgements) and call n.AckPersisted(rd.Seq).
 //	    // 4. Apply rd.CommittedEntries in order; call
@@ -149,7 +151,12 @@
 // that and shut down. Removal is edge-triggered from the log: a node
 // restarted from a snapshot taken after its removal is merely not a
 // member (it never campaigns). A node that is not a voter in the
-// configuration in force never campaigns.
+// configuration in force never campaigns, with one exception: a voter
+// whose own removal is appended but not known committed campaigns in the
+// new configuration without counting itself (a leader outside C_new,
+// §4.2.2); otherwise removing the leader of two voters could deadlock
+// when the other voter lacks the entry and cannot win against the longer
+// log. Pre-vote keeps such a node from disturbing a healthy cluster.
 //
 // Messages from nodes outside the configuration are processed (thesis
 // §4.1: a server accepts appends from a leader it does not know yet and
@@ -171,9 +178,40 @@
 // index is confAt(index); compaction folds the history into the base
 // (compactConf), an installed snapshot resets it (resetConf).
 //
-// # Not yet
+// # Snapshots and log compaction
 //
-// Snapshots with log compaction are not implemented: Step returns
-// ErrUnsupported for MsgSnap, and the log is kept whole in memory since
-// Config.Snapshot.
+// The application snapshots its state at an applied index i (paper §7,
+// thesis §5.1): meta, _ := n.SnapshotMeta(i) gives i's term and the
+// configuration in force at i (the snapshot base's plus the conf-change
+// entries up to i), the runtime writes the snapshot durably with meta,
+// then calls n.Compact(meta): the core drops its entries up to i and may
+// from then on send that snapshot.
+//
+// A follower whose next entry is compacted away gets a MsgSnap in
+// Ready.Messages naming the newest compacted meta; the runtime streams the
+// snapshot file of that index beside it and calls n.ReportSnapshot(to, ok)
+// when the stream ended. Meanwhile the leader sends that follower no
+// appends; after a failure it resends once the follower answers a
+// heartbeat. n.ReportUnreachable(to) after a failed send puts a pipelining
+// follower back to probing.
+//
+// On the follower the runtime holds the received file aside and Steps the
+// MsgSnap. The core refuses (no install) a snapshot at or below its commit
+// index (installing it would lose committed entries; it answers as for an
+// append at its commit index), and a snapshot whose last entry its log
+// already holds with the same term (it keeps its log, takes the commit
+// index; Figure 13 rule 6). Otherwise it discards its log and the next
+// Ready carries Ready.Snapshot: the runtime makes that file durable and
+// resets its log to it BEFORE the Ready's HardState and Entries, and
+// restores its state machine from it before applying anything after it.
+// The snapshot then counts as committed, applied and durable in the core
+// (AckApplied of entries handed out before it is ignored); the
+// acknowledgement to the leader is in MessagesAfterPersist, so it leaves
+// only once the snapshot is durable. A held file that the next Ready does
+// not name was refused or superseded: discard it. The configuration in
+// force becomes the snapshot's (Ready.ConfState reports it when it
+// changed). A restart gives the snapshot as Config.Snapshot, the entries
+// after it as Config.Entries and Config.Applied >= Snapshot.Index; a hard
+// state commit index below the snapshot's index is raised to it (a crash
+// may fall between the two writes).
 package consensus

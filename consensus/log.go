@@ -79,6 +79,11 @@ func (l *raftLog) isUpToDate(lastIndex, lastTerm uint64) bool {
 // findConflictByTerm returns the largest index <= index whose term is <=
 // term (at least snapIndex): the fast-backtracking step (paper §5.3).
 func (l *raftLog) findConflictByTerm(index, term uint64) uint64 {
+	if index < l.snapIndex {
+		// Before our snapshot (a leader's view of a lagging follower's
+		// hint): the follower needs the snapshot, whatever the terms.
+		return index
+	}
 	index = min(index, l.lastIndex())
 	for index > l.snapIndex {
 		if t, _ := l.term(index); t <= term {

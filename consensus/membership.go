@@ -374,6 +374,33 @@ func (n *Node) rebuildPeers() {
 // force: only voters campaign (learners and removed nodes never do).
 func (n *Node) selfVoter() bool { return n.selfPos >= 0 && n.kinds[n.selfPos] == kindVoter }
 
+// mayCampaign reports whether this node may start an election: it is a
+// voter of the configuration in force, or that configuration is an
+// uncommitted removal of this node, which was a voter before it. The
+// latter then campaigns in the new configuration, where its own vote does
+// not count (thesis §4.2.2: a leader outside C_new manages the cluster
+// until C_new commits). Without it, removing the leader of two voters can
+// deadlock: the remaining voter lacks the removal, and the removed one,
+// holding the longer log, refuses it its vote and never campaigns itself.
+func (n *Node) mayCampaign() bool {
+	if n.selfVoter() {
+		return true
+	}
+	k := len(n.confLog)
+	if n.removed || k == 0 {
+		return false
+	}
+	r := &n.confLog[k-1]
+	if r.index <= n.log.committed || r.cc.Type != raftmsg.ConfChangeRemove || r.cc.NodeID != n.id {
+		return false
+	}
+	prev := n.confBase
+	if k > 1 {
+		prev = n.confLog[k-2].conf
+	}
+	return slices.Contains(prev.Voters, n.id)
+}
+
 // isVoter reports whether id is a voter of the configuration in force.
 func (n *Node) isVoter(id raftmsg.NodeID) bool {
 	i := n.pos(id)
@@ -474,8 +501,8 @@ func (n *Node) checkConfInvariants() error {
 	if n.role != RoleLeader && len(n.leaving) > 0 {
 		return fmt.Errorf("%v tracks %d leaving peers", n.role, len(n.leaving))
 	}
-	if n.role == RoleCandidate && !n.selfVoter() {
-		return fmt.Errorf("candidate is not a voter of %v", n.conf)
+	if (n.role == RoleCandidate || n.role == RolePreCandidate) && !n.mayCampaign() {
+		return fmt.Errorf("%v may not campaign in %v", n.role, n.conf)
 	}
 	voters := 0
 	for i, id := range n.peers {

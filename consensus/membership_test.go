@@ -494,3 +494,46 @@ func TestReplaceEveryMember(t *testing.T) {
 		}
 	}
 }
+
+// Thesis §4.2.2: a leader outside C_new manages the cluster until C_new
+// commits. If the leader of voters {1,2} appends its removal, loses
+// leadership before node 2 has the entry, node 2 cannot win (node 1's log
+// is longer); so node 1, whose removal is uncommitted, campaigns in C_new
+// = {2} without counting itself, wins with node 2's vote, commits the
+// removal and steps down.
+func TestUncommittedSelfRemovalStillCampaigns(t *testing.T) {
+	c := newCluster(t, 2)
+	c.elect(1)
+	c.cut = func(m raftmsg.Message) bool { return m.To == 2 }
+	if err := c.nodes[1].ProposeConfChange(confChange(raftmsg.ConfChangeRemove, 1), 5); err != nil {
+		t.Fatal(err)
+	}
+	c.settle()
+	// Check-quorum: node 1 hears nobody of {2} and steps down.
+	c.tick(1, 2*c.nodes[1].cfg.ElectionTicks)
+	c.settle()
+	if r := c.nodes[1].SoftState().Role; r == RoleLeader {
+		t.Fatalf("node 1 still leads without a quorum")
+	}
+	c.cut = nil
+	for i := 0; i < 100 && !c.nodes[1].SoftState().Removed; i++ {
+		c.tick(1, 1)
+		c.tick(2, 1)
+		c.settle()
+	}
+	if ss := c.nodes[1].SoftState(); !ss.Removed || ss.Role == RoleLeader {
+		t.Fatalf("node 1: %+v", ss)
+	}
+	wantConf(t, c.nodes[2], ids(2), nil)
+	for i := 0; i < 100 && c.nodes[2].SoftState().Role != RoleLeader; i++ {
+		c.tick(2, 1)
+		c.settle()
+	}
+	if err := c.propose(2, 9); err != nil {
+		t.Fatal(err)
+	}
+	c.settle()
+	if got := c.requestIDs(2); !slices.Contains(got, 9) {
+		t.Fatalf("node 2 alone did not commit: %v", got)
+	}
+}

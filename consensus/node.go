@@ -187,6 +187,13 @@ type Ready struct {
 	// changed since the previous Ready): add and remove transport peers.
 	// Append-time (thesis §4.1): it may be uncommitted, and may revert.
 	ConfState *raftmsg.ConfState
+	// Snapshot, when not empty, is a snapshot received from the leader
+	// (MsgSnap) that the core accepted: make the held file of this index
+	// durable and replace the log with it BEFORE persisting HardState and
+	// Entries, and restore the state machine from it before applying any
+	// CommittedEntries after it. A held snapshot file that the Ready
+	// following its Step does not name was refused: discard it.
+	Snapshot raftmsg.SnapshotMeta
 }
 
 type persistRecord struct {
@@ -233,6 +240,12 @@ type Node struct {
 	confChanged   bool         // conf differs from the last Ready's
 	removed       bool
 	leaving       []leavingPeer
+
+	// Snapshots (snapshot.go): snap describes the entries before the log
+	// (index, term, configuration); pendingSnapshot: an installed one is
+	// not handed out in a Ready yet.
+	snap            raftmsg.SnapshotMeta
+	pendingSnapshot bool
 
 	ticks                     uint64 // monotonic, for LastHeardTick
 	electionElapsed           int
@@ -295,7 +308,13 @@ func New(cfg Config) (*Node, error) {
 		n.log.ents = append(n.log.ents, e)
 	}
 	last := n.log.lastIndex()
-	if hs.Commit > last || hs.Commit < snap.Index && hs.Commit != 0 {
+	// A commit index below the snapshot is fine: a snapshot holds only
+	// committed entries, and a crash may come between making a received
+	// snapshot durable and the hard state that names it committed.
+	if snap.Term > hs.Term || snap.IsEmpty() != (snap.Term == 0) {
+		return nil, fmt.Errorf("%w: snapshot %d/%d with term %d", ErrBadConfig, snap.Index, snap.Term, hs.Term)
+	}
+	if hs.Commit > last {
 		return nil, fmt.Errorf("%w: commit %d outside the recovered log (%d, %d]", ErrBadConfig, hs.Commit, snap.Index, last)
 	}
 	if cfg.Applied < snap.Index || cfg.Applied > max(hs.Commit, snap.Index) {
@@ -315,6 +334,9 @@ func New(cfg Config) (*Node, error) {
 	n.confAfterAppend(0, n.log.ents)
 	n.noteCommit(n.confBaseIndex, n.log.committed)
 	n.confChanged = false // the runtime knows what it recovered: ConfState()
+	if !snap.IsEmpty() {
+		n.snap = raftmsg.SnapshotMeta{Index: snap.Index, Term: snap.Term, Conf: cloneConf(n.confBase)}
+	}
 	n.prevHard = n.hardState()
 	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)
@@ -398,6 +420,9 @@ func (n *Node) CheckInvariants(deep bool) error {
 	if err := n.checkConfInvariants(); err != nil {
 		return fmt.Errorf("node %d membership: %w", n.id, err)
 	}
+	if err := n.checkSnapshotInvariants(); err != nil {
+		return fmt.Errorf("node %d snapshot: %w", n.id, err)
+	}
 	return nil
 }
 
@@ -448,7 +473,7 @@ func (n *Node) becomePreCandidate() {
 }
 
 func (n *Node) becomeCandidate() {
-	if n.role == RoleLeader || !n.selfVoter() {
+	if n.role == RoleLeader || !n.mayCampaign() {
 		panic(fmt.Sprintf("consensus: %v (voter %v) becoming candidate", n.role, n.selfVoter()))
 	}
 	n.reset(n.term + 1)

@@ -103,7 +103,12 @@ func (n *Node) handleReadAck(i int, round uint64) {
 	}
 	n.readAcks[i] = round
 	if n.selfPos >= 0 {
+		// The leader vouches for every round it has sent (not one still
+		// open: with a single voter, its own ack alone confirms a round).
 		n.readAcks[n.selfPos] = n.readRound
+		if n.readRoundOpen {
+			n.readAcks[n.selfPos]--
+		}
 	}
 	// Only voters confirm leadership (learners never vote, §4.2.1).
 	confirmed := n.voterQuorumIndex(n.readAcks)

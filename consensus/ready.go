@@ -82,7 +82,7 @@ func (n *Node) HasReady() bool {
 		n.hardState() != n.prevHard ||
 		n.log.unstableFrom <= n.log.lastIndex() ||
 		len(n.msgs) > 0 || len(n.msgsAfter) > 0 || len(n.rejected) > 0 ||
-		len(n.readStates) > 0 || len(n.rejectedReads) > 0 || n.confChanged ||
+		len(n.readStates) > 0 || len(n.rejectedReads) > 0 || n.confChanged || n.pendingSnapshot ||
 		n.log.applying < min(n.log.committed, n.log.persisted)
 }
 
@@ -102,6 +102,10 @@ func (n *Node) Ready() Ready {
 	if hs := n.hardState(); hs != n.prevHard {
 		rd.HardState = hs
 		n.prevHard = hs
+	}
+	if n.pendingSnapshot {
+		rd.Snapshot = n.snapshotMetaClone()
+		n.pendingSnapshot = false
 	}
 	if last := n.log.lastIndex(); n.log.unstableFrom <= last {
 		rd.Entries = n.log.slice(n.log.unstableFrom, last+1)
@@ -205,6 +209,11 @@ func (n *Node) AckPersisted(seq uint64) error {
 // AckApplied tells the node that the state machine applied every entry up
 // to index (which must have been handed out in CommittedEntries).
 func (n *Node) AckApplied(index uint64) error {
+	if index < n.log.applied && index <= n.log.snapIndex {
+		// Entries handed out before an installed snapshot, applied late:
+		// the snapshot already counts as applied.
+		return nil
+	}
 	if index < n.log.applied || index > n.log.applying {
 		return fmt.Errorf("%w: applied %d, previously %d, handed out up to %d", ErrBadAck, index, n.log.applied, n.log.applying)
 	}
@@ -248,6 +257,9 @@ type Status struct {
 	Applied   uint64
 	Persisted uint64
 	LastIndex uint64
+	// SnapshotIndex is the index of the newest snapshot (0: none);
+	// FirstIndex = SnapshotIndex+1 is the first entry kept in memory.
+	SnapshotIndex, FirstIndex uint64
 	// Peers is filled on the leader only, one per voter and learner of
 	// the configuration in force (itself included while a member, with
 	// Match = its durable index).
@@ -260,7 +272,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	s := Status{ID: n.id, Role: n.role, Leader: n.lead, Term: n.term, Vote: n.vote,
 		Commit: n.log.committed, Applied: n.log.applied, Persisted: n.log.persisted, LastIndex: n.log.lastIndex(),
-		Conf: n.ConfState()}
+		Conf: n.ConfState(), SnapshotIndex: n.log.snapIndex, FirstIndex: n.log.snapIndex + 1}
 	if n.role == RoleLeader {
 		for i, pr := range n.prs {
 			if n.kinds[i] == kindLeaving {

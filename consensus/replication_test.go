@@ -140,14 +140,14 @@ func TestStepRejectsGarbage(t *testing.T) {
 		"prev term above message": {Type: raftmsg.MsgApp, From: 2, To: 1, Term: 3, Index: 2, LogTerm: 4},
 		"index overflow": {Type: raftmsg.MsgApp, From: 2, To: 1, Term: 3, Index: ^uint64(0), LogTerm: 1,
 			Entries: []raftmsg.Entry{{Index: 0, Term: 3}}},
-		"hint above index": {Type: raftmsg.MsgAppResp, From: 2, To: 1, Term: 2, Index: 1, Reject: true, RejectHint: 5},
-		"bad reason":       {Type: raftmsg.MsgPropResp, From: 2, To: 1, Reject: true, RejectReason: 200},
-		"empty proposal":   {Type: raftmsg.MsgProp, From: 2, To: 1},
-		"unsupported":      {Type: raftmsg.MsgSnap, From: 2, To: 1, Term: 2},
+		"hint above index":      {Type: raftmsg.MsgAppResp, From: 2, To: 1, Term: 2, Index: 1, Reject: true, RejectHint: 5},
+		"bad reason":            {Type: raftmsg.MsgPropResp, From: 2, To: 1, Reject: true, RejectReason: 200},
+		"empty proposal":        {Type: raftmsg.MsgProp, From: 2, To: 1},
+		"snapshot without meta": {Type: raftmsg.MsgSnap, From: 2, To: 1, Term: 2},
 	} {
 		before := n.HardState()
 		err := n.Step(m)
-		if !errors.Is(err, ErrInvalidMessage) && !errors.Is(err, ErrUnsupported) {
+		if !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: got %v, want an invalid-message error", name, err)
 		}
 		if n.HardState() != before {

@@ -18,7 +18,7 @@ func (n *Node) Tick() {
 	n.electionElapsed++
 	// Only voters campaign: learners and removed nodes never do (thesis
 	// §4.2.1, §4.2.2).
-	if n.electionElapsed >= n.randomizedElectionTimeout && n.selfVoter() {
+	if n.electionElapsed >= n.randomizedElectionTimeout && n.mayCampaign() {
 		n.startPreVote()
 	}
 }
@@ -152,7 +152,7 @@ func (n *Node) Step(m raftmsg.Message) error {
 		}
 	case m.Term < n.term:
 		switch m.Type {
-		case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
+		case raftmsg.MsgApp, raftmsg.MsgHeartbeat, raftmsg.MsgSnap:
 			// A stale leader (maybe cut off, maybe unaware because pre-vote
 			// kept our term increments from reaching it) learns our term
 			// and steps down.
@@ -247,6 +247,11 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 		n.lead = m.From
 		n.heardFromLeader()
 		n.handleHeartbeat(m)
+	case raftmsg.MsgSnap:
+		n.electionElapsed = 0
+		n.lead = m.From
+		n.heardFromLeader()
+		n.handleSnapshot(m)
 	case raftmsg.MsgProp:
 		// Not the leader (any more): refuse rather than forward twice.
 		n.refuseProposal(m, raftmsg.RejectNoLeader)
@@ -264,7 +269,7 @@ func (n *Node) stepFollower(m *raftmsg.Message) error {
 
 func (n *Node) stepCandidate(m *raftmsg.Message) error {
 	switch m.Type {
-	case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
+	case raftmsg.MsgApp, raftmsg.MsgHeartbeat, raftmsg.MsgSnap:
 		// Paper §5.2: "If the leader's term is at least as large as the
 		// candidate's current term, then the candidate recognizes the
 		// leader as legitimate and returns to follower state."
@@ -310,7 +315,7 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 	case raftmsg.MsgTransferLeader:
 		n.startTransfer(m.Hint)
 		return nil
-	case raftmsg.MsgApp, raftmsg.MsgHeartbeat:
+	case raftmsg.MsgApp, raftmsg.MsgHeartbeat, raftmsg.MsgSnap:
 		return fmt.Errorf("%w: %v from %d claims leadership of term %d, which %d leads", ErrInvalidMessage, m.Type, m.From, m.Term, n.id)
 	}
 	i := n.pos(m.From)
@@ -336,7 +341,7 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 			pr = n.prs[i]
 		}
 		n.handleReadAck(i, m.Context)
-		if pr.Match >= n.log.lastIndex() {
+		if pr.Match >= n.log.lastIndex() || pr.State == tracker.StateSnapshot {
 			return nil
 		}
 		switch {
@@ -448,6 +453,7 @@ func (n *Node) handleAppendResp(m *raftmsg.Message, pr *tracker.Progress) error 
 	if !pr.MaybeUpdate(m.Index) {
 		return nil
 	}
+	n.snapshotAcked(pr)
 	if pr.State == tracker.StateProbe {
 		pr.BecomeReplicate()
 	}
@@ -512,12 +518,15 @@ func (n *Node) bcastAppend(sendEmpty bool) {
 // probing Next-1) when no entry may go.
 func (n *Node) maybeSendAppend(i int, sendEmpty bool) bool {
 	pr := n.prs[i]
+	if pr.State == tracker.StateSnapshot {
+		// Nothing until the snapshot is reported or acknowledged.
+		return false
+	}
 	prevIndex := pr.Next - 1
 	prevTerm, ok := n.log.term(prevIndex)
 	if !ok {
-		// Compacted away: needs a snapshot (part 2). Cannot happen while
-		// the log is never compacted.
-		return false
+		// Compacted away: only a snapshot can catch the follower up.
+		return n.maybeSendSnapshot(i)
 	}
 	var ents []raftmsg.Entry
 	var bytes uint64
@@ -596,10 +605,6 @@ func (n *Node) validate(m *raftmsg.Message) error {
 	if !m.Type.Valid() {
 		return fmt.Errorf("%w: type %d", ErrInvalidMessage, m.Type)
 	}
-	switch m.Type {
-	case raftmsg.MsgSnap:
-		return fmt.Errorf("%w: %v", ErrUnsupported, m.Type)
-	}
 	if m.To != n.id {
 		return fmt.Errorf("%w: %v addressed to %d, this is %d", ErrInvalidMessage, m.Type, m.To, n.id)
 	}
@@ -647,6 +652,15 @@ func (n *Node) validate(m *raftmsg.Message) error {
 		// configuration: the leader decides (startTransfer).
 		if m.Hint == raftmsg.None {
 			return fmt.Errorf("%w: transfer to no node", ErrInvalidMessage)
+		}
+	case raftmsg.MsgSnap:
+		s := &m.Snapshot
+		if s.Index == 0 || s.Term == 0 || s.Index > maxSaneValue || s.Term > m.Term {
+			return fmt.Errorf("%w: snapshot %d/%d in term %d", ErrInvalidMessage, s.Index, s.Term, m.Term)
+		}
+		// Thesis §5.1: a snapshot carries the configuration at its index.
+		if err := validConf(s.Conf); err != nil {
+			return fmt.Errorf("%w: snapshot %d/%d configuration: %w", ErrInvalidMessage, s.Index, s.Term, err)
 		}
 	case raftmsg.MsgAppResp:
 		if m.Reject && m.RejectHint > m.Index {

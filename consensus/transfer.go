@@ -86,7 +86,7 @@ func (n *Node) tickTransfer() {
 // handleTimeoutNow: the leader tells us to campaign now, skipping the
 // pre-vote (the leader itself vouches that we are up to date).
 func (n *Node) handleTimeoutNow(m *raftmsg.Message) {
-	if n.role != RoleFollower || m.From != n.lead || !n.selfVoter() {
+	if n.role != RoleFollower || m.From != n.lead || !n.mayCampaign() {
 		return
 	}
 	n.startElectionWith(transferCampaign)

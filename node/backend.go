@@ -231,6 +231,8 @@ func rejectText(r raftmsg.RejectReason) string {
 		return "leadership transfer in progress"
 	case raftmsg.RejectNotReady:
 		return "the leader has not committed its first entry yet"
+	case raftmsg.RejectOverloaded:
+		return "too many reads pending"
 	}
 	return "refused"
 }

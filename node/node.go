@@ -12,6 +12,7 @@ import (
 	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf/stage"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
 	"github.com/edgekv/edgekv/storage"
@@ -217,9 +218,16 @@ type Node struct {
 	// Any goroutine: reads answered under the lease (tests, metrics).
 	leaseReadsServed atomic.Uint64
 
+	// stages marks the write path for tracers (stages.go); each of its
+	// fields belongs to one of the goroutines.
+	stages stageMarks
+
 	// Persister only.
 	group  []persistJob
 	merged []raftmsg.Entry
+	// savedHS is the newest hard state the persister made durable (its
+	// Commit may lag: see mustSync).
+	savedHS raftmsg.HardState
 
 	// Applier only.
 	results []kv.Result
@@ -277,7 +285,7 @@ func New(cfg Config) (*Node, error) {
 	bcfg := cfg.Batch
 	bcfg.Clock = clock
 	if cfg.Metrics != nil {
-		bcfg.Metrics = cfg.Metrics.Set()
+		bcfg.Metrics, bcfg.Observer = cfg.Metrics.Set(), cfg.Metrics
 	}
 	if bcfg.InflightTimeout == 0 {
 		bcfg.InflightTimeout = cfg.RequestTimeout
@@ -300,6 +308,7 @@ func New(cfg Config) (*Node, error) {
 		machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
+		savedHS:       cfg.Recovered.HardState,
 		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
 		statusReqs:    make(chan chan consensus.Status, 16),
@@ -408,6 +417,10 @@ func (n *Node) IsLeader() bool { return n.isLeader.Load() }
 // Leader returns the leader this member knows (None if none).
 func (n *Node) Leader() raftmsg.NodeID { return raftmsg.NodeID(n.leaderID.Load()) }
 
+// BatchStats snapshots the member's batcher (benchmarks, tests): batch
+// counts and sizes, refusals by reason, pending proposals.
+func (n *Node) BatchStats() batch.Stats { return n.batcher.Stats() }
+
 // View returns the latest applied state.
 func (n *Node) View() *kv.View { return n.machine.View() }
 
@@ -476,6 +489,7 @@ func (n *Node) runRaft() {
 					panic(fmt.Sprintf("node: %v", err)) // our bug: the persister reports Seqs we issued
 				}
 				n.ackedSeq = seq
+				n.markCommitted()
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
@@ -528,6 +542,7 @@ func (n *Node) step(in inbound) {
 func (n *Node) proposeBatches() {
 	now := n.clock.Now()
 	for bt, ok := n.batcher.Next(now); ok; bt, ok = n.batcher.Next(now) {
+		n.markEmitted(bt.ID)
 		ts := time.Now().UnixNano()
 		ents := n.propEnts[:0]
 		for _, p := range bt.Proposals {
@@ -560,7 +575,9 @@ func (n *Node) proposeBatches() {
 			n.inflight = n.inflight[1:]
 		}
 		n.inflight = append(n.inflight, batchRecord{id: bt.ID, lastIndex: n.raft.LastIndex()})
+		n.markProposed(bt.ID, n.raft.LastIndex())
 	}
+	n.maybeMarkForming()
 }
 
 // handleReadys carries out every Ready the core has; false when stopping.
@@ -579,6 +596,7 @@ func (n *Node) handleReadys() bool {
 		}
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
+			n.markCommitted()
 		}
 		// A heartbeat round's lease counts from before its messages leave.
 		if rd.HeartbeatRound != 0 {
@@ -628,6 +646,7 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 			n.batcher.Finish(r.id, now, false)
 		}
 		n.inflight = n.inflight[:0]
+		n.stages.ledger.invalidate()
 	}
 	if s.Leader != n.soft.Leader && n.metrics != nil {
 		n.metrics.IncLeaderChanges()
@@ -671,6 +690,11 @@ func (n *Node) startRead(r readRequest) {
 			r.answer <- readAnswer{index: index}
 			return
 		}
+	}
+	if len(n.pendingReads) >= n.batcher.Config().MaxPending {
+		// Reads are bounded like writes (--max-pending): 503 at once.
+		r.answer <- readAnswer{reject: raftmsg.RejectOverloaded}
+		return
 	}
 	if err := n.raft.ReadIndex(r.id); err != nil {
 		reason := consensus.RejectReasonOf(err)
@@ -747,9 +771,15 @@ func (n *Node) runPersist() {
 			}
 		}
 		hs, ents := n.mergeGroup(group)
-		if !hs.IsEmpty() || len(ents) > 0 {
+		if len(ents) > 0 || n.mustSync(hs) {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
+			}
+			if !hs.IsEmpty() {
+				n.savedHS = hs
+			}
+			if len(ents) > 0 {
+				n.markPersisted(ents[len(ents)-1].Index)
 			}
 		}
 		// Durable: now the votes and append acknowledgements may leave
@@ -766,6 +796,22 @@ func (n *Node) runPersist() {
 		clear(n.merged)
 		n.merged = n.merged[:0]
 	}
+}
+
+// mustSync reports whether hs needs a write of its own. The term and the
+// vote must be durable before anything that depends on them leaves (paper
+// Figure 2: "updated on stable storage before responding to RPCs"); the
+// commit index is volatile state (Figure 2 again), so a hard state that
+// moves only the commit index rides along with the next write of entries
+// instead of costing an fsync per commit. After a crash the member comes
+// back with an older commit index and learns the newer one from the leader
+// (or, alone, by committing its term's no-op); nothing acknowledged
+// depends on it.
+func (n *Node) mustSync(hs raftmsg.HardState) bool {
+	if hs.IsEmpty() {
+		return false
+	}
+	return hs.Term != n.savedHS.Term || hs.Vote != n.savedHS.Vote
 }
 
 // Backoff of the persister's retries while the disk is full or failing
@@ -883,6 +929,8 @@ func (n *Node) runApply() {
 			n.fail(fmt.Errorf("node: apply: %w", err))
 			return
 		}
+		lastIndex := ents[len(ents)-1].Index
+		n.stages.ledger.markUpTo(&n.stages.applied, lastIndex, stage.Applied)
 		j := 0
 		membersChanged := false
 		for i := range ents {
@@ -901,6 +949,7 @@ func (n *Node) runApply() {
 				n.reg.Complete(e.RequestID, outcome{res: r})
 			}
 		}
+		n.stages.ledger.markUpTo(&n.stages.answered, lastIndex, stage.Answered)
 		clear(results)
 		n.results = results[:0]
 		if membersChanged {

@@ -15,9 +15,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/config"
 	"github.com/edgekv/edgekv/consensus"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
+	"github.com/edgekv/edgekv/ebpf"
 	"github.com/edgekv/edgekv/httpapi"
 	"github.com/edgekv/edgekv/kv"
 	"github.com/edgekv/edgekv/ops"
@@ -53,6 +55,8 @@ type Server struct {
 	// draining: a graceful stop is under way (shutdown.go).
 	draining atomic.Bool
 	inflight atomic.Int64 // requests being served (drainMiddleware)
+	// tracer is the --trace ebpf tracer (nil: untraced).
+	tracer *ebpf.Tracer
 	// ClientAddr and PeerAddr are the addresses actually listened on.
 	ClientAddr, PeerAddr string
 }
@@ -155,6 +159,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	s.state = state
 	s.metrics = ops.NewMetrics()
+	if cfg.Trace == config.TraceEBPF {
+		s.tracer = startTracing(s.metrics, log) // before the member starts: every batch is traced
+	}
 	s.name, s.advertiseClient = cfg.Name, cfg.AdvertiseClient
 	n, err := New(Config{
 		Metrics: s.metrics,
@@ -171,6 +178,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		},
 		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
 		Logger: log,
+		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
 	if err != nil {
 		return nil, err
@@ -211,6 +219,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}()
 	go s.watch()
 	return s, nil
+}
+
+// batchConfig maps the batching flags onto the batcher's configuration.
+// --max-batch-delay 0 means "never hold"; the batcher reads a zero field
+// as "use the default", so it becomes the shortest hold, 1ns.
+func batchConfig(cfg config.Config) batch.Config {
+	delay := cfg.MaxBatchDelay
+	if delay == 0 {
+		delay = time.Nanosecond
+	}
+	return batch.Config{MaxBatchBytes: cfg.MaxBatchBytes, MaxBatchDelay: delay, MaxPending: cfg.MaxPending}
 }
 
 // readState reads the runtime's state file and checks it against the
@@ -319,6 +338,11 @@ func (s *Server) shutdown() error {
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close storage: %w", err))
+		}
+	}
+	if s.tracer != nil {
+		if err := s.tracer.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -21,7 +21,7 @@
 //
 //	ops.SetProfilingRates(ops.DefaultProfilingRates) // mutex 1/100, block 10µs
 //	m := ops.NewMetrics()
-//	b, err := batch.New(batch.Config{..., Metrics: m.Set()}) // and every other package's metrics
+//	b, err := batch.New(batch.Config{..., Metrics: m.Set(), Observer: m}) // and every other package's metrics
 //	api.Handle("/metrics", m.MetricsHandler)
 //	api.Handle("/v1/cluster", ops.ClusterHandler(node.fillClusterStatus))
 //	api.Handle("/debug/pprof", ops.PprofHandler) // redirects to /debug/pprof/
@@ -35,6 +35,8 @@
 //	m.ObserveCommit(nanos)                             // propose -> committed
 //	m.ObserveFsync(nanos)                              // each WAL fsync
 //	m.ObserveApply(nanos)                              // each applied batch
+//	m.ObserveBatch(entries, bytes, oldestWaitNanos)    // the batcher (batch.Config.Observer = m)
+//	m.ObserveBatchCommit(nanos)                        // the batcher: a batch committed
 //	m.SetRaftState(term, commit, applied, hasLeader, isLeader) // after each Ready
 //	m.IncLeaderChanges(); m.IncElections(); m.IncPreVotes()
 //	m.ObserveSnapshot(ops.SnapshotTaken|SnapshotSent|SnapshotReceived, sizeBytes)

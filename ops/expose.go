@@ -43,22 +43,6 @@ var foreignFamilies = func() map[string]familyDesc {
 		"edgekv_trace_runqueue_seconds":        {"histogram", "eBPF-traced run-queue latency of the node's threads."},
 		"edgekv_trace_read_errors_total":       {"counter", "Failures reading the eBPF maps at scrape time."},
 	}
-	// batch's histograms are VictoriaMetrics histograms: `vmrange` buckets,
-	// which Prometheus reads as plain series (not histogram_quantile-able),
-	// so each suffix is its own untyped family.
-	for base, what := range map[string]string{
-		"edgekv_batch_size_entries":        "Batch sizes in proposals",
-		"edgekv_batch_size_bytes":          "Batch sizes in bytes",
-		"edgekv_batch_oldest_wait_seconds": "Longest wait of a proposal in each batch",
-		"edgekv_batch_commit_seconds":      "Commit latency samples of batches",
-	} {
-		// The base name only ever appears in metadata (with
-		// metrics.ExposeMetadata on): described, so that line is dropped.
-		d[base] = familyDesc{"untyped", what + "."}
-		d[base+"_bucket"] = familyDesc{"untyped", what + ": VictoriaMetrics vmrange buckets."}
-		d[base+"_sum"] = familyDesc{"untyped", what + ": sum of observations."}
-		d[base+"_count"] = familyDesc{"untyped", what + ": number of observations."}
-	}
 	return d
 }()
 

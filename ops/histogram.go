@@ -144,6 +144,15 @@ var (
 	// diskBoundsNanos spans an fsync on NVMe (tens of µs) to a stalled
 	// disk (seconds); apply and commit latencies share it.
 	diskBoundsNanos = nanos(25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5)
+	// batchBoundsEntries: proposals per batch, 1 (idle, or batching off)
+	// to 65536 in powers of two; --max-pending (10000) bounds a batch.
+	batchBoundsEntries = powers(1, 2, 17)
+	// batchBoundsBytes: 256 B (one small write) to 64 MiB (the largest
+	// --max-batch-bytes) in powers of four.
+	batchBoundsBytes = powers(256, 4, 10)
+	// batchWaitBoundsNanos spans no wait (an idle node) to far past the
+	// largest sensible --max-batch-delay; 2ms is the default.
+	batchWaitBoundsNanos = nanos(10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 100e-3, 250e-3, 1)
 	// snapshotBoundsBytes spans 64KiB to 16GiB in powers of four.
 	snapshotBoundsBytes = powers(64<<10, 4, 12)
 )

@@ -38,6 +38,12 @@ type Metrics struct {
 	fsyncSeconds    *Histogram
 	applySeconds    *Histogram
 
+	// The batcher's distributions (batch.Observer), one sample per batch.
+	batchEntries    *Histogram
+	batchBytes      *Histogram
+	batchOldestWait *Histogram
+	batchCommit     *Histogram
+
 	term          atomic.Uint64
 	commitIndex   atomic.Uint64
 	appliedIndex  atomic.Uint64
@@ -117,12 +123,21 @@ func NewMetrics() *Metrics {
 		commitSeconds: newHistogram(diskBoundsNanos, 1e-9),
 		fsyncSeconds:  newHistogram(diskBoundsNanos, 1e-9),
 		applySeconds:  newHistogram(diskBoundsNanos, 1e-9),
-		peers:         make(map[string]*PeerMetrics),
-		described:     make(map[string]familyDesc),
+
+		batchEntries:    newHistogram(batchBoundsEntries, 1),
+		batchBytes:      newHistogram(batchBoundsBytes, 1),
+		batchOldestWait: newHistogram(batchWaitBoundsNanos, 1e-9),
+		batchCommit:     newHistogram(diskBoundsNanos, 1e-9),
+		peers:           make(map[string]*PeerMetrics),
+		described:       make(map[string]familyDesc),
 	}
 	m.commitSeconds.bindSeries(famCommitSeconds, "")
 	m.fsyncSeconds.bindSeries(famFsyncSeconds, "")
 	m.applySeconds.bindSeries(famApplySeconds, "")
+	m.batchEntries.bindSeries(famBatchEntries, "")
+	m.batchBytes.bindSeries(famBatchBytes, "")
+	m.batchOldestWait.bindSeries(famBatchOldestWait, "")
+	m.batchCommit.bindSeries(famBatchCommit, "")
 	for e := range numEndpoints {
 		for s := range numStatuses {
 			m.requestPrefixes[e][s] = famRequests + `{endpoint="` + e.String() + `",code="` + statusLabel(statusIndex(s)) + `"} `
@@ -179,6 +194,19 @@ func (m *Metrics) ObserveFsync(nanos int64) { m.fsyncSeconds.ObserveNanos(nanos)
 // ObserveApply records applying one batch of committed entries to the
 // store.
 func (m *Metrics) ObserveApply(nanos int64) { m.applySeconds.ObserveNanos(nanos) }
+
+// ObserveBatch records one batch leaving the batcher: its size in
+// proposals and bytes, and how long its oldest proposal waited there. It
+// implements batch.Observer (pass the Metrics as batch.Config.Observer).
+func (m *Metrics) ObserveBatch(entries int, sizeBytes, oldestWaitNanos int64) {
+	m.batchEntries.Observe(uint64(max(entries, 0)))
+	m.batchBytes.Observe(uint64(max(sizeBytes, 0)))
+	m.batchOldestWait.ObserveNanos(oldestWaitNanos)
+}
+
+// ObserveBatchCommit records the time from a batch leaving the batcher to
+// its last entry being applied (batch.Observer).
+func (m *Metrics) ObserveBatchCommit(commitNanos int64) { m.batchCommit.ObserveNanos(commitNanos) }
 
 // SetRaftState records the node's term, indexes and leadership after a
 // Ready. A change of leader (including to or from "no leader") must be
@@ -291,6 +319,10 @@ const (
 	famCommitSeconds   = "edgekv_raft_commit_duration_seconds"
 	famFsyncSeconds    = "edgekv_wal_fsync_duration_seconds"
 	famApplySeconds    = "edgekv_apply_duration_seconds"
+	famBatchEntries    = "edgekv_batch_size_entries"
+	famBatchBytes      = "edgekv_batch_size_bytes"
+	famBatchOldestWait = "edgekv_batch_oldest_wait_seconds"
+	famBatchCommit     = "edgekv_batch_commit_seconds"
 	famTerm            = "edgekv_raft_term"
 	famCommitIndex     = "edgekv_raft_commit_index"
 	famAppliedIndex    = "edgekv_raft_applied_index"
@@ -319,6 +351,10 @@ var ownFamilies = map[string]familyDesc{
 	famCommitSeconds:   {"histogram", "Time from proposing an entry to seeing it committed by a quorum."},
 	famFsyncSeconds:    {"histogram", "Duration of one write-ahead log fsync."},
 	famApplySeconds:    {"histogram", "Duration of applying one batch of committed entries to the store."},
+	famBatchEntries:    {"histogram", "Proposals per batch cut by the adaptive batcher."},
+	famBatchBytes:      {"histogram", "Bytes per batch cut by the adaptive batcher (bounded by --max-batch-bytes, one larger proposal aside)."},
+	famBatchOldestWait: {"histogram", "How long the oldest proposal of each batch waited in the batcher (bounded by --max-batch-delay while the pipeline has room)."},
+	famBatchCommit:     {"histogram", "Time from a batch leaving the batcher to its last entry applied: the latency the batcher holds batches for."},
 	famTerm:            {"gauge", "Current Raft term of this node."},
 	famCommitIndex:     {"gauge", "Highest log index this node knows to be committed."},
 	famAppliedIndex:    {"gauge", "Highest log index applied to this node's store."},
@@ -387,6 +423,14 @@ func (m *Metrics) writeOwn(w io.Writer) {
 	m.fsyncSeconds.writeSeries(b)
 	meta(b, famApplySeconds)
 	m.applySeconds.writeSeries(b)
+	meta(b, famBatchEntries)
+	m.batchEntries.writeSeries(b)
+	meta(b, famBatchBytes)
+	m.batchBytes.writeSeries(b)
+	meta(b, famBatchOldestWait)
+	m.batchOldestWait.writeSeries(b)
+	meta(b, famBatchCommit)
+	m.batchCommit.writeSeries(b)
 
 	writeScalar(b, famTerm, m.term.Load())
 	writeScalar(b, famCommitIndex, m.commitIndex.Load())

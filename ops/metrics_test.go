@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgekv/edgekv/batch"
+	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/ebpf"
 )
 
@@ -52,6 +53,8 @@ var requiredFamilies = map[string]string{
 	famPeerLag: "gauge", famPeerInflight: "gauge", famPeerSent: "counter", famPeerReachable: "gauge",
 	famSnapshots: "counter", famSnapshotBytes: "histogram",
 	famStoreBytes: "gauge", famQuotaBytes: "gauge", famStoreKeys: "gauge",
+	// Issue 7: the batcher's distributions.
+	famBatchEntries: "histogram", famBatchBytes: "histogram", famBatchOldestWait: "histogram", famBatchCommit: "histogram",
 	"go_sync_mutex_wait_seconds_total": "counter", "go_sched_latencies_seconds": "histogram",
 	"go_goroutines": "gauge", "go_memory_total_bytes": "gauge", "go_gc_cycles_total": "counter",
 }
@@ -264,7 +267,8 @@ func TestExpositionWithBatcher(t *testing.T) {
 
 func testExpositionWithBatcher(t *testing.T) {
 	m := NewMetrics()
-	b, err := batch.New(batch.Config{Metrics: m.Set()})
+	clock := &batch.FakeClock{}
+	b, err := batch.New(batch.Config{Metrics: m.Set(), Observer: m, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +295,19 @@ func testExpositionWithBatcher(t *testing.T) {
 		metrics.WriteMetadataIfNeeded(w, "edgekv_trace_read_errors_total", "counter")
 		fmt.Fprintf(w, "edgekv_trace_read_errors_total %d\n", 0)
 	})
+	// One batch of two proposals that waited 5ms and 3ms, committed 4ms
+	// after it left; then one proposal left queued.
+	for range 2 {
+		if r := b.Submit(batch.Proposal{Data: []byte("x")}); r != batch.ReasonNone {
+			t.Fatalf("submit: %v", r)
+		}
+		clock.Advance(2 * time.Millisecond)
+	}
+	bt, ok := b.Next(clock.Advance(time.Millisecond))
+	if !ok || len(bt.Proposals) != 2 {
+		t.Fatalf("Next: %v, %d proposals", ok, len(bt.Proposals))
+	}
+	b.Finish(bt.ID, clock.Advance(4*time.Millisecond), true)
 	if r := b.Submit(batch.Proposal{Data: []byte("x")}); r != batch.ReasonNone {
 		t.Fatalf("submit: %v", r)
 	}
@@ -304,8 +321,37 @@ func testExpositionWithBatcher(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, e.out.String())
 	}
-	if v, ok := fams["edgekv_batch_accepted_total"].value("edgekv_batch_accepted_total"); !ok || v != 1 {
-		t.Fatalf("edgekv_batch_accepted_total = %v, %v; want 1", v, ok)
+	if v, ok := fams["edgekv_batch_accepted_total"].value("edgekv_batch_accepted_total"); !ok || v != 3 {
+		t.Fatalf("edgekv_batch_accepted_total = %v, %v; want 3", v, ok)
+	}
+	if v, ok := fams["edgekv_batch_pending_proposals"].value("edgekv_batch_pending_proposals"); !ok || v != 1 {
+		t.Fatalf("edgekv_batch_pending_proposals = %v, %v; want 1", v, ok)
+	}
+	// The batcher's distributions are `le` histograms: the one batch is in
+	// the right buckets and not in the one below.
+	entrySize := int64(len("x")) + raftmsg.EntryOverheadBytes
+	for _, c := range []struct {
+		family, le string
+		want       float64
+	}{
+		{famBatchEntries, "1", 0}, {famBatchEntries, "2", 1}, {famBatchEntries, "+Inf", 1},
+		{famBatchBytes, "256", 1},
+		{famBatchOldestWait, "0.002", 0}, {famBatchOldestWait, "0.005", 1},
+		{famBatchCommit, "0.0025", 0}, {famBatchCommit, "0.005", 1},
+	} {
+		f := fams[c.family]
+		if f == nil || f.typ != "histogram" {
+			t.Fatalf("%s missing or not a histogram: %+v", c.family, f)
+		}
+		if v, ok := f.value(c.family+"_bucket", "le", c.le); !ok || v != c.want {
+			t.Errorf("%s_bucket{le=%q} = %v, %v; want %v", c.family, c.le, v, ok, c.want)
+		}
+	}
+	if v, _ := fams[famBatchBytes].value(famBatchBytes + "_sum"); v != float64(2*entrySize) {
+		t.Errorf("%s_sum = %v, want %d", famBatchBytes, v, 2*entrySize)
+	}
+	if v, _ := fams[famBatchOldestWait].value(famBatchOldestWait + "_sum"); v != 0.005 {
+		t.Errorf("%s_sum = %v, want 0.005 (the oldest wait only)", famBatchOldestWait, v)
 	}
 	for _, name := range []string{"edgekv_trace_stage_hits_total", "edgekv_trace_syscall_seconds", "edgekv_trace_runqueue_seconds", "edgekv_trace_read_errors_total"} {
 		if fams[name] == nil {
@@ -317,18 +363,26 @@ func testExpositionWithBatcher(t *testing.T) {
 	}
 	for name := range fams {
 		if strings.HasPrefix(name, "edgekv_batch_") || strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
-			if _, own := ownFamilies[name]; own {
+			if _, own := ownFamilies[name]; own && !batchObserverFamilies[name] {
 				t.Errorf("family %s is both ours and batch's/runtime's", name)
 			}
 		}
 	}
 	for name := range ownFamilies {
-		if strings.HasPrefix(name, "edgekv_batch_") || strings.HasPrefix(name, "edgekv_trace_") {
+		if (strings.HasPrefix(name, "edgekv_batch_") && !batchObserverFamilies[name]) || strings.HasPrefix(name, "edgekv_trace_") {
 			t.Errorf("own family %s uses a prefix another package owns", name)
 		}
 	}
 	runPromtool(t, e.out.Bytes())
 }
+
+// batchObserverFamilies are the families ops writes for the batcher (as
+// its batch.Observer): the only own families under batch's prefix.
+var batchObserverFamilies = map[string]bool{
+	famBatchEntries: true, famBatchBytes: true, famBatchOldestWait: true, famBatchCommit: true,
+}
+
+var _ batch.Observer = (*Metrics)(nil)
 
 // TestNormalizeRepairs feeds normalize what VictoriaMetrics writers emit
 // with and without its global ExposeMetadata switch.

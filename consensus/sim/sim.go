@@ -55,6 +55,8 @@ type Stats struct {
 	Reads, ReadsServed, ReadsRefused              int
 	Pauses, Transfers, TimeoutNows                int
 	LeaseReads, LeaseServed, LinkCuts             int
+	// Membership (membership.go).
+	ConfProposed, ConfRefused, ConfApplied, LeaderRemovals, RemovedSeen int
 }
 
 // Add accumulates o into s (MaxPipelined takes the maximum).
@@ -84,12 +86,18 @@ func (s *Stats) Add(o Stats) {
 	s.LeaseReads += o.LeaseReads
 	s.LeaseServed += o.LeaseServed
 	s.LinkCuts += o.LinkCuts
+	s.ConfProposed += o.ConfProposed
+	s.ConfRefused += o.ConfRefused
+	s.ConfApplied += o.ConfApplied
+	s.LeaderRemovals += o.LeaderRemovals
+	s.RemovedSeen += o.RemovedSeen
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d conf-changes proposed=%d refused=%d applied=%d leader-removals=%d removed-seen=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.LinkCuts, s.Heals,
-		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed)
+		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed,
+		s.ConfProposed, s.ConfRefused, s.ConfApplied, s.LeaderRemovals, s.RemovedSeen)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -119,6 +127,10 @@ type pendingReady struct {
 type logView struct {
 	terms  []uint64 // terms[i] is the term at index i+1
 	prefix []uint64 // prefix[i] hashes entries 1..i+1
+	// base and confs: the configuration the log starts from and its
+	// conf-change entries (membership.go).
+	base  raftmsg.ConfState
+	confs []viewConf
 }
 
 func (v *logView) len() uint64 { return uint64(len(v.terms)) }
@@ -141,6 +153,12 @@ type simNode struct {
 	// roundSent: global tick at which each heartbeat round left (the
 	// runtime's monotonic clock, which keeps running through pauses).
 	roundSent map[uint64]int
+	// base: the configuration the node was first started with (bootstrap
+	// voters, or what a joiner was told); retired: removed and shut down
+	// for good (or a joiner whose join was refused).
+	base         raftmsg.ConfState
+	retired      bool
+	reportedConf raftmsg.ConfState // the last Ready.ConfState (or the start's)
 }
 
 func (sn *simNode) paused(now int) bool { return now < sn.pausedUntil }
@@ -182,6 +200,12 @@ type sim struct {
 	livenessReqs map[uint64]bool
 	liveIndex    uint64 // index of the first liveness proposal committed
 	liveDone     bool
+	// Membership: the bootstrap voters, the configuration at the global
+	// commit index, how many ids were added.
+	bootstrap     []raftmsg.NodeID
+	committedConf raftmsg.ConfState
+	added         int
+	maxLeaderTerm uint64
 }
 
 // ErrViolation wraps every property violation.
@@ -221,7 +245,13 @@ func Run(opts Options) (Stats, error) {
 		n = 3 + 2*s.rng.IntN(2)
 	}
 	for i := 1; i <= n; i++ {
-		s.nodes = append(s.nodes, &simNode{id: raftmsg.NodeID(i)})
+		s.bootstrap = append(s.bootstrap, raftmsg.NodeID(i))
+	}
+	s.committedConf = raftmsg.ConfState{Voters: s.bootstrap}
+	for i := 1; i <= n; i++ {
+		sn := &simNode{id: raftmsg.NodeID(i), base: s.committedConf}
+		sn.dur.base, sn.view.base = sn.base, sn.base
+		s.nodes = append(s.nodes, sn)
 	}
 	for _, sn := range s.nodes {
 		if err := s.start(sn); err != nil {
@@ -242,20 +272,12 @@ func (s *sim) tracef(format string, args ...any) {
 	}
 }
 
-func (s *sim) voters() []raftmsg.NodeID {
-	ids := make([]raftmsg.NodeID, len(s.nodes))
-	for i, sn := range s.nodes {
-		ids[i] = sn.id
-	}
-	return ids
-}
-
 func (s *sim) start(sn *simNode) error {
 	cfg := consensus.Config{
-		ID: sn.id, Voters: s.voters(), HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
+		ID: sn.id, Voters: sn.base.Voters, HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
 		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
 		MaxInflightMsgs: s.maxInflightMsgs, MaxInflightBytes: s.maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
-		MaxUncommittedBytes: 8 << 10, MaxApplyBytes: 2048,
+		MaxUncommittedBytes: 8 << 10, MaxApplyBytes: 2048, MaxLearnerLagEntries: maxLearnerLag,
 	}
 	node, err := consensus.New(cfg)
 	if err != nil {
@@ -269,6 +291,11 @@ func (s *sim) start(sn *simNode) error {
 	// What the runtime knows after a restart is exactly the durable log.
 	sn.view.terms = append(sn.view.terms[:0], sn.dur.terms...)
 	sn.view.prefix = append(sn.view.prefix[:0], sn.dur.prefix...)
+	sn.view.confs = append(sn.view.confs[:0], sn.dur.confs...)
+	sn.reportedConf = node.ConfState()
+	if cs := sn.view.confOf(); voterDiff(cs, sn.reportedConf) != 0 || !slices.Equal(cs.Learners, sn.reportedConf.Learners) {
+		return fmt.Errorf("%w: node %d restarts with configuration %v, its durable log gives %v", ErrViolation, sn.id, sn.reportedConf, cs)
+	}
 	return nil
 }
 
@@ -354,7 +381,7 @@ func (s *sim) chaos() error {
 		}
 	case r < 60: // restart
 		for _, sn := range s.nodes {
-			if sn.node == nil {
+			if sn.node == nil && !sn.retired {
 				s.tracef("restart %d", sn.id)
 				s.stats.Restarts++
 				return s.start(sn)
@@ -366,7 +393,7 @@ func (s *sim) chaos() error {
 			to := raftmsg.NodeID(1 + s.rng.IntN(len(s.nodes)))
 			err := sn.node.TransferLeadership(to)
 			s.tracef("transfer to %d asked at %d: %v", to, sn.id, err)
-			if err != nil && !errors.Is(err, consensus.ErrNoLeader) {
+			if err != nil && !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrBadTransfer) {
 				return fmt.Errorf("%w: transfer at %d: %v", ErrViolation, sn.id, err)
 			}
 			s.stats.Transfers++
@@ -401,6 +428,8 @@ func (s *sim) chaos() error {
 			sn.part = 0
 		}
 		clear(s.cuts)
+	case r < 140: // a membership change
+		return s.changeMembership()
 	}
 	return nil
 }
@@ -429,7 +458,7 @@ func (s *sim) heal() error {
 	for _, sn := range s.nodes {
 		sn.part = 0
 		sn.pausedUntil = min(sn.pausedUntil, s.now)
-		if sn.node == nil {
+		if sn.node == nil && !sn.retired {
 			s.stats.Restarts++
 			if err := s.start(sn); err != nil {
 				return err
@@ -472,10 +501,9 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 
 // blocked reports whether the network separates a from b.
 func (s *sim) blocked(a, b raftmsg.NodeID) bool {
-	return s.nodeByID(a).part != s.nodeByID(b).part || s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}]
+	x, y := s.maybeNode(a), s.maybeNode(b)
+	return x == nil || y == nil || x.part != y.part || s.cuts[[2]raftmsg.NodeID{min(a, b), max(a, b)}]
 }
-
-func (s *sim) nodeByID(id raftmsg.NodeID) *simNode { return s.nodes[id-1] }
 
 func (s *sim) deliver() error {
 	var due []inFlight
@@ -492,7 +520,11 @@ func (s *sim) deliver() error {
 	// reordering comes from the delivery times).
 	due = s.interleave(due)
 	for _, f := range due {
-		to := s.nodeByID(f.m.To)
+		to := s.maybeNode(f.m.To)
+		if to == nil {
+			s.stats.MsgsDropped++
+			continue
+		}
 		if to.node != nil && to.paused(s.now) {
 			f.deliverAt = to.pausedUntil
 			s.net = append(s.net, f)
@@ -703,6 +735,7 @@ func (s *sim) runtime(sn *simNode) error {
 	if sn.paused(s.now) {
 		return nil
 	}
+	s.checkRemoved(sn)
 	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
 		voted, err := s.takeReady(sn)
 		if err != nil {
@@ -747,9 +780,20 @@ func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 	s.tracef("ready %d seq=%d role=%v term=%d lead=%d hs=%+v ents=%d committed=%d msgs=%d after=%d",
 		sn.id, rd.Seq, rd.SoftState.Role, rd.SoftState.Term, rd.SoftState.Leader, rd.HardState, len(rd.Entries), len(rd.CommittedEntries), len(rd.Messages), len(rd.MessagesAfterPersist))
 	if len(rd.Entries) > 0 {
-		if err := s.extend(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
+		if err := s.extendView(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
 			return false, err
 		}
+		if err := s.checkOneInFlight(sn); err != nil {
+			return false, err
+		}
+	}
+	// Append-time (thesis §4.1): the configuration in force is the latest
+	// in the log just handed out, and Ready.ConfState reports each change.
+	if rd.ConfState != nil {
+		sn.reportedConf = *rd.ConfState
+	}
+	if cs := sn.view.confOf(); voterDiff(cs, sn.reportedConf) != 0 || !slices.Equal(cs.Learners, sn.reportedConf.Learners) {
+		return false, fmt.Errorf("%w: node %d reports configuration %v, its log gives %v", ErrViolation, sn.id, sn.reportedConf, cs)
 	}
 	s.sendAll(rd.Messages)
 	if rd.HeartbeatRound != 0 {
@@ -794,6 +838,9 @@ func (s *sim) persistOldest(sn *simNode) error {
 		before := s.committedPrefix(&sn.dur)
 		sn.durLog = append(sn.durLog[:first-1], p.ents...)
 		if err := s.extend(&sn.dur, p.ents, fmt.Sprintf("node %d durable log", sn.id)); err != nil {
+			return err
+		}
+		if err := extendConfs(&sn.dur, p.ents, fmt.Sprintf("node %d durable log", sn.id)); err != nil {
 			return err
 		}
 		// No committed entry is ever lost: what a node durably held of the
@@ -897,6 +944,14 @@ func (s *sim) extend(v *logView, ents []raftmsg.Entry, what string) error {
 	return nil
 }
 
+// extendView is extend plus the view's conf-change entries.
+func (s *sim) extendView(v *logView, ents []raftmsg.Entry, what string) error {
+	if err := s.extend(v, ents, what); err != nil {
+		return err
+	}
+	return extendConfs(v, ents, what)
+}
+
 // apply checks State Machine Safety (paper Figure 3): every node applies a
 // prefix of one global sequence; and that an entry is durable on a quorum
 // when it is first applied anywhere.
@@ -913,7 +968,7 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 		// the leader's commit reached this node before the leader's next
 		// step was checked).
 		// The committing leader's term is at most this node's.
-		if err := s.commitUpTo(sn, e.Index, sn.node.SoftState().Term); err != nil {
+		if err := s.commitUpTo(sn, e.Index, sn.node.SoftState().Term, sn.node.ConfState()); err != nil {
 			return err
 		}
 	}
@@ -928,6 +983,9 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 	if s.liveIndex != 0 {
 		all := true
 		for _, o := range s.nodes {
+			if o.retired || !s.member(o) {
+				continue // removed: nothing to apply
+			}
 			if o.node == nil || o.lastApplied < s.liveIndex {
 				all = false
 			}
@@ -941,20 +999,16 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 // index, checking that each newly committed entry is durable on a quorum
 // (persist before acknowledging, thesis §10.2.1) and present in the log of
 // every leader of a later term (Leader Completeness, paper §5.4).
-func (s *sim) commitUpTo(sn *simNode, index, commitTerm uint64) error {
+func (s *sim) commitUpTo(sn *simNode, index, commitTerm uint64, conf raftmsg.ConfState) error {
 	if index > sn.view.len() {
 		return fmt.Errorf("%w: node %d commits %d beyond its handed-out log %d", ErrViolation, sn.id, index, sn.view.len())
 	}
 	for i := uint64(len(s.global)) + 1; i <= index; i++ {
 		h, term := sn.view.prefix[i-1], sn.view.terms[i-1]
-		durable := 0
-		for _, o := range s.nodes {
-			if o.dur.len() >= i && o.dur.prefix[i-1] == h {
-				durable++
-			}
-		}
-		if durable < quorum.Majority(len(s.nodes)) {
-			return fmt.Errorf("%w: entry %d (term %d) committed by %d while durable on only %d of %d nodes", ErrViolation, i, term, sn.id, durable, len(s.nodes))
+		// Durable on a majority of the voters the committer runs with
+		// (a learner or a removed leader never counts, thesis §4.2).
+		if durable := s.durableOnMajority(conf, i, h); durable < quorum.Majority(len(conf.Voters)) {
+			return fmt.Errorf("%w: entry %d (term %d) committed by %d while durable on only %d of its voters %v", ErrViolation, i, term, sn.id, durable, conf.Voters)
 		}
 		for _, o := range s.nodes {
 			if o.node != nil {
@@ -968,6 +1022,14 @@ func (s *sim) commitUpTo(sn *simNode, index, commitTerm uint64) error {
 		s.global = append(s.global, h)
 		s.globalTerm = append(s.globalTerm, term)
 		s.commitTerm = append(s.commitTerm, commitTerm)
+		if err := s.noteCommittedConf(&sn.view, i); err != nil {
+			return err
+		}
+	}
+	// No two disjoint quorums: the committer runs a configuration within
+	// one voter of the committed one.
+	if d := voterDiff(conf, s.committedConf); d > 1 {
+		return fmt.Errorf("%w: one server at a time: %d commits %d with voters %v, %d voters away from the committed %v", ErrViolation, sn.id, index, conf.Voters, d, s.committedConf.Voters)
 	}
 	return nil
 }
@@ -1006,19 +1068,13 @@ func (s *sim) checkCommittedSafe() error {
 	}
 	term := s.globalTerm[c-1]
 	for _, x := range s.nodes {
-		if s.hasEntry(x, c, term) {
+		if x.retired || s.hasEntry(x, c, term) {
 			continue
 		}
-		xi, xt := s.lastOf(x)
-		voters := 0
-		for _, v := range s.nodes {
-			vi, vt := s.lastOf(v)
-			if xt > vt || xt == vt && xi >= vi {
-				voters++
-			}
-		}
-		if voters >= quorum.Majority(len(s.nodes)) {
-			return fmt.Errorf("%w: leader completeness: node %d (last %d/%d) lacks committed entry %d of term %d yet could be elected by %d of %d nodes", ErrViolation, x.id, xi, xt, c, term, voters, len(s.nodes))
+		// Per configuration: x asks the voters of its own configuration.
+		if ok, voters, cs := s.canBeElected(x); ok {
+			xi, xt := s.lastOf(x)
+			return fmt.Errorf("%w: leader completeness: node %d (last %d/%d) lacks committed entry %d of term %d yet could be elected by %d of its voters %v", ErrViolation, x.id, xi, xt, c, term, voters, cs.Voters)
 		}
 	}
 	return nil
@@ -1037,9 +1093,13 @@ func (s *sim) afterStep(sn *simNode) error {
 		return fmt.Errorf("%w: %v", ErrViolation, err)
 	}
 	ss := sn.node.SoftState()
+	if err := s.checkCampaigner(sn, ss); err != nil {
+		return err
+	}
 	if ss.Role != consensus.RoleLeader {
 		return nil
 	}
+	s.maxLeaderTerm = max(s.maxLeaderTerm, ss.Term)
 	// Election Safety (Figure 3): at most one leader per term.
 	if l, ok := s.leaders[ss.Term]; !ok {
 		s.leaders[ss.Term] = sn.id
@@ -1049,7 +1109,7 @@ func (s *sim) afterStep(sn *simNode) error {
 		return fmt.Errorf("%w: election safety: %d and %d both lead term %d", ErrViolation, l, sn.id, ss.Term)
 	}
 	if c := sn.node.HardState().Commit; c > uint64(len(s.global)) {
-		if err := s.commitUpTo(sn, c, ss.Term); err != nil {
+		if err := s.commitUpTo(sn, c, ss.Term, sn.node.ConfState()); err != nil {
 			return err
 		}
 	} else if c > 0 && (c > sn.view.len() || sn.view.prefix[c-1] != s.global[c-1]) {
@@ -1096,6 +1156,9 @@ func (s *sim) checkNoLiveLease(leader *simNode, term uint64) error {
 }
 
 func (s *sim) finalChecks() error {
+	if err := s.checkNotRemoved(); err != nil {
+		return err
+	}
 	for _, sn := range s.nodes {
 		if sn.node != nil {
 			if err := sn.node.CheckInvariants(true); err != nil {

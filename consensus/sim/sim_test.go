@@ -91,7 +91,8 @@ func TestSimulation(t *testing.T) {
 	}
 	// Coverage that must be there, or the simulator tests nothing.
 	if len(failures) == 0 && nSeeds >= 100 {
-		if total.Crashes == 0 || total.MsgsDropped == 0 || total.Partitions == 0 || total.Truncations == 0 || total.MaxPipelined < 2 || total.EntriesApplied == 0 || total.ReadsServed == 0 || total.Transfers == 0 || total.Pauses == 0 || total.LeaseServed == 0 {
+		if total.Crashes == 0 || total.MsgsDropped == 0 || total.Partitions == 0 || total.Truncations == 0 || total.MaxPipelined < 2 || total.EntriesApplied == 0 || total.ReadsServed == 0 || total.Transfers == 0 || total.Pauses == 0 || total.LeaseServed == 0 ||
+			total.ConfApplied == 0 || total.ConfRefused == 0 || total.LeaderRemovals == 0 || total.RemovedSeen == 0 {
 			t.Errorf("coverage too thin: %v", total)
 		}
 	}

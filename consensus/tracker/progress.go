@@ -14,6 +14,11 @@ const (
 	// optimistically, advancing Next as it sends, within the inflight
 	// window.
 	StateReplicate
+	// StateSnapshot: the entries the follower needs are compacted away; a
+	// snapshot is on its way and no append is sent until the runtime
+	// reports the transfer's outcome or the follower acknowledges it
+	// (snapshot.go).
+	StateSnapshot
 )
 
 func (s State) String() string {
@@ -22,6 +27,8 @@ func (s State) String() string {
 		return "probe"
 	case StateReplicate:
 		return "replicate"
+	case StateSnapshot:
+		return "snapshot"
 	}
 	return "State(?)"
 }
@@ -44,6 +51,8 @@ type Progress struct {
 	// follower in the current term (check-quorum, thesis §6.2).
 	LastHeardTick uint64
 	Inflights     *Inflights
+	// PendingSnapshot: in StateSnapshot, the index of the snapshot sent.
+	PendingSnapshot uint64
 }
 
 // NewProgress makes a follower's progress with its own inflight window.
@@ -63,6 +72,7 @@ func (p *Progress) Reset(next uint64) {
 // Match); the caller moves Next afterwards when it knows better.
 func (p *Progress) BecomeProbe() {
 	p.State = StateProbe
+	p.PendingSnapshot = 0
 	p.ProbeSent = false
 	p.Inflights.Reset()
 	if p.Next <= p.Match {
@@ -73,6 +83,7 @@ func (p *Progress) BecomeProbe() {
 // BecomeReplicate starts streaming right after Match.
 func (p *Progress) BecomeReplicate() {
 	p.State = StateReplicate
+	p.PendingSnapshot = 0
 	p.ProbeSent = false
 	p.Next = p.Match + 1
 	p.Inflights.Reset()
@@ -122,6 +133,10 @@ func (p *Progress) IsPaused() bool {
 // returns to probing. Paper §5.3: "After a rejection, the leader decrements
 // nextIndex and retries"; hintNext lets it skip a whole conflicting term.
 func (p *Progress) MaybeBackOff(rejected, hintNext uint64) bool {
+	if p.State == StateSnapshot {
+		// Answers an append sent before the snapshot: the snapshot decides.
+		return false
+	}
 	if p.State == StateReplicate {
 		if rejected <= p.Match {
 			return false
