@@ -74,7 +74,8 @@ type membership struct {
 	removeAt     map[raftmsg.NodeID]uint64       // tick at which to drop a peer
 	ticks        uint64
 	lastAnnounce uint64
-	lastPromote  uint64
+	lastProgress uint64
+	metrics      *membershipMetrics // nil: no metrics
 }
 
 func (m *membership) init(table *memberTable, recovered []raftmsg.Entry) {
@@ -200,9 +201,15 @@ func (n *Node) tickMembership() {
 	if m.ticks-m.lastAnnounce >= every {
 		n.maybeAnnounce()
 	}
-	if n.soft.Role == consensus.RoleLeader && m.ticks-m.lastPromote >= every/4+1 {
-		m.lastPromote = m.ticks
-		n.maybePromote()
+	if m.ticks-m.lastProgress >= every/4+1 {
+		// Status allocates: a few times per election timeout is enough
+		// for promotion and the per-peer metrics.
+		m.lastProgress = m.ticks
+		st := n.raft.Status()
+		m.metrics.updatePeers(st, n.cfg.ID, m.table.Load())
+		if n.soft.Role == consensus.RoleLeader {
+			n.maybePromote(st)
+		}
 	}
 }
 
@@ -235,7 +242,7 @@ func (n *Node) maybeAnnounce() {
 // maybePromote proposes the promotion of one auto-promote learner whose
 // log has caught up (thesis §4.2.1: a new server votes only once it
 // holds the log, so it never stalls commits).
-func (n *Node) maybePromote() {
+func (n *Node) maybePromote(st consensus.Status) {
 	tab := n.mem.table.Load()
 	var candidates []MemberRecord
 	for _, r := range tab.members {
@@ -246,7 +253,6 @@ func (n *Node) maybePromote() {
 	if len(candidates) == 0 {
 		return
 	}
-	st := n.raft.Status()
 	for _, p := range st.Peers {
 		i := slices.IndexFunc(candidates, func(r MemberRecord) bool { return r.ID == p.ID })
 		// Caught up: it holds its own addition (in the applied table) and
@@ -291,6 +297,7 @@ func (n *Node) applyMembershipEntry(e *raftmsg.Entry) bool {
 		if e.Origin == n.cfg.ID && e.RequestID != 0 {
 			n.completeConfChange(e.RequestID)
 		}
+		n.mem.metrics.countChange(cc.Type)
 		if cc.Type == raftmsg.ConfChangeRemove && cc.NodeID == n.cfg.ID {
 			defer n.markRemoved(fmt.Sprintf("conf change at index %d", e.Index))
 		}
@@ -389,11 +396,26 @@ func (n *Node) proposeConfChange(ctx context.Context, cc raftmsg.ConfChange) err
 		n.mem.mu.Unlock()
 	}
 	var err error
-	if !n.inLoop(deadline, func() { err = n.raft.ProposeConfChange(cc, id) }) {
+	for {
+		if !n.inLoop(deadline, func() { err = n.raft.ProposeConfChange(cc, id) }) {
+			forget()
+			// Not taken, or taken and not answered in time: in the second
+			// case the change may be in the log.
+			return &ops.ClusterError{Status: fasthttp.StatusGatewayTimeout, Code: "timeout", Message: "the membership change was not proposed in time; it may have been"}
+		}
+		// A new leader commits its no-op within a round trip (thesis
+		// §4.1: no change before that): wait for it rather than refuse.
+		if !errors.Is(err, consensus.ErrNotReady) || time.Until(deadline) < n.cfg.TickInterval {
+			break
+		}
+		select {
+		case <-time.After(n.cfg.TickInterval):
+			continue
+		case <-ctx.Done():
+		case <-n.stop:
+		}
 		forget()
-		// Not taken, or taken and not answered in time: in the second
-		// case the change may be in the log.
-		return &ops.ClusterError{Status: fasthttp.StatusGatewayTimeout, Code: "timeout", Message: "the membership change was not proposed in time; it may have been"}
+		return unavailableErr("gave up waiting for the new leader's first commit; nothing was proposed")
 	}
 	if err != nil {
 		forget()

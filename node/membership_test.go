@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -436,5 +438,49 @@ func TestMembersPersistedAndRemovedFlag(t *testing.T) {
 	defer mu.Unlock()
 	if removedCalls != 1 {
 		t.Fatalf("OnRemoved called %d times", removedCalls)
+	}
+}
+
+// TestMembershipMetrics: the member table by role, applied changes by
+// kind, and the leader's per-peer replication series for a new member,
+// dropped when it leaves.
+func TestMembershipMetrics(t *testing.T) {
+	m := ops.NewMetrics()
+	n, err := New(Config{
+		ID: 1, Name: "n1", Members: map[raftmsg.NodeID]string{1: "n1"},
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 10, RequestTimeout: 3 * time.Second,
+		BootEpoch: 1, Store: NewMemStore(), Metrics: m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start(NewMemNetwork().Join(1, n))
+	defer n.Close()
+	waitFor(t, "single member leads", n.IsLeader)
+	expose := func() string {
+		var b bytes.Buffer
+		m.WritePrometheus(&b)
+		return b.String()
+	}
+	if _, err := n.MembershipBackend(7, nil).AddMember(ctx, ops.AddMemberRequest{Name: "n2", Peer: "p2", ID: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`edgekv_cluster_members{role="voter"} 1`,
+		`edgekv_cluster_members{role="learner"} 1`,
+		`edgekv_membership_changes_total{change="add-learner"} 1`,
+		"# TYPE edgekv_cluster_members gauge",
+	} {
+		if got := expose(); !strings.Contains(got, want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, got)
+		}
+	}
+	waitFor(t, "the leader exports n2's lag", func() bool { return strings.Contains(expose(), `edgekv_replication_lag_entries{peer="n2"}`) })
+	if _, err := n.MembershipBackend(7, nil).RemoveMember(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n2's series dropped", func() bool { return !strings.Contains(expose(), `peer="n2"`) })
+	if got := expose(); !strings.Contains(got, `edgekv_membership_changes_total{change="remove"} 1`) || !strings.Contains(got, `edgekv_cluster_members{role="learner"} 0`) {
+		t.Fatalf("after removal:\n%s", got)
 	}
 }

@@ -326,6 +326,7 @@ func New(cfg Config) (*Node, error) {
 	// answer to a read of the previous boot must not serve a new one.
 	n.readSeq.Store(uint64(idEpoch(allIDs, cfg.ID, cfg.BootEpoch)) << 46)
 	n.mem.init(table, cfg.Recovered.Entries)
+	n.mem.metrics = newMembershipMetrics(cfg.Metrics, n.mem.table.Load)
 	return n, nil
 }
 
