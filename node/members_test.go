@@ -179,3 +179,28 @@ func FuzzMemberRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJoinAnswer: a join answer from the network never panics the
+// joining node, and one it accepts lists it under its name and id.
+func FuzzJoinAnswer(f *testing.F) {
+	f.Add([]byte(`{"member":{"name":"n4","id":"04","peer":"p","client":"c","voter":false},"members":[{"name":"n1","id":"01","peer":"p1","client":"c1","voter":true},{"name":"n4","id":"04","peer":"p","client":"c","voter":false}]}`))
+	f.Add([]byte(`{"members":[{"name":"n4","id":"zz"}]}`))
+	f.Add([]byte(`{"members":[{"name":"n4","id":"04","voter":false}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		members, err := joinedMembers(b, 4, "n4")
+		if err != nil {
+			if !errors.Is(err, ErrJoin) {
+				t.Fatalf("unwrapped error %v", err)
+			}
+			return
+		}
+		tab := newMemberTable(members, 0)
+		if err := tab.check(); err != nil {
+			t.Fatalf("accepted a bad table: %v", err)
+		}
+		if me, ok := tab.byID(4); !ok || me.Name != "n4" {
+			t.Fatalf("accepted a table without this node: %+v", members)
+		}
+	})
+}
