@@ -99,8 +99,9 @@
 //
 // # Not yet
 //
-// At shutdown, writes already proposed are answered when applied or at
-// their timeout (504).
+// The runtime takes no snapshots yet: the log is kept whole and replayed
+// into the state machine at every start. At shutdown, writes already
+// proposed are answered when applied or at their timeout (504).
 //
 // Request ids (batch.Registry: slot, generation, epoch) carry the member's
 // index and its boot counter in the epoch; BootEpoch must differ between
