@@ -101,12 +101,15 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// Request ids are unique across the members by construction, so that an
-// entry is never taken for another member's request even when a transport
-// does not carry Entry.Origin: the registry's 16-bit epoch field holds the
-// member's position among the sorted voters (memberIndexBits, at most
+// Request ids differ across the members of a bootstrapped cluster by
+// construction, so that an entry is never taken for another member's
+// request even when a transport does not carry Entry.Origin: the
+// registry's 16-bit epoch field holds the member's position among the
+// sorted members it started with (memberIndexBits, at most
 // consensus.MaxVoters = 64 members) above the boot counter (bootEpochBits:
-// 1024 boots before an id of an old boot could recur).
+// 1024 boots before an id of an old boot could recur). Members that joined
+// later may share a position with another member; what keeps their
+// waiters apart is Entry.Origin, which the wire codec and the WAL carry.
 const (
 	memberIndexBits = 6
 	bootEpochBits   = 16 - memberIndexBits
