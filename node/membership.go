@@ -294,10 +294,11 @@ func (n *Node) applyMembershipEntry(e *raftmsg.Entry) bool {
 		if err != nil {
 			n.log.Error("node: conf change with a damaged member record", "index", e.Index, "err", err)
 		}
-		if e.Origin == n.cfg.ID && e.RequestID != 0 {
-			n.completeConfChange(e.RequestID)
-		}
 		n.mem.metrics.countChange(cc.Type)
+		if e.Origin == n.cfg.ID && e.RequestID != 0 {
+			// After the table is stored: the client is answered with it.
+			defer n.completeConfChange(e.RequestID)
+		}
 		if cc.Type == raftmsg.ConfChangeRemove && cc.NodeID == n.cfg.ID {
 			defer n.markRemoved(fmt.Sprintf("conf change at index %d", e.Index))
 		}

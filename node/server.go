@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -354,7 +353,7 @@ func (s *Server) shutdown() error {
 // leader it hears as reachable, and no match index).
 func (s *Server) fillClusterStatus(cs *ops.ClusterStatus) {
 	n := s.node
-	st, ok := n.Status(time.Second)
+	st, _ := n.Status(time.Second)
 	cs.Name = s.name
 	cs.Leader = n.memberName(n.Leader())
 	cs.Term, cs.CommitIndex = st.Term, st.Commit
@@ -364,10 +363,9 @@ func (s *Server) fillClusterStatus(cs *ops.ClusterStatus) {
 		peers[p.ID] = p
 	}
 	for _, m := range n.Members() {
+		// Voter as applied: a promotion appended but not yet applied here
+		// shows once it is done (the runbooks wait for that).
 		ms := ops.MemberStatus{Name: m.Name, Peer: m.Peer, Client: m.Client, Voter: !m.Learner}
-		if ok {
-			ms.Voter = slices.Contains(st.Conf.Voters, m.ID)
-		}
 		if m.ID == n.ID() {
 			ms.Client = s.advertiseClient
 			ms.Reachable = true
