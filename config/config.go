@@ -10,8 +10,12 @@
 // line instead of starting a half-working node.
 //
 // Flags join this package together with the feature that uses them (the
-// batching, membership, tracing and --snapshot-entries flags come with
-// those features), so that --help never documents a knob that does nothing.
+// batching, membership and tracing flags come with those features), so
+// that --help never documents a knob that does nothing.
+//
+// A few flags are command-line only (commandLineOnly): one-shot switches
+// such as --force-new-cluster must never be left on by an environment
+// file that every restart reads again.
 package config
 
 import (
@@ -68,6 +72,13 @@ type Config struct {
 
 	Compression  string
 	SnapshotKeep int
+	// SnapshotEntries is how many applied log entries pass between two
+	// snapshots (each one lets the log before it be dropped).
+	SnapshotEntries uint64
+
+	// ForceNewCluster starts a new single-voter cluster from this data dir
+	// (disaster recovery after losing a quorum for good); command line only.
+	ForceNewCluster bool
 
 	// Batching and backpressure (batch package doc).
 	MaxBatchBytes    int64
@@ -97,6 +108,18 @@ const maxKeyBytes = 4096
 // record of the peer protocol (wire.DefaultMaxRecordBytes, 64 MiB) with room
 // for its key and encoding, or it could never be replicated.
 const MaxRequestBytesLimit = 48 << 20
+
+// Bounds of --snapshot-entries: below MinSnapshotEntries a busy node would
+// spend its disk bandwidth rewriting the whole store; above
+// MaxSnapshotEntries the log kept between snapshots (and replayed at a
+// restart) is unreasonably long.
+const (
+	MinSnapshotEntries = 10
+	MaxSnapshotEntries = 1 << 30
+)
+
+// commandLineOnly lists the flags that no environment variable sets.
+var commandLineOnly = map[string]bool{"force-new-cluster": true}
 
 // electionToHeartbeatMin: an election timeout shorter than this many
 // heartbeats makes a single delayed heartbeat start an election (the same
@@ -160,7 +183,12 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	fs.Var(&maxInflight, "max-inflight-bytes", "per-follower replication window (`size`); one larger entry always passes")
 
 	fs.StringVar(&cfg.Compression, "compression", "auto", "replication and snapshot compression: none, snappy, zstd, auto")
+	fs.Uint64Var(&cfg.SnapshotEntries, "snapshot-entries", 100000, "applied log entries between snapshots; the log before a snapshot is dropped")
 	fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 2, "snapshot files kept on disk")
+	fs.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false,
+		"DISASTER RECOVERY ONLY, when a quorum is lost for good: start a new cluster whose only voter is this node, "+
+			"keeping everything in this data dir's log (committed entries and any later ones it holds, which become committed); "+
+			"the other members are forgotten and must rejoin with wiped data dirs. Remove the flag after the first start")
 
 	fs.DurationVar(&cfg.IdempotencyTTL, "idempotency-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
 	fs.IntVar(&cfg.IdempotencyMaxKeys, "idempotency-max-keys", 1000000, "bound on remembered idempotency keys; the oldest are forgotten first")
@@ -220,7 +248,11 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 		case typeName == "string":
 			def = "default " + strconv.Quote(f.DefValue) + ", "
 		}
-		fmt.Fprintf(w, "  --%s %s\n        %s\n        %senv %s\n", f.Name, typeName, help, def, envName(f.Name))
+		env := "env " + envName(f.Name)
+		if commandLineOnly[f.Name] {
+			env = "command line only"
+		}
+		fmt.Fprintf(w, "  --%s %s\n        %s\n        %s%s\n", f.Name, typeName, help, def, env)
 	})
 }
 
@@ -235,7 +267,11 @@ func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
 	setOnCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { setOnCommandLine[f.Name] = true })
 	byEnv := map[string]*flag.Flag{}
-	fs.VisitAll(func(f *flag.Flag) { byEnv[envName(f.Name)] = f })
+	fs.VisitAll(func(f *flag.Flag) {
+		if !commandLineOnly[f.Name] {
+			byEnv[envName(f.Name)] = f
+		}
+	})
 
 	var warnings []string
 	for _, kv := range environ {
@@ -244,6 +280,10 @@ func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
 			continue
 		}
 		f, known := byEnv[key]
+		if !known && commandLineOnly[strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(key, EnvPrefix), "_", "-"))] {
+			warnings = append(warnings, fmt.Sprintf("ignoring environment variable %s: that flag is command line only", key))
+			continue
+		}
 		if !known {
 			warnings = append(warnings, fmt.Sprintf("ignoring unknown environment variable %s", key))
 			continue
@@ -377,6 +417,8 @@ func (c *Config) validate() error {
 		"--max-inflight-bytes %d: want 1 to %d", c.MaxInflightBytes, MaxInflightBytesLimit)
 	check(contains(compressions, c.Compression), "--compression %q: want one of %s", c.Compression, strings.Join(compressions, ", "))
 	check(c.SnapshotKeep >= 1, "--snapshot-keep %d: at least 1", c.SnapshotKeep)
+	check(c.SnapshotEntries >= MinSnapshotEntries && c.SnapshotEntries <= MaxSnapshotEntries,
+		"--snapshot-entries %d: want %d to %d", c.SnapshotEntries, MinSnapshotEntries, MaxSnapshotEntries)
 	check(c.IdempotencyTTL > 0, "--idempotency-ttl must be positive")
 	check(c.IdempotencyMaxKeys > 0, "--idempotency-max-keys must be positive")
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)

@@ -50,6 +50,12 @@ func (r *fuzzReader) message(to raftmsg.NodeID, term, last uint64) raftmsg.Messa
 		if n := int(r.byte() % 8); n > 0 {
 			e.Data = make([]byte, n)
 		}
+		if e.Type == raftmsg.EntryConfChange && r.byte()%4 != 0 {
+			// Mostly well-formed: add, promote or remove a member, a
+			// stranger or this node itself (ids 1-5).
+			e.Data = raftmsg.AppendConfChange(nil, raftmsg.ConfChange{
+				Type: raftmsg.ConfChangeType(1 + r.byte()%3), NodeID: raftmsg.NodeID(1 + r.byte()%5)})
+		}
 		m.Entries = append(m.Entries, e)
 	}
 	return m
@@ -65,6 +71,20 @@ func FuzzStep(f *testing.F) {
 	f.Add([]byte{2, byte(raftmsg.MsgVote), 3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{1, byte(raftmsg.MsgProp), 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 7, 1, 0, 0, 8, 1})
 	f.Add([]byte{3, byte(raftmsg.MsgPreVoteResp), 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(raftmsg.MsgVoteResp), 3, 1})
+	// Appends carrying conf changes: remove this node, promote a stranger.
+	// Layout: role; then per message type, from, term, log term, index (2),
+	// commit, reject, hint, reason, context, to, entry count, per entry
+	// (term, type, request, index, data length, conf-change flag, type,
+	// node); then tick and advance.
+	app := func(role byte, ccType, ccNode byte) []byte {
+		return []byte{role, byte(raftmsg.MsgApp), 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+			0, byte(raftmsg.EntryConfChange), 7, 1, 0, 1, ccType, ccNode, 1, 0,
+			byte(raftmsg.MsgHeartbeat), 1, 1, 0, 0, 0, 15, 0, 0, 0, 0, 1, 0, 1, 0}
+	}
+	f.Add(app(0, 2, 1)) // follower 2 appends its own removal, then learns it committed
+	f.Add(app(4, 1, 3)) // learner 4 appends its own promotion
+	f.Add(app(0, 0, 4)) // follower 2 learns of a new learner 5
+	f.Add([]byte{5, byte(raftmsg.MsgHeartbeatResp), 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0})
 	f.Fuzz(fuzzStepOnce)
 }
 
@@ -81,7 +101,7 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 			c.settle()
 		}
 		var n *Node
-		switch r.byte() % 4 {
+		switch r.byte() % 6 {
 		case 0:
 			n = c.nodes[2] // follower
 		case 1:
@@ -92,6 +112,19 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 			for n.SoftState().Role == RoleFollower {
 				n.Tick()
 			}
+		case 4:
+			// A learner (node 4, just added).
+			c.addNode(4)
+			c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+			n = c.nodes[4]
+		case 5:
+			// The leader, with a learner and its own removal pending.
+			c.addNode(4)
+			c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+			n = c.nodes[1]
+			if err := n.ProposeConfChange(raftmsg.ConfChange{Type: raftmsg.ConfChangeRemove, NodeID: 1}, 9); err != nil {
+				t.Fatal(err)
+			}
 		default:
 			n = c.nodes[3]
 			for n.SoftState().Role != RoleCandidate {
@@ -101,6 +134,7 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 				}
 			}
 		}
+		wasRemoved := n.SoftState().Removed
 		for steps := 0; r.more() && steps < 64; steps++ {
 			before := n.HardState()
 			m := r.message(n.ID(), before.Term, n.LastIndex())
@@ -115,6 +149,10 @@ func fuzzStepOnce(t *testing.T, data []byte) {
 			if err := n.CheckInvariants(true); err != nil {
 				t.Fatalf("after %+v: %v", m, err)
 			}
+			if removed := n.SoftState().Removed; wasRemoved && !removed {
+				t.Fatalf("Removed went back to false after %+v", m)
+			}
+			wasRemoved = n.SoftState().Removed
 			if n.HasReady() {
 				rd := n.Ready()
 				if r.byte()%2 == 0 {

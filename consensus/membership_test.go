@@ -537,3 +537,127 @@ func TestUncommittedSelfRemovalStillCampaigns(t *testing.T) {
 		t.Fatalf("node 2 alone did not commit: %v", got)
 	}
 }
+
+// Thesis §4.2.3: "removed servers (those not in C_new) can disrupt the
+// cluster": one that never learns its removal committed times out and
+// asks for votes, here with a log as up to date as anyone's. Leader
+// stickiness keeps the cluster's term and leader: servers that hear from
+// their leader ignore it. The leader stops tracking it after an election
+// timeout of silence.
+func TestRemovedServerCannotDisrupt(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	if err := c.nodes[1].ProposeConfChange(confChange(raftmsg.ConfChangeRemove, 3), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Node 3 gets the entry, but never hears that it committed.
+	for _, m := range c.collect() {
+		if err := c.nodes[m.To].Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.cut = func(m raftmsg.Message) bool {
+		return m.From == 1 && m.To == 3 && (m.Type == raftmsg.MsgApp || m.Type == raftmsg.MsgHeartbeat)
+	}
+	c.settle()
+	wantConf(t, c.nodes[1], ids(1, 2), nil)
+	wantConf(t, c.nodes[3], ids(1, 2), nil)
+	if c.nodes[3].SoftState().Removed || c.nodes[1].HardState().Commit != c.nodes[3].LastIndex() {
+		t.Fatalf("node 3 %+v, leader commit %d, node 3 last %d", c.nodes[3].SoftState(), c.nodes[1].HardState().Commit, c.nodes[3].LastIndex())
+	}
+	term := c.nodes[1].SoftState().Term
+	var asked bool
+	for i := 0; i < 5*c.nodes[3].cfg.ElectionTicks; i++ {
+		c.tick(3, 1)
+		c.tick(1, 1)
+		for _, m := range c.collect() {
+			asked = asked || m.From == 3 && m.Type == raftmsg.MsgPreVote
+			if !c.cut(m) {
+				if err := c.nodes[m.To].Step(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		c.settle()
+	}
+	if !asked {
+		t.Fatalf("the removed server never asked for votes: nothing was tested")
+	}
+	if ss := c.nodes[1].SoftState(); ss.Role != RoleLeader || ss.Term != term {
+		t.Fatalf("the removed server disrupted the leader: %+v (term was %d)", ss, term)
+	}
+	if ss := c.nodes[2].SoftState(); ss.Leader != 1 || ss.Term != term {
+		t.Fatalf("the removed server disrupted follower 2: %+v", ss)
+	}
+	if i := c.nodes[1].pos(3); i >= 0 {
+		t.Fatalf("leader still tracks the silent removed node")
+	}
+	if err := c.nodes[1].CheckInvariants(true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A member whose removal reaches it only inside a snapshot (the entry was
+// compacted away) still learns it was removed; a joiner given a snapshot
+// taken before its addition does not think so.
+func TestRemovedThroughSnapshot(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.cut = func(m raftmsg.Message) bool { return m.To == 3 || m.From == 3 }
+	c.mustChange(1, raftmsg.ConfChangeRemove, 3)
+	leader := c.nodes[1]
+	meta, err := leader.SnapshotMeta(leader.Status().Applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(meta.Conf.Voters, ids(1, 2)) {
+		t.Fatalf("snapshot conf %+v", meta.Conf)
+	}
+	f := c.nodes[3]
+	if err := f.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 3, Term: leader.SoftState().Term, Snapshot: meta}); err != nil {
+		t.Fatal(err)
+	}
+	if ss := f.SoftState(); !ss.Removed {
+		t.Fatalf("node 3 after a snapshot without it: %+v", ss)
+	}
+	// A joiner (not a member of its starting configuration) is not
+	// "removed" by a snapshot that predates its addition.
+	j := mustNew(t, testConfig(9, 1, 2))
+	if err := j.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 9, Term: leader.SoftState().Term, Snapshot: meta}); err != nil {
+		t.Fatal(err)
+	}
+	if ss := j.SoftState(); ss.Removed {
+		t.Fatalf("joiner after an older snapshot: %+v", ss)
+	}
+	wantConf(t, j, ids(1, 2), nil)
+}
+
+// A probe is never lost for good (paper §5.3: the leader retries until the
+// follower's log matches). A learner added to an idle leader starts with
+// Next one past the leader's last entry, so its first probe is an empty
+// append; if that append is lost, the learner's next heartbeat answer must
+// make the leader probe again, with no new proposal needed.
+func TestLostFirstProbeToLearnerIsResent(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.addNode(4)
+	dropped := 0
+	c.cut = func(m raftmsg.Message) bool {
+		if m.To == 4 && m.Type == raftmsg.MsgApp && dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	}
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+	if dropped != 1 {
+		t.Fatalf("dropped %d appends to the learner, want the first one", dropped)
+	}
+	for i := 0; i < 5 && c.nodes[4].LastIndex() != c.nodes[1].LastIndex(); i++ {
+		c.tick(1, c.nodes[1].cfg.HeartbeatTicks)
+		c.settle()
+	}
+	if got, want := c.nodes[4].LastIndex(), c.nodes[1].LastIndex(); got != want {
+		t.Fatalf("learner's log ends at %d after 5 heartbeats, leader's at %d", got, want)
+	}
+}

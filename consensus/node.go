@@ -239,7 +239,10 @@ type Node struct {
 	confLog       []confRecord // conf-change entries after confBaseIndex, ascending
 	confChanged   bool         // conf differs from the last Ready's
 	removed       bool
-	leaving       []leavingPeer
+	// committedMember: this node is a member of the configuration at its
+	// commit index (so a snapshot without it means it was removed).
+	committedMember bool
+	leaving         []leavingPeer
 
 	// Snapshots (snapshot.go): snap describes the entries before the log
 	// (index, term, configuration); pendingSnapshot: an installed one is
@@ -332,6 +335,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.setConf(n.confBase)
 	n.confAfterAppend(0, n.log.ents)
+	n.committedMember = isMember(n.confBase, n.id)
 	n.noteCommit(n.confBaseIndex, n.log.committed)
 	n.confChanged = false // the runtime knows what it recovered: ConfState()
 	if !snap.IsEmpty() {

@@ -346,9 +346,12 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 		}
 		switch {
 		case pr.State == tracker.StateProbe:
-			// The follower is alive: resend the probe (it may be lost).
+			// The follower is alive: resend the probe (it may be lost),
+			// even an empty one: a member whose Next is past our last
+			// entry (a learner just added to an idle leader) would
+			// otherwise wait for the next proposal to be probed.
 			pr.ProbeSent = false
-			n.maybeSendAppend(i, false)
+			n.maybeSendAppend(i, true)
 		case !pr.AckedRecently:
 			// Pipelining, but no acknowledgement for a heartbeat period:
 			// an empty append probing Next-1 detects a lost message or a

@@ -37,11 +37,13 @@ const (
 	// ready, the node's own request histogram) a 429 costs microseconds:
 	// it never waits for the queue or a commit (its tail is the Go
 	// scheduler's: ~1400 runnable handlers per node). At the client, 4096
-	// connections queue for 2 CPUs (Little's law: 4096 / ~25k responses/s
-	// is ~160ms), so there the bound only says it never waits for
-	// --request-timeout (3s).
+	// connections queue for 2 CPUs (Little's law: 4096 / ~20k responses/s
+	// is ~200ms, and seconds on a machine shared with other jobs) for every
+	// answer alike, so there a 429 must be no slower than a success, which
+	// also waits for its commit: no absolute bound there. Inside the nodes
+	// a refusal must never wait anything like --request-timeout (3s).
 	overloadMaxServer429P50 = time.Millisecond
-	overloadMaxClient429P99 = time.Second
+	overloadMaxServer429P99 = time.Second
 	// The cluster must recover by itself within this generous deadline.
 	overloadRecoveryDeadline = 60 * time.Second
 )
@@ -105,7 +107,7 @@ func TestOverloadRefusesFastAndRecovers(t *testing.T) {
 	ok, overloaded := stats.statuses[200].Load(), stats.statuses[429].Load()
 	t.Logf("load: %d connections for %v: %d responses, %.0f/s", overloadConns, stats.elapsed.Round(time.Millisecond), total, float64(total)/stats.elapsed.Seconds())
 	t.Logf("goodput: %d writes acknowledged, %.0f/s", ok, float64(ok)/stats.elapsed.Seconds())
-	t.Logf("statuses: %s; share of 429: %.1f%%; transport errors: %d", stats.statusSummary(), 100*float64(overloaded)/float64(max(total, 1)), stats.transportErrors.Load())
+	t.Logf("statuses: %s; share of 429: %.1f%%; transport errors: %d; failed dials: %d", stats.statusSummary(), 100*float64(overloaded)/float64(max(total, 1)), stats.transportErrors.Load(), stats.dialErrors.Load())
 	if sample := stats.sample(); sample != "" {
 		t.Logf("samples of other answers: %s", sample)
 	}
@@ -142,11 +144,21 @@ func TestOverloadRefusesFastAndRecovers(t *testing.T) {
 	if n := stats.missingRetryAfter.Load(); n > 0 {
 		t.Errorf("%d responses 429/503 without Retry-After (sample: %s)", n, stats.sample())
 	}
+	// A node that stops accepting shows as many failed dials; a few are
+	// the client machine's SYN backlog, retried by the worker.
+	if n := stats.dialErrors.Load(); n > overloadConns/20 {
+		t.Errorf("%d dials failed for %d connections (sample: %s)", n, overloadConns, stats.sample())
+	}
 	if n := stats.transportErrors.Load(); n > 0 {
 		t.Errorf("%d requests got no response (sample: %s)", n, stats.sample())
 	}
-	if p := stats.lat429.quantile(0.99); p > overloadMaxClient429P99 {
-		t.Errorf("429 p99 latency at the client %v: refusals are not fast (bound %v)", p, overloadMaxClient429P99)
+	if p := server429.quantile(0.99); p > overloadMaxServer429P99 {
+		t.Errorf("429 p99 latency in the nodes %v: refusals are not fast (bound %v)", p, overloadMaxServer429P99)
+	}
+	for _, q := range []float64{0.5, 0.99} {
+		if p, s := stats.lat429.quantile(q), stats.lat200.quantile(q); p > s {
+			t.Errorf("429 latency quantile %v at the client %v is over the 200s' %v: refusals wait for something", q, p, s)
+		}
 	}
 	if p := server429.quantile(0.5); p > overloadMaxServer429P50 {
 		t.Errorf("429 median latency in the nodes %v: refusals are not fast (bound %v)", p, overloadMaxServer429P50)
@@ -281,12 +293,16 @@ type overloadStats struct {
 	statuses          [600]atomic.Uint64
 	missingRetryAfter atomic.Uint64
 	transportErrors   atomic.Uint64
-	samples           sync.Map // string -> struct{}: one message per kind of problem
-	sampleCount       atomic.Int64
-	elapsed           time.Duration // from the start to the end of the load
-	stoppedAt         time.Time     // when the workers were told to stop
-	mu                sync.Mutex
-	lat429, lat200    latencyHist
+	// dialErrors: connections the client could not open (the kernel's
+	// SYN backlog overflows when 4096 clients dial at once on a busy
+	// machine); no request was sent on them.
+	dialErrors     atomic.Uint64
+	samples        sync.Map // string -> struct{}: one message per kind of problem
+	sampleCount    atomic.Int64
+	elapsed        time.Duration // from the start to the end of the load
+	stoppedAt      time.Time     // when the workers were told to stop
+	mu             sync.Mutex
+	lat429, lat200 latencyHist
 }
 
 func (s *overloadStats) total() uint64 {
@@ -379,7 +395,7 @@ func overloadWorker(w int, addr, value string, stop <-chan struct{}, stats *over
 		if conn == nil {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
-				stats.transportErrors.Add(1)
+				stats.dialErrors.Add(1)
 				stats.note("dial: " + err.Error())
 				select {
 				case <-stop:

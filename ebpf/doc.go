@@ -13,8 +13,9 @@
 //     the id comes from the marker's argument, so hits pair by batch, not
 //     by thread), and received -> answered for the whole batch;
 //   - syscall latency of fsync, fdatasync, sync_file_range, write, pwrite64,
-//     writev, sendmsg, sendto, read, pread64, readv, recvmsg, recvfrom (raw
-//     tracepoints raw_syscalls:sys_enter/sys_exit);
+//     writev, sendmsg, sendto, read, pread64, readv, recvmsg, recvfrom
+//     (tp_btf sys_enter/sys_exit, the raw_syscalls events; the start time
+//     waits in task-local storage);
 //   - run-queue latency of the process's threads: wakeup (or preemption) to
 //     running (tp_btf sched_wakeup, sched_wakeup_new, sched_switch).
 //

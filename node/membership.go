@@ -62,7 +62,9 @@ type membership struct {
 	calls     chan func()
 	removed   atomic.Bool
 	removedCh chan struct{}
-	removeOne sync.Once
+	// tableRestored: the applier replaced the table from a snapshot.
+	tableRestored atomic.Bool
+	removeOne     sync.Once
 
 	mu      sync.Mutex
 	waiters map[uint64]chan struct{} // conf-change request id → closed when applied
@@ -157,7 +159,9 @@ func (n *Node) syncPeers(conf raftmsg.ConfState) {
 		delete(m.removeAt, id)
 		r, ok := m.addrs[id]
 		if !ok {
-			n.log.Error("node: member in the configuration without an address", "id", fmt.Sprintf("%016x", uint64(id)))
+			// Until the table of a snapshot installed with this
+			// configuration is applied (maybeResyncRestored).
+			n.log.Warn("node: member in the configuration without a known address yet", "id", fmt.Sprintf("%016x", uint64(id)))
 			continue
 		}
 		if ps != nil {
@@ -183,6 +187,7 @@ func (n *Node) syncPeers(conf raftmsg.ConfState) {
 func (n *Node) tickMembership() {
 	m := &n.mem
 	m.ticks++
+	n.maybeResyncRestored()
 	ps, _ := n.tr.(peerSetter)
 	for id, at := range m.removeAt {
 		if m.ticks >= at {
@@ -724,4 +729,43 @@ func memberTableOf(cfg Config) (*memberTable, error) {
 		return nil, fmt.Errorf("node: members: %w", err)
 	}
 	return t, nil
+}
+
+// restoreMembers replaces the member table with the one of a snapshot
+// installed at index (applier), persists it, and has the raft loop learn
+// the addresses and resync the transport's peers: the configuration the
+// snapshot brought may name members whose conf-change entries this member
+// never received.
+func (n *Node) restoreMembers(members []MemberRecord, index uint64) {
+	if len(members) == 0 {
+		return // a snapshot written without a table: keep ours
+	}
+	tab := newMemberTable(members, index)
+	if err := tab.check(); err != nil {
+		n.log.Error("node: installed snapshot's member table refused", "err", err)
+		return
+	}
+	n.mem.table.Store(tab)
+	n.persistMembers()
+	if _, ok := tab.byID(n.cfg.ID); !ok {
+		n.markRemoved(fmt.Sprintf("the snapshot installed at index %d does not list it", index))
+	}
+	n.mem.tableRestored.Store(true) // the raft loop resyncs at its next tick
+}
+
+// maybeResyncRestored merges a table restored from a snapshot into the
+// addresses and resyncs the transport's peers (raft loop).
+func (n *Node) maybeResyncRestored() {
+	if !n.mem.tableRestored.Swap(false) {
+		return
+	}
+	for _, r := range n.mem.table.Load().members {
+		n.mem.addrs[r.ID] = r
+	}
+	n.syncPeers(n.raft.ConfState())
+}
+
+// tableBlob is the snapshot membership blob of the current member table.
+func (n *Node) tableBlob() ([]byte, error) {
+	return encodeMembershipBlob(snapshotMembersOf(n.mem.table.Load().members))
 }

@@ -484,3 +484,67 @@ func TestMembershipMetrics(t *testing.T) {
 		t.Fatalf("after removal:\n%s", got)
 	}
 }
+
+// TestJoinBySnapshotRestoresTheTable: a member that joins after the log
+// was compacted gets the state and the member table from the leader's
+// snapshot (membership blob), including members added before it that its
+// join answer did not list, and is promoted.
+func TestJoinBySnapshotRestoresTheTable(t *testing.T) {
+	const snapshotEntries = 20
+	c := newClusterWith(t, 0, 3*time.Second, 30)
+	startTable := func(id raftmsg.NodeID, name string, table []MemberRecord) *Node {
+		if c.stores[id] == nil {
+			c.stores[id] = NewMemStore()
+		}
+		c.boots[id]++
+		n, err := New(Config{
+			ID: id, Name: name, Members: c.members, Table: table,
+			TickInterval: 10 * time.Millisecond, ElectionTicks: c.electionTicks, Ticks: c.ticks(id),
+			RequestTimeout: c.timeout, BootEpoch: c.boots[id], RandSeed: uint64(id),
+			Store: c.stores[id], Recovered: c.stores[id].Recovered(), Batch: c.batch, SnapshotEntries: snapshotEntries,
+		})
+		if err != nil {
+			t.Fatalf("New(%d): %v", id, err)
+		}
+		n.Start(c.net.Join(id, n))
+		c.nodes[id] = n
+		return n
+	}
+	for i := 1; i <= 3; i++ {
+		c.members[raftmsg.NodeID(i)] = fmt.Sprintf("n%d", i)
+	}
+	for id, name := range c.members {
+		startTable(id, name, nil)
+	}
+	lead := c.leader()
+	mb := lead.MembershipBackend(7, nil)
+	res, err := mb.AddMember(ctx, ops.AddMemberRequest{Name: "n4", Peer: "p4", Client: "c4", ID: "4", AutoPromote: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinTable := tableOf(t, res, 4, "n4")
+	if _, err := mb.AddMember(ctx, ops.AddMemberRequest{Name: "n5", Peer: "p5", Client: "c5", ID: "5"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3*snapshotEntries; i++ {
+		put(t, lead, fmt.Sprintf("k%d", i), "v")
+	}
+	waitFor(t, "the leader compacted past the additions", func() bool {
+		st, ok := lead.Status(time.Second)
+		return ok && st.SnapshotIndex > snapshotEntries
+	})
+	n4 := startTable(4, "n4", joinTable)
+	put(t, lead, "while-joining", "v")
+	waitFor(t, "n4 restored the table with n5 from the snapshot", func() bool {
+		r, ok := n4.mem.table.Load().byID(5)
+		return ok && r.Learner && r.Client == "c5"
+	})
+	waitFor(t, "n4 promoted", func() bool { return isVoter(c.leader(), 4) })
+	waitFor(t, "n4 has the data", func() bool {
+		g, err := n4.Backend().Get(ctx, httpapi.GetRequest{Key: []byte("k0"), Consistency: httpapi.Stale})
+		return err == nil && string(g.Value) == "v"
+	})
+	if got, want := membersOf(n4), membersOf(c.leader()); got != want {
+		t.Fatalf("n4's table %s, leader's %s", got, want)
+	}
+}

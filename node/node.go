@@ -92,10 +92,19 @@ type Config struct {
 	// MaxInflightBytes is the per-follower replication window
 	// (--max-inflight-bytes); zero takes the core's default.
 	MaxInflightBytes uint64
+
+	// SnapshotEntries: a snapshot is taken once this many entries were
+	// applied since the last one (--snapshot-entries); zero never takes
+	// one (the log is kept whole).
+	SnapshotEntries uint64
+	// MembershipBlob returns the membership blob a snapshot records
+	// (snapblob.go); nil records none.
+	MembershipBlob func() ([]byte, error)
 	// Metrics, when not nil, receives the runtime's metrics (and the
 	// batcher's, on its Set).
 	Metrics *ops.Metrics
-	// Store is the durable log; Recovered what it held at start.
+	// Store is the durable log; Recovered what it held at start. A Store
+	// that is also a SnapshotStore enables snapshots (snapshot.go).
 	Store     LogStore
 	Recovered Recovered
 	Logger    *slog.Logger
@@ -140,6 +149,8 @@ type persistJob struct {
 	hs    raftmsg.HardState
 	ents  []raftmsg.Entry
 	after []raftmsg.Message
+	// install, when not nil, is a snapshot to install before hs and ents.
+	install *snapInstall
 }
 
 type batchRecord struct {
@@ -174,7 +185,7 @@ type Node struct {
 
 	inbox    chan inbound
 	persistQ chan persistJob
-	applyQ   chan []raftmsg.Entry
+	applyQ   chan applyJob
 	readReqs chan readRequest
 	// statusReqs asks the raft loop for consensus.Status (capacity 1 each).
 	statusReqs chan chan consensus.Status
@@ -197,6 +208,7 @@ type Node struct {
 	diskErr  atomic.Pointer[error]
 	readSeq  atomic.Uint64
 	dropped  atomic.Uint64 // inbound batches dropped (inbox full)
+	backups  atomic.Int32  // GET /v1/snapshot streams in progress
 	stopping atomic.Bool
 
 	stop      chan struct{}
@@ -234,6 +246,9 @@ type Node struct {
 
 	// Applier only.
 	results []kv.Result
+
+	// snap is the snapshot machinery (snapshot_runtime.go).
+	snap snapState
 }
 
 // New builds a member from its recovered state. It starts nothing.
@@ -274,6 +289,7 @@ func New(cfg Config) (*Node, error) {
 	rn, err := consensus.New(consensus.Config{
 		ID: cfg.ID, Voters: voters,
 		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
+		Snapshot: cfg.Recovered.Snapshot, Applied: cfg.Recovered.Snapshot.Index,
 		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: 1, RandSeed: cfg.RandSeed,
 		MaxInflightBytes: cfg.MaxInflightBytes,
 	})
@@ -283,6 +299,9 @@ func New(cfg Config) (*Node, error) {
 	machine, err := kv.NewMachine(cfg.KV)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := restoreRecovered(machine, cfg.Recovered); err != nil {
+		return nil, err
 	}
 	clock := batch.NewMonotonicClock()
 	bcfg := cfg.Batch
@@ -312,7 +331,7 @@ func New(cfg Config) (*Node, error) {
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
 		savedHS:       cfg.Recovered.HardState,
-		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
+		applyQ:        make(chan applyJob, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
 		statusReqs:    make(chan chan consensus.Status, 16),
 		persistedNote: make(chan struct{}, 1),
@@ -322,6 +341,7 @@ func New(cfg Config) (*Node, error) {
 		pendingReads:  make(map[uint64]readRequest),
 		lease:         leaseDuration(cfg.TickInterval, cfg.ElectionTicks),
 	}
+	n.snap.init(cfg)
 	ch := make(chan struct{})
 	n.applyWait.Store(&ch)
 	n.soft = rn.SoftState()
@@ -330,6 +350,9 @@ func New(cfg Config) (*Node, error) {
 	n.readSeq.Store(uint64(idEpoch(allIDs, cfg.ID, cfg.BootEpoch)) << 46)
 	n.mem.init(table, cfg.Recovered.Entries)
 	n.mem.metrics = newMembershipMetrics(cfg.Metrics, n.mem.table.Load)
+	if n.cfg.MembershipBlob == nil {
+		n.cfg.MembershipBlob = n.tableBlob // snapshots record the member table
+	}
 	return n, nil
 }
 
@@ -337,10 +360,11 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
 	n.syncPeers(n.raft.ConfState()) // before the raft loop owns the core
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.runRaft()
 	go n.runPersist()
 	go n.runApply()
+	go n.runSnapshotter()
 }
 
 // Close stops every goroutine of the member and waits for them. Writes
@@ -353,6 +377,7 @@ func (n *Node) Close() error {
 		n.batcher.Close()
 		n.signalStop()
 		n.wg.Wait()
+		n.snap.close()
 		// The raft loop has exited: this goroutine owns the batcher now.
 		for p, ok := n.batcher.PopPending(); ok; p, ok = n.batcher.PopPending() {
 			n.reg.Complete(p.RequestID, outcome{closed: true})
@@ -497,6 +522,9 @@ func (n *Node) runRaft() {
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
+			n.maybeSnapshot()
+		case f := <-n.snap.calls:
+			f()
 		case r := <-n.readReqs:
 			n.startRead(r)
 		case reply := <-n.statusReqs:
@@ -521,6 +549,12 @@ func (n *Node) runRaft() {
 func (n *Node) step(in inbound) {
 	for i := range in.msgs {
 		m := &in.msgs[i]
+		if m.Type == raftmsg.MsgSnap {
+			// A snapshot reaches the core only with its file
+			// (ReceiveSnapshot); a bare one is a peer's bug.
+			n.log.Debug("node: MsgSnap without its file dropped", "from", uint64(m.From))
+			continue
+		}
 		if m.Type == raftmsg.MsgProp && n.soft.Role == consensus.RoleLeader {
 			// The leader's clock is the idempotency clock (kv package doc);
 			// the codec may not carry Origin, and a member only forwards
@@ -608,6 +642,10 @@ func (n *Node) handleReadys() bool {
 		}
 		// Appends and heartbeats may leave before our own fsync (§10.2.1).
 		for _, m := range rd.Messages {
+			if m.Type == raftmsg.MsgSnap {
+				n.sendSnapshot(m) // streamed beside the message
+				continue
+			}
 			n.tr.Send(m)
 		}
 		for _, rp := range rd.RejectedProposals {
@@ -622,14 +660,19 @@ func (n *Node) handleReadys() bool {
 		// Every Ready goes through the persister, even an empty one:
 		// AckPersisted is cumulative and must follow Seq order.
 		job := persistJob{seq: rd.Seq, hs: rd.HardState, ents: rd.Entries, after: rd.MessagesAfterPersist}
+		if !rd.Snapshot.IsEmpty() {
+			// Installed by the persister before this Ready's entries,
+			// restored by the applier before anything after it.
+			job.install = n.takeHeld(rd.Snapshot)
+		}
 		select {
 		case n.persistQ <- job:
 		case <-n.stop:
 			return false
 		}
-		if len(rd.CommittedEntries) > 0 {
+		if len(rd.CommittedEntries) > 0 || job.install != nil {
 			select {
-			case n.applyQ <- rd.CommittedEntries:
+			case n.applyQ <- applyJob{ents: rd.CommittedEntries, install: job.install}:
 			case <-n.stop:
 				return false
 			}
@@ -766,7 +809,9 @@ func (n *Node) runPersist() {
 		}
 		group := append(n.group[:0], job)
 	drain:
-		for len(group) < persistQueueLen {
+		// A Ready with a snapshot ends its group: the snapshot replaces
+		// the log between the Readys before it and its own entries.
+		for len(group) < persistQueueLen && group[len(group)-1].install == nil {
 			select {
 			case j := <-n.persistQ:
 				group = append(group, j)
@@ -774,7 +819,14 @@ func (n *Node) runPersist() {
 				break drain
 			}
 		}
-		hs, ents := n.mergeGroup(group)
+		saveFrom := group
+		if group[len(group)-1].install != nil {
+			if !n.installHeld(group) {
+				return
+			}
+			saveFrom = group[len(group)-1:]
+		}
+		hs, ents := n.mergeGroup(saveFrom)
 		if len(ents) > 0 || n.mustSync(hs) {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
@@ -916,11 +968,18 @@ func (n *Node) mergeGroup(group []persistJob) (raftmsg.HardState, []raftmsg.Entr
 func (n *Node) runApply() {
 	defer n.wg.Done()
 	for {
-		var ents []raftmsg.Entry
+		var job applyJob
 		select {
 		case <-n.stop:
 			return
-		case ents = <-n.applyQ:
+		case job = <-n.applyQ:
+		}
+		if job.install != nil && !n.restoreInstalled(job.install) {
+			return
+		}
+		ents := job.ents
+		if len(ents) == 0 {
+			continue
 		}
 		start := time.Now()
 		results, err := n.machine.ApplyEntries(ents, n.results[:0])

@@ -94,6 +94,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ForceNewCluster {
+		if err := forceNewClusterAtStart(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	store, rec, err := storage.Open(cfg.DataDir, storage.Options{
 		Identity:     storage.Identity{ClusterID: cfg.ClusterID(), NodeName: cfg.Name},
 		Compression:  compression,
@@ -104,17 +109,30 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	s.store = store
-	if rec.Snapshot != nil {
-		rec.Snapshot.Close()
-		return nil, fmt.Errorf("data dir %s holds a snapshot, which this version cannot restore yet", cfg.DataDir)
+	recovered, closeSnapshot := recoveredOf(rec)
+	defer closeSnapshot()
+	disk, err := NewDiskStore(store, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	self := rec.Meta.MemberID
 	state, found, err := readState(cfg, self)
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0) {
+	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0 || rec.Snapshot != nil) {
 		return nil, fmt.Errorf("data dir %s holds a log but no %s: refusing to guess the membership", cfg.DataDir, stateFileName)
+	}
+	if found && rec.Snapshot != nil && rec.Snapshot.Meta.Index > state.Applied {
+		// The snapshot is newer than the table we wrote (installed from the
+		// leader, or --force-new-cluster): its member table is the truth.
+		members, err := decodeMembershipBlob(rec.Snapshot.Membership)
+		if err != nil {
+			return nil, fmt.Errorf("data dir %s: snapshot %d: %w", cfg.DataDir, rec.Snapshot.Meta.Index, err)
+		}
+		if len(members) > 0 {
+			state.Members, state.Applied = memberRecordsOf(members), rec.Snapshot.Meta.Index
+		}
 	}
 	if state.Removed {
 		return nil, fmt.Errorf("data dir %s belongs to member %s, which was removed from the cluster: wipe the data dir and join again as a new member (--join)", cfg.DataDir, cfg.Name)
@@ -175,7 +193,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			QuotaBytes: uint64(cfg.QuotaBytes), IdempotencyTTL: cfg.IdempotencyTTL, IdempotencyMaxKeys: cfg.IdempotencyMaxKeys,
 			Limits: kv.Limits{MaxValueBytes: int(cfg.MaxValueBytes), MaxBatchOps: cfg.MaxTxnOps},
 		},
-		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
+		Store: disk, Recovered: recovered,
+		// Snapshots record the member table (membership.go: tableBlob).
+		SnapshotEntries: cfg.SnapshotEntries,
 		Logger: log,
 		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
@@ -193,6 +213,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.api = api
 	ops.SetProfilingRates(ops.DefaultProfilingRates)
 	api.Handle("/metrics", s.metrics.MetricsHandler)
+	api.HandleSnapshot(n.BackupSource(cfg.Name))
 	api.Handle("/v1/cluster", ops.ClusterHandler(s.fillClusterStatus))
 	mh := ops.NewMembershipHandlers(n.MembershipBackend(cfg.ClusterID(), func(ctx context.Context, peer, name string) (raftmsg.NodeID, error) {
 		return probeMemberID(ctx, peer, cfg.ClusterID(), self, cfg.Name, name)
@@ -423,9 +444,17 @@ func (h *wireHandler) HandleBatch(b *wire.Batch) {
 }
 
 func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
-	return errors.New("node: snapshots are not supported by this build yet")
+	n := h.n.Load()
+	if n == nil {
+		return errors.New("node: not started yet")
+	}
+	return n.ReceiveSnapshot(msg, data)
 }
 
 func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
 
-func (h *wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
+func (h *wireHandler) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
+	if n := h.n.Load(); n != nil {
+		n.SnapshotDone(to, index, err)
+	}
+}

@@ -25,7 +25,7 @@ var specFlags = map[string]bool{ // flag -> pending in config
 	"initial-cluster-token": false, "join": false, "heartbeat-interval": false,
 	"election-timeout": false, "request-timeout": false, "max-batch-bytes": false,
 	"max-batch-delay": false, "max-inflight-bytes": false, "max-pending": false,
-	"quota-bytes": false, "compression": false, "snapshot-entries": true,
+	"quota-bytes": false, "compression": false, "snapshot-entries": false,
 	"snapshot-keep": false, "idempotency-ttl": false, "idempotency-max-keys": false,
 	"max-value-bytes": false, "max-request-bytes": false, "max-txn-ops": false,
 	"log-level": false, "log-format": false, "trace": false,

@@ -10,13 +10,17 @@
 // address (B answers on them only during the handshake and for snapshot
 // flow control; B's own messages to A travel on connections B dialled).
 // So one proxy per directed pair (links[from][to]) controls exactly what
-// A can say to B, and a one-way partition is one blocked proxy. Each node
-// gets its own --initial-cluster naming its own peer address for itself
-// and its proxies for the others; proxies outlive node restarts, so the
-// addresses a node stored at bootstrap stay valid.
+// A can say to B, and a one-way partition is one blocked proxy.
 //
-//	n1 ──▶ proxy[n1][n2] ──▶ n2        n2 ──▶ proxy[n2][n1] ──▶ n1
-//	n1 ──▶ proxy[n1][n3] ──▶ n3        ...                (n*(n-1) proxies)
+// Members replicate one peer address per member, so every member must be
+// told the same address for B: B's router. It reads the Hello that opens
+// each connection (the dialer names itself) and splices the connection
+// into the proxy of the link dialer→B, which forwards to B's real peer
+// port. Routers and proxies outlive node restarts, so every address stays
+// valid.
+//
+//	A ──dial──▶ router[B] ──Hello says "A"──▶ links[A][B] ──▶ B's peer port
+//	C ──dial──▶ router[B] ──Hello says "C"──▶ links[C][B] ──▶ B's peer port
 //
 // # Processes
 //
@@ -103,8 +107,14 @@ type Cluster struct {
 	// links[from][to] carries what node from sends to node to; nil when
 	// from == to.
 	links [][]*faultproxy.Proxy
+	// routers[to] is the peer address every member is told for member to.
+	routers []*router
 
 	mu sync.Mutex // serialises fault changes so that they compose predictably
+
+	// probe is for the runner's own requests (readiness, leader), never
+	// for the workload.
+	probe *http.Client
 }
 
 // Node is one member: its fixed addresses and its current process.
@@ -118,8 +128,11 @@ type Node struct {
 	args    []string
 
 	mu     sync.Mutex
-	proc   *process // nil when not started or after it exited
+	proc   *process // nil when not started or after Kill
 	paused bool
+	// exits describes every exit the runner did not cause (a crash of
+	// the product: a panic, a fatal error), oldest first.
+	exits []string
 }
 
 // process is one started edgekv process.
@@ -128,6 +141,10 @@ type process struct {
 	exited  chan struct{} // closed once Wait returned
 	serving chan string   // the serving line, then closed
 	logFile *os.File
+	// exitExpected (guarded by the Node's mu): the member was removed and
+	// exits on its own.
+	exitExpected bool
+	killed       bool // by the runner
 }
 
 // Start creates the proxies, starts every node and waits until each has
@@ -145,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	cfg.HeartbeatInterval = orDefault(cfg.HeartbeatInterval, DefaultHeartbeatInterval)
 	cfg.ElectionTimeout = orDefault(cfg.ElectionTimeout, DefaultElectionTimeout)
 	cfg.RequestTimeout = orDefault(cfg.RequestTimeout, DefaultRequestTimeout)
-	c := &Cluster{cfg: cfg}
+	c := &Cluster{cfg: cfg, probe: &http.Client{Timeout: time.Second}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -182,18 +199,31 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			c.links[from][to] = p
 		}
 	}
-	for _, n := range c.nodes {
-		initial := make([]string, 0, cfg.Nodes)
-		for j, m := range c.nodes {
-			addr := m.Peer
-			if j != n.Index {
-				addr = c.links[n.Index][j].Addr()
+	byName := map[string]int{}
+	for i, n := range c.nodes {
+		byName[n.Name] = i
+	}
+	for to := range c.nodes {
+		r, err := startRouter(to, byName, func(from int) string {
+			if p := c.links[from][to]; p != nil {
+				return p.Addr()
 			}
-			initial = append(initial, m.Name+"="+addr)
+			return ""
+		})
+		if err != nil {
+			return nil, err
 		}
+		c.routers = append(c.routers, r)
+	}
+	initial := make([]string, 0, cfg.Nodes)
+	for j, m := range c.nodes {
+		initial = append(initial, m.Name+"="+c.routers[j].addr())
+	}
+	for _, n := range c.nodes {
 		n.args = append([]string{
 			"--name", n.Name, "--data-dir", n.DataDir,
 			"--listen-client", n.Client, "--listen-peer", n.Peer,
+			"--advertise-peer", c.routers[n.Index].addr(),
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-token", cfg.Token,
 			"--heartbeat-interval", cfg.HeartbeatInterval.String(),
@@ -259,6 +289,9 @@ func (c *Cluster) Close() {
 	for _, n := range c.nodes {
 		n.Kill()
 	}
+	for _, r := range c.routers {
+		r.close()
+	}
 	for _, row := range c.links {
 		for _, p := range row {
 			if p != nil {
@@ -309,6 +342,14 @@ func (n *Node) spawn(bin string) error {
 		cmd.Wait()
 		fmt.Fprintf(logFile, "==== chaos: %s exited: %v\n", n.Name, cmd.ProcessState)
 		logFile.Close()
+		n.mu.Lock()
+		if n.proc == p {
+			n.proc, n.paused = nil, false
+		}
+		if !p.killed && !p.exitExpected {
+			n.exits = append(n.exits, fmt.Sprintf("%s exited on its own at %s: %v", n.Name, time.Now().UTC().Format(time.RFC3339Nano), cmd.ProcessState))
+		}
+		n.mu.Unlock()
 		close(p.exited)
 	}()
 	n.proc, n.paused = p, false
@@ -353,6 +394,18 @@ func tail(path string) string {
 	return string(b)
 }
 
+// UnexpectedExits lists every exit of a member that the runner did not
+// cause (kill -9 by the runner is expected; a panic is not).
+func (c *Cluster) UnexpectedExits() []string {
+	var all []string
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		all = append(all, n.exits...)
+		n.mu.Unlock()
+	}
+	return all
+}
+
 // Running reports whether the node has a live process (paused or not).
 func (n *Node) Running() bool {
 	n.mu.Lock()
@@ -374,6 +427,9 @@ func (n *Node) Kill() {
 	n.mu.Lock()
 	p := n.proc
 	n.proc, n.paused = nil, false
+	if p != nil {
+		p.killed = true
+	}
 	n.mu.Unlock()
 	if p == nil {
 		return
@@ -459,16 +515,13 @@ func (c *Cluster) KillAll() {
 	wg.Wait()
 }
 
-// httpClient is for the runner's own probes, not for the workload.
-var probeClient = &http.Client{Timeout: time.Second}
-
 // Ready asks node i's /readyz.
 func (c *Cluster) Ready(ctx context.Context, i int) bool {
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+c.nodes[i].Client+"/readyz", nil)
 	if err != nil {
 		return false
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := c.probe.Do(req)
 	if err != nil {
 		return false
 	}
@@ -526,7 +579,7 @@ func (c *Cluster) Status(ctx context.Context, i int) (Status, error) {
 	if err != nil {
 		return st, err
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := c.probe.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("cluster: status of %s: %w", c.nodes[i].Name, err)
 	}
@@ -563,4 +616,18 @@ func (c *Cluster) Leader(ctx context.Context) int {
 		}
 	}
 	return best
+}
+
+// SupportsFlag reports whether the binary's --help lists --name: the
+// suite turns on features (snapshots) only where the build has them.
+func SupportsFlag(ctx context.Context, bin, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--help")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, _ := cmd.CombinedOutput() // --help may exit non-zero
+	if len(out) == 0 {
+		return false, fmt.Errorf("cluster: %s --help printed nothing", bin)
+	}
+	return strings.Contains(string(out), "--"+name+" "), nil
 }

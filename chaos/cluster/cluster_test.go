@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,5 +180,35 @@ func TestFaultsReachTheCluster(t *testing.T) {
 	})
 	if s := c.NetStats(); s.Cut == 0 || s.Refused == 0 {
 		t.Fatalf("proxies never cut or refused a connection: %+v", s)
+	}
+
+	// Exits the runner did not cause are reported (a product crash must
+	// never be hidden by the next restart).
+	if e := c.UnexpectedExits(); len(e) != 0 {
+		t.Fatalf("unexpected exits before any: %v", e)
+	}
+	n := c.Node(2)
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	if e := c.UnexpectedExits(); len(e) != 1 || !strings.Contains(e[0], "n3 exited on its own") || n.Running() {
+		t.Fatalf("unexpected exits %v, running %v", e, n.Running())
+	}
+}
+
+func TestSupportsFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	ctx := context.Background()
+	if ok, err := SupportsFlag(ctx, binary(t), "election-timeout"); err != nil || !ok {
+		t.Fatalf("--election-timeout: %v %v", ok, err)
+	}
+	if ok, err := SupportsFlag(ctx, binary(t), "no-such-flag"); err != nil || ok {
+		t.Fatalf("--no-such-flag: %v %v", ok, err)
 	}
 }

@@ -48,6 +48,8 @@ type Options struct {
 	// CheckTimeout bounds the linearizability check (check.DefaultTimeout
 	// if 0); past it the verdict is "unknown", a failure.
 	CheckTimeout time.Duration
+	// NodeFlags are added to every node's command line.
+	NodeFlags []string
 	// UnavailableWriteIsUnknown: see workload.Config.
 	UnavailableWriteIsUnknown bool
 	// OutDir receives an evidence folder when the run fails.
@@ -63,12 +65,17 @@ type Result struct {
 	Nemesis   *nemesis.Log
 	Anomalies *workload.Anomalies
 	Net       faultproxy.Stats
+	// Exits are members that exited without the nemesis killing them (a
+	// panic or fatal error of the product): a failure.
+	Exits []string
 	// Dir is the evidence folder ("" when the run passed).
 	Dir string
 }
 
 // OK reports whether the run passed every check.
-func (r *Result) OK() bool { return r.Report.OK() && r.Anomalies.Count() == 0 }
+func (r *Result) OK() bool {
+	return r.Report.OK() && r.Anomalies.Count() == 0 && len(r.Exits) == 0
+}
 
 // String is the run's report.
 func (r *Result) String() string {
@@ -76,6 +83,9 @@ func (r *Result) String() string {
 	b.WriteString(r.Report.String())
 	fmt.Fprintf(&b, "faults: %v\n", r.Nemesis.Counts)
 	fmt.Fprintf(&b, "network: %d connections accepted, %d refused, %d cut\n", r.Net.Accepted, r.Net.Refused, r.Net.Cut)
+	for _, e := range r.Exits {
+		fmt.Fprintf(&b, "crash: %s\n", e)
+	}
 	if n := r.Anomalies.Count(); n > 0 {
 		fmt.Fprintf(&b, "contract: %s\n", r.Anomalies)
 	}
@@ -128,7 +138,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	name := fmt.Sprintf("%s-n%d-seed%d", o.Scenario.Name, o.Nodes, o.Seed)
 	c, err := cluster.Start(ctx, cluster.Config{
 		Binary: o.Binary, Nodes: o.Nodes, Dir: o.Dir, Seed: o.Seed,
-		Token: name, RequestTimeout: requestTimeout,
+		Token: name, RequestTimeout: requestTimeout, ExtraFlags: o.NodeFlags,
 	})
 	if err != nil {
 		return nil, err
@@ -180,7 +190,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	h = workload.AppendFinal(h, finals)
 
 	report, err := check.Run(h, check.Config{Timeout: o.CheckTimeout, OutDir: o.OutDir, Name: name})
-	res := &Result{Report: report, Nemesis: nlog, Anomalies: anomalies, Net: c.NetStats(), Dir: report.Dir}
+	res := &Result{Report: report, Nemesis: nlog, Anomalies: anomalies, Net: c.NetStats(), Exits: c.UnexpectedExits(), Dir: report.Dir}
 	if err != nil {
 		return res, fmt.Errorf("suite: %w", err)
 	}

@@ -5,11 +5,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edgekv/edgekv/chaos/check"
 	"github.com/edgekv/edgekv/chaos/cluster"
+	"github.com/edgekv/edgekv/chaos/history"
 	"github.com/edgekv/edgekv/chaos/nemesis"
 )
 
@@ -26,6 +29,8 @@ var (
 	flagRate     = flag.Float64("chaos.rate", -1, "requests per second per client, 0 for unlimited (default: 30 in the CI set, else unlimited)")
 	flagOut      = flag.String("chaos.out", "", "folder for the evidence of failing runs (default: $TMPDIR/edgekv-chaos)")
 	flag503      = flag.Bool("chaos.503unknown", false, "record a write's 503 as unknown rather than as refused (weaker, slower check)")
+	flagSnap     = flag.Int("chaos.snapshot-entries", 200, "--snapshot-entries for every node when the binary has the flag (0: leave the default)")
+	flagRecheck  = flag.String("chaos.recheck", "", "check again the history.jsonl of an evidence folder (TestRecheck)")
 	flagCheck    = flag.Duration("chaos.checktimeout", 0, "time limit of the linearizability check (default 60s)")
 )
 
@@ -148,13 +153,25 @@ func TestChaos(t *testing.T) {
 		out = filepath.Join(os.TempDir(), "edgekv-chaos")
 	}
 	path := binary(t)
+	var nodeFlags []string
+	if *flagSnap > 0 {
+		ok, err := cluster.SupportsFlag(context.Background(), path, "snapshot-entries")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			nodeFlags = append(nodeFlags, "--snapshot-entries", strconv.Itoa(*flagSnap))
+		} else {
+			t.Logf("this build has no --snapshot-entries: snapshots are not exercised")
+		}
+	}
 	for i, r := range runs(t) {
 		t.Run(r.scenario.Name, func(t *testing.T) {
 			o := Options{
 				Binary: path, Dir: t.TempDir(), Scenario: r.scenario, Nodes: *flagNodes,
 				Duration: r.duration, Seed: seed + uint64(i), Clients: *flagClients, Rate: r.rate,
 				CheckTimeout: *flagCheck, OutDir: out, Logf: t.Logf,
-				UnavailableWriteIsUnknown: *flag503,
+				UnavailableWriteIsUnknown: *flag503, NodeFlags: nodeFlags,
 			}
 			start := time.Now()
 			res, err := Run(context.Background(), o)
@@ -166,5 +183,30 @@ func TestChaos(t *testing.T) {
 				t.Errorf("scenario %s seed %d FAILED; evidence in %s\n%s", r.scenario.Name, o.Seed, res.Dir, res)
 			}
 		})
+	}
+}
+
+// TestRecheck checks a saved history again (-chaos.recheck=<evidence
+// folder or history.jsonl>), for example with a longer -chaos.checktimeout
+// after an "unknown" verdict.
+func TestRecheck(t *testing.T) {
+	if *flagRecheck == "" {
+		t.Skip("no -chaos.recheck given")
+	}
+	path := *flagRecheck
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, check.HistoryFile)
+	}
+	h, err := history.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := check.Run(h, check.Config{Timeout: *flagCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s:\n%s", path, r.String())
+	if !r.OK() {
+		t.Errorf("%s does not pass", path)
 	}
 }

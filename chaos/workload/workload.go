@@ -46,8 +46,8 @@ const maxBodyBytes = 1 << 20
 
 // Config describes the clients.
 type Config struct {
-	// Addrs are the nodes' HTTP addresses; client i starts at Addrs[i%n]
-	// and then picks a node at random for each request.
+	// Addrs are the nodes' HTTP addresses; client i sends three requests
+	// in four to its home node Addrs[i%n], the rest to a random node.
 	Addrs   []string
 	Clients int
 	// Groups key groups of KeysPerGroup keys each.
@@ -175,7 +175,12 @@ type client struct {
 	revs map[string]int64
 
 	anomalies *Anomalies
+	// refused is set when the last request's dial was refused.
+	refused bool
 }
+
+// refusedBackoff is the least a client waits after a refused dial.
+const refusedBackoff = 20 * time.Millisecond
 
 func newClient(id int, cfg Config, log *history.Client, anomalies *Anomalies) *client {
 	tr := &http.Transport{
@@ -202,8 +207,13 @@ func (c *client) run(ctx context.Context) {
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		next := time.Now().Add(gap)
+		c.refused = false
 		c.one(ctx)
-		if gap > 0 {
+		if c.refused {
+			// The node is down: do not spin on refused dials.
+			next = time.Now().Add(max(gap, refusedBackoff))
+		}
+		if next.After(time.Now()) {
 			timer.Reset(time.Until(next))
 			select {
 			case <-ctx.Done():
@@ -227,7 +237,13 @@ func (c *client) key(group int) string {
 func (c *client) one(ctx context.Context) {
 	group := c.rng.IntN(c.cfg.Groups)
 	key := c.key(group)
-	node := c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	// Mostly the client's home node, so that a node in trouble (paused,
+	// cut off) keeps some clients of its own while the others carry on;
+	// sometimes any node, so that every node serves every client.
+	node := c.cfg.Addrs[c.id%len(c.cfg.Addrs)]
+	if c.rng.IntN(4) == 0 {
+		node = c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	}
 	switch p := c.rng.IntN(100); {
 	case p < 22:
 		c.put(ctx, node, key, history.Cond{})
@@ -286,6 +302,7 @@ func (c *client) do(ctx context.Context, method, node, target string, body []byt
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.refused = c.refused || neverSent(err)
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
@@ -340,6 +357,13 @@ func headerInt(h http.Header, name string) int64 {
 // Unknown: the write happened, its revision is not known, and the model
 // needs the revision of an acknowledged change.
 func (c *client) writeResult(kind history.Kind, node string, a answer) history.Op {
+	return c.writeResultOf(kind, node, a, false)
+}
+
+// writeResultOf decodes a write's answer; mayChangeNothing says whether
+// the write can be a no-op (a batch of deletes of absent keys), which on
+// an empty store answers revision 0.
+func (c *client) writeResultOf(kind history.Kind, node string, a answer, mayChangeNothing bool) history.Op {
 	if a.err == nil && a.status/100 == 2 && c.cfg.OnAck != nil {
 		c.cfg.OnAck()
 	}
@@ -355,7 +379,7 @@ func (c *client) writeResult(kind history.Kind, node string, a answer) history.O
 	}
 	switch a.status {
 	case http.StatusOK:
-		if err := json.Unmarshal(a.body, &body); err != nil || body.Revision <= 0 {
+		if err := json.Unmarshal(a.body, &body); err != nil || body.Revision < 0 || body.Revision == 0 && !mayChangeNothing {
 			res.Outcome, res.Err = history.Unknown, fmt.Sprintf("200 with a bad body %q: %v", a.body, err)
 			c.anomalies.note("%s on %s: 200 with a bad body %q", kind, node, a.body)
 			return res
@@ -480,7 +504,11 @@ func (c *client) batch(ctx context.Context, node string, group int) {
 		panic(fmt.Sprintf("workload: encode batch: %v", err)) // our own types: a bug
 	}
 	p := c.log.Invoke(history.Op{Kind: history.Batch, Ops: ops, Node: node})
-	res := c.writeResult(history.Batch, node, c.do(ctx, "POST", node, "/v1/batch", body, "Content-Type", "application/json"))
+	allDeletes := true
+	for _, op := range ops {
+		allDeletes = allDeletes && op.Op == history.Delete
+	}
+	res := c.writeResultOf(history.Batch, node, c.do(ctx, "POST", node, "/v1/batch", body, "Content-Type", "application/json"), allDeletes)
 	c.log.Complete(p, res)
 	for _, op := range ops {
 		switch {

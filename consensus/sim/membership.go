@@ -95,18 +95,6 @@ func (v *logView) confOf() raftmsg.ConfState {
 	return v.base
 }
 
-// confAtIndex is the configuration v holds in force at index.
-func (v *logView) confAtIndex(index uint64) raftmsg.ConfState {
-	cs := v.base
-	for _, c := range v.confs {
-		if c.index > index {
-			break
-		}
-		cs = c.cs
-	}
-	return cs
-}
-
 // checkOneInFlight: at most one conf-change entry beyond the committed
 // prefix in any log (thesis §4.1: a change starts only once the previous
 // one committed).
@@ -243,9 +231,12 @@ func (s *sim) leaderNode() *simNode {
 	return best
 }
 
-// changeMembership proposes one random change, mostly on the leader.
-func (s *sim) changeMembership() error {
-	at := s.leaderNode()
+// changeMembership proposes one random change at `at`, or by default
+// mostly on the leader.
+func (s *sim) changeMembership(at *simNode) error {
+	if at == nil {
+		at = s.leaderNode()
+	}
 	if at == nil || s.rng.IntN(10) == 0 {
 		live := s.liveNodes()
 		if len(live) == 0 {

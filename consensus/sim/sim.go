@@ -5,7 +5,9 @@
 // Readys (takes the next before the previous is durable) and releases
 // MessagesAfterPersist only once they are durable. After every step it
 // checks the safety properties of Raft (paper §5.4, Figure 3), and after the
-// chaos ends, liveness.
+// chaos ends, liveness. Membership changes (add learner, promote, remove,
+// the leader included) run under the same chaos with their own checks
+// (membership.go, thesis §4).
 //
 // A run is a pure function of its seed: Run(Options{Seed: s}) replays a
 // failure exactly. It must never read the clock, spawn goroutines or share
@@ -206,6 +208,9 @@ type sim struct {
 	committedConf raftmsg.ConfState
 	added         int
 	maxLeaderTerm uint64
+	// freshLeader: a leader just elected; a change proposed at once races
+	// with its no-op and with any change an earlier leader left behind.
+	freshLeader *simNode
 }
 
 // ErrViolation wraps every property violation.
@@ -429,7 +434,13 @@ func (s *sim) chaos() error {
 		}
 		clear(s.cuts)
 	case r < 140: // a membership change
-		return s.changeMembership()
+		return s.changeMembership(nil)
+	}
+	if l := s.freshLeader; l != nil {
+		s.freshLeader = nil
+		if l.node != nil && !l.paused(s.now) && s.rng.IntN(3) == 0 {
+			return s.changeMembership(l)
+		}
 	}
 	return nil
 }
@@ -1117,6 +1128,7 @@ func (s *sim) afterStep(sn *simNode) error {
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
+		s.freshLeader = sn
 		if err := s.checkNoLiveLease(sn, ss.Term); err != nil {
 			return err
 		}
