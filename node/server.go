@@ -196,8 +196,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		Store: disk, Recovered: recovered,
 		// Snapshots record the member table (membership.go: tableBlob).
 		SnapshotEntries: cfg.SnapshotEntries,
-		Logger: log,
-		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
+		Logger:          log,
+		Batch:           batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
 	if err != nil {
 		return nil, err
