@@ -189,7 +189,7 @@ func (n *Node) sendSnapshot(m raftmsg.Message) {
 		default:
 		}
 	}
-	n.log.Debug("node: snapshot not sent", "to", n.names[m.To], "index", m.Snapshot.Index)
+	n.log.Debug("node: snapshot not sent", "to", n.memberName(m.To), "index", m.Snapshot.Index)
 	n.raft.ReportSnapshot(m.To, false)
 }
 
@@ -206,7 +206,7 @@ func (n *Node) runSnapshotter() {
 			n.onRaftLoop(func() { n.snapshotSaved(j.meta, raw, err) })
 		case m := <-n.snap.sendQ:
 			if err := n.streamSnapshot(m); err != nil {
-				n.log.Warn("node: snapshot not sent", "to", n.names[m.To], "index", m.Snapshot.Index, "err", err)
+				n.log.Warn("node: snapshot not sent", "to", n.memberName(m.To), "index", m.Snapshot.Index, "err", err)
 				n.onRaftLoop(func() { n.raft.ReportSnapshot(m.To, false) })
 			}
 		}
@@ -296,9 +296,9 @@ func (n *Node) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
 		f.Close()
 	}
 	if err != nil {
-		n.log.Warn("node: snapshot stream failed", "to", n.names[to], "index", index, "err", err)
+		n.log.Warn("node: snapshot stream failed", "to", n.memberName(to), "index", index, "err", err)
 	} else {
-		n.log.Info("node: snapshot sent", "to", n.names[to], "index", index, "bytes", size)
+		n.log.Info("node: snapshot sent", "to", n.memberName(to), "index", index, "bytes", size)
 		if n.metrics != nil {
 			n.metrics.ObserveSnapshot(ops.SnapshotSent, uint64(size))
 		}
@@ -309,7 +309,7 @@ func (n *Node) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
 	default:
 		// Cannot happen within snapCallsLen; the follower's next answer
 		// moves it out of the snapshot state anyway.
-		n.log.Warn("node: snapshot report dropped", "to", n.names[to])
+		n.log.Warn("node: snapshot report dropped", "to", n.memberName(to))
 	}
 }
 
@@ -346,7 +346,7 @@ func (n *Node) ReceiveSnapshot(m raftmsg.Message, data io.Reader) error {
 	}
 	held, err := n.snap.store.HoldSnapshot(data)
 	if err != nil {
-		n.log.Warn("node: received snapshot refused", "from", n.names[m.From], "index", m.Snapshot.Index, "err", err)
+		n.log.Warn("node: received snapshot refused", "from", n.memberName(m.From), "index", m.Snapshot.Index, "err", err)
 		return err
 	}
 	if got := held.Meta(); got.Index != m.Snapshot.Index || got.Term != m.Snapshot.Term {
@@ -473,6 +473,7 @@ func (n *Node) restoreInstalled(inst *snapInstall) bool {
 			n.log.Warn("node: installed snapshot has an unreadable membership", "err", merr)
 		} else {
 			n.log.Debug("node: installed snapshot membership", "members", len(members))
+			n.restoreMembers(memberRecordsOf(members), inst.meta.Index) // membership.go
 		}
 		o.Close()
 	}

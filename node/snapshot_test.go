@@ -32,9 +32,9 @@ func newSnapCluster(t *testing.T, size int, snapshotEntries uint64) *cluster {
 func startSnap(c *cluster, id raftmsg.NodeID, snapshotEntries uint64) *Node {
 	c.t.Helper()
 	c.boots[id]++
-	members := make([]memberRecord, 0, len(c.members))
+	members := make([]MemberRecord, 0, len(c.members))
 	for mid, name := range c.members {
-		members = append(members, memberRecord{Name: name, ID: mid, Peer: "mem"})
+		members = append(members, MemberRecord{Name: name, ID: mid, Peer: "mem"})
 	}
 	n, err := New(Config{
 		ID: id, Name: c.members[id], Members: c.members,
