@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -273,6 +274,23 @@ func TestJoinPromoteThenRemoveUnderLoad(t *testing.T) {
 	code, _, stderr := runOnce(t, removedFlags...)
 	if code == 0 || !strings.Contains(stderr, "was removed from the cluster") {
 		t.Fatalf("restarting a removed member: exit %d: %s", code, stderr)
+	}
+
+	// The joined member restarts from its data dir (--join is ignored
+	// then) as the voter it became, with everything it had.
+	if code := n4.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("n4 exited %d on SIGTERM: %s", code, n4.stderr.String())
+	}
+	n4 = start(t, flags...)
+	c.procs["n4"] = n4
+	n4.waitReady()
+	if !strings.Contains(n4.stderr.String(), "--join is ignored") {
+		t.Fatalf("restarted n4 does not say it ignored --join: %s", n4.stderr.String())
+	}
+	rev := revisionOf(t, n4.must(200, "PUT", "/v1/kv/after-n4-restart", "w").body)
+	c.readEverywhere("after-n4-restart", "w", rev)
+	if v, ok := c.procs[c.leader()].cluster().voter("n4"); !ok || !v {
+		t.Fatal("restarted n4 is no voter")
 	}
 }
 
