@@ -226,6 +226,15 @@ func TestJoinPromoteThenRemoveUnderLoad(t *testing.T) {
 		return ok && v
 	})
 	load.setTargets(c.clients())
+	// The leader's metrics show the change and replicate to n4.
+	eventually(t, "membership metrics on the leader", 10*time.Second, func() bool {
+		m := c.procs[c.leader()].must(200, "GET", "/metrics", "").body
+		return strings.Contains(m, `edgekv_membership_changes_total{change="add-learner"} 1`) &&
+			strings.Contains(m, `edgekv_membership_changes_total{change="promote"} 1`) &&
+			strings.Contains(m, `edgekv_cluster_members{role="voter"} 4`) &&
+			strings.Contains(m, `edgekv_replication_lag_entries{peer="n4"}`) &&
+			strings.Contains(m, `edgekv_replication_peer_reachable{peer="n4"} 1`)
+	})
 	if !strings.Contains(n4.stderr.String(), "joined the cluster as a learner") {
 		t.Fatalf("n4 log does not show the join: %s", n4.stderr.String())
 	}
