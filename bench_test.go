@@ -14,9 +14,9 @@ package main_test
 // concurrent proposers. F is the simulated latency of each log Save (fsync) on
 // every member. Each reports ops/s, entries/batch (the mean batch size on
 // the leader) and, with -benchmem, allocs/op of the whole cluster. Every
-// run starts a fresh cluster and warms it with 4096 puts: the log is kept
-// whole in memory (no snapshots yet), and a log of millions of entries
-// would measure that instead.
+// run starts a fresh cluster and warms it with 64 puts a proposer: these members
+// take no snapshots (SnapshotEntries 0), so the log stays whole in
+// memory, and a log of millions of entries would measure that instead.
 
 import (
 	"context"
@@ -135,7 +135,7 @@ func BenchmarkPut(b *testing.B) {
 				name := fmt.Sprintf("fsync=%v/batching=%s/proposers=%d", fsync, mode.name, proposers)
 				b.Run(name, func(b *testing.B) {
 					// A fresh cluster for every run: the in-memory log
-					// (kept whole, no snapshots yet) never carries over.
+					// (kept whole: no snapshots here) never carries over.
 					c := startBenchCluster(b, mode.cfg, fsync)
 					benchPuts(b, c.leader(b), proposers, value)
 				})
@@ -144,16 +144,20 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
-// warmupPuts are put before measuring, on a fresh cluster: the log,
-// the store and the pools grow to their working size first.
-const warmupPuts = 4096
+// warmupPutsPerProposer (at most maxWarmupPuts in all) are put before
+// measuring, on a fresh cluster: the log, the store and the pools grow to
+// their working size first, in well under a second at any fsync latency.
+const (
+	warmupPutsPerProposer = 64
+	maxWarmupPuts         = 4096
+)
 
 // benchPuts runs b.N puts from proposers goroutines against the leader.
 func benchPuts(b *testing.B, lead *node.Node, proposers int, value []byte) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(value)))
 	be := lead.Backend()
-	if err := runPuts(be, proposers, warmupPuts, value); err != nil {
+	if err := runPuts(be, proposers, min(warmupPutsPerProposer*proposers, maxWarmupPuts), value); err != nil {
 		b.Fatalf("warm-up: %v", err)
 	}
 	before := lead.BatchStats()

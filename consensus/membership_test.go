@@ -52,8 +52,15 @@ func wantConf(t *testing.T, n *Node, voters, learners []raftmsg.NodeID) {
 func TestConfChangeRefusals(t *testing.T) {
 	// A new leader whose no-op has not committed: ErrNotReady.
 	solo := mustNew(t, testConfig(1, 1))
-	for solo.SoftState().Role != RoleLeader {
+	for i := 0; i < 100 && solo.SoftState().Role == RoleFollower; i++ {
 		solo.Tick()
+	}
+	// A sole voter leads once its term and vote are durable.
+	if err := solo.Advance(solo.Ready()); err != nil {
+		t.Fatal(err)
+	}
+	if r := solo.SoftState().Role; r != RoleLeader {
+		t.Fatalf("sole voter after its vote is durable: %v", r)
 	}
 	if err := solo.ProposeConfChange(confChange(raftmsg.ConfChangeAddLearner, 2), 1); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("before the no-op commits: %v", err)
@@ -659,5 +666,53 @@ func TestLostFirstProbeToLearnerIsResent(t *testing.T) {
 	}
 	if got, want := c.nodes[4].LastIndex(), c.nodes[1].LastIndex(); got != want {
 		t.Fatalf("learner's log ends at %d after 5 heartbeats, leader's at %d", got, want)
+	}
+}
+
+// Paper §5.3 (Log Matching) with a sole voter and a learner: the voter
+// wins on its own vote, but sends nothing as leader until its term and
+// vote are durable. Otherwise it could crash, restart in the old term,
+// win that term again and send the learner a different entry under the
+// same index and term.
+func TestSoleVoterLeadsOnlyOnceItsTermIsDurable(t *testing.T) {
+	c := newCluster(t, 1)
+	c.elect(1)
+	c.nodes[2] = mustNew(t, testConfig(2, 1))
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 2)
+	// Restart node 1 from what it persisted (everything: Advance), then
+	// let it campaign.
+	st := c.nodes[1].Status()
+	cfg := testConfig(1, 1)
+	cfg.HardState = c.nodes[1].HardState()
+	for i := uint64(1); i <= st.LastIndex; i++ {
+		var e raftmsg.Entry
+		for _, a := range c.applied[1] {
+			if a.Index == i {
+				e = a
+			}
+		}
+		cfg.Entries = append(cfg.Entries, e)
+	}
+	cfg.Applied = st.Applied
+	n := mustNew(t, cfg)
+	for i := 0; i < 100 && n.SoftState().Role == RoleFollower; i++ {
+		n.Tick()
+	}
+	rd := n.Ready()
+	if rd.HardState.Term != cfg.HardState.Term+1 || rd.HardState.Vote != 1 {
+		t.Fatalf("campaign's hard state %+v", rd.HardState)
+	}
+	if len(rd.Messages) != 0 || len(rd.Entries) != 0 || n.SoftState().Role == RoleLeader {
+		t.Fatalf("sole voter acted as leader before its term was durable: %+v, %v", rd.Messages, n.SoftState())
+	}
+	if err := n.Advance(rd); err != nil {
+		t.Fatal(err)
+	}
+	if n.SoftState().Role != RoleLeader {
+		t.Fatalf("not leader once its term is durable: %+v", n.SoftState())
+	}
+	rd = n.Ready()
+	if apps := msgsOfType(rd.Messages, raftmsg.MsgApp); len(apps) != 1 || apps[0].To != 2 {
+		t.Fatalf("leader's first messages %+v", rd.Messages)
 	}
 }

@@ -282,8 +282,11 @@ type Node struct {
 	rejectedReads, spareRejReads []RejectedRead
 
 	readySeq, ackedSeq uint64
-	prevSoft           SoftState
-	prevHard           raftmsg.HardState
+	// selfElectSeq: a sole voter's campaign won on its own vote; it leads
+	// once the Ready with this Seq (its term and vote) is durable.
+	selfElectSeq uint64
+	prevSoft     SoftState
+	prevHard     raftmsg.HardState
 }
 
 // New makes a node from cfg; it starts as a follower of no leader.
@@ -454,6 +457,7 @@ func (n *Node) reset(term uint64) {
 	n.randomizedElectionTimeout = n.cfg.ElectionTicks + n.rng.IntN(n.cfg.ElectionTicks)
 	clear(n.votes)
 	n.leadTransferee = raftmsg.None
+	n.selfElectSeq = 0
 }
 
 func (n *Node) becomeFollower(term uint64, lead raftmsg.NodeID) {

@@ -84,7 +84,15 @@ func (n *Node) startElection() { n.startElectionWith(0) }
 func (n *Node) startElectionWith(context uint64) {
 	n.becomeCandidate()
 	if n.recordVote(n.id, true) == quorum.VoteWon {
-		n.becomeLeader()
+		// The only voter: it wins on its own vote, but leads only once the
+		// term and vote are durable (AckPersisted). Leading at once, its
+		// appends (to learners, to a removed node) could leave, it could
+		// crash before the term is durable, restart in the old term and
+		// win the same term again with different entries at the same
+		// indexes: two logs with a different entry of the same index and
+		// term (Log Matching, §5.3). The Ready after this carries the
+		// hard state.
+		n.selfElectSeq = n.readySeq + 1
 		return
 	}
 	for i, v := range n.peers {

@@ -26,9 +26,10 @@
 //
 // Cost: with nothing attached, a marker is a call of a two-instruction
 // leaf (~2-3 ns). While attached, each marker hit costs the kernel's
-// uprobe path (~2 µs measured on a loaded VM) and every syscall on the
-// host pays for the raw_syscalls programs' PID check, so a Tracer must be
-// closed when tracing is no longer wanted (README.md has the figures).
+// uprobe path (~2 µs measured on a loaded VM) and every syscall and
+// context switch on the host runs a program that checks the PID, so a
+// Tracer must be closed when tracing is no longer wanted (README.md has
+// the figures, per hit and per write of a node).
 //
 // The process is named by its PID in the tracer's PID namespace; a node in
 // a container traces itself correctly (the programs translate PIDs with
