@@ -68,7 +68,10 @@ type membership struct {
 
 	mu      sync.Mutex
 	waiters map[uint64]chan struct{} // conf-change request id → closed when applied
-	reqSeq  atomic.Uint64
+	// reqSeq numbers conf-change requests; the boot counter in its high
+	// bits keeps an entry of an earlier boot, replayed from the log, from
+	// completing a request of this one.
+	reqSeq atomic.Uint64
 
 	// Raft loop only.
 	addrs        map[raftmsg.NodeID]MemberRecord // every record seen in the log
@@ -549,7 +552,7 @@ func (b membershipBackend) AddMember(ctx context.Context, req ops.AddMemberReque
 	}
 	tab := n.mem.table.Load()
 	if old, ok := tab.byName(req.Name); ok {
-		if old.ID == id && old.Learner == rec.Learner || old.ID == id && !old.Learner {
+		if old.ID == id {
 			return b.result(id), nil // a retried join: already done
 		}
 		return ops.MembershipResult{}, &ops.ClusterError{Status: fasthttp.StatusConflict, Code: "member_exists",
