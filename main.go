@@ -12,12 +12,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgekv/edgekv/config"
 	"github.com/edgekv/edgekv/ebpf"
@@ -78,15 +80,52 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "edgekv: %s serving clients on http://%s, peers on %s, data in %s\n",
 		cfg.Name, srv.ClientAddr, srv.PeerAddr, cfg.DataDir)
+	return serve(srv, cfg, log, stderr)
+}
+
+// serve runs until a signal or the server stops. The first SIGINT or
+// SIGTERM stops gracefully (node.Server.GracefulStop: a leader hands over
+// leadership, requests being served finish, exit 0); a second signal, or
+// the stop outlasting --shutdown-timeout, exits at once, non-zero.
+func serve(srv *node.Server, cfg config.Config, log *slog.Logger, stderr io.Writer) int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	select {
-	case <-ctx.Done():
-		log.Info("edgekv: stopping on a signal")
-		if err := srv.Close(); err != nil {
-			fmt.Fprintf(stderr, "edgekv: stopping: %s\n", oneLine(err))
-			return 1
+	case sig := <-sigs:
+		log.Info("edgekv: stopping gracefully on a signal", "signal", sig.String(), "timeout", cfg.ShutdownTimeout)
+		stopped := make(chan error, 1)
+		go func() { stopped <- srv.GracefulStop(cfg.ShutdownTimeout) }()
+		timer := time.NewTimer(cfg.ShutdownTimeout + time.Second)
+		defer timer.Stop()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				log.Error("edgekv: stopped, but not cleanly", "err", oneLine(err))
+				return 1
+			}
+			log.Info("edgekv: stopped")
+			return 0
+		case sig := <-sigs:
+			log.Error("edgekv: second signal: exiting without finishing the graceful stop", "signal", sig.String())
+			return 2
+		case <-timer.C:
+			log.Error("edgekv: graceful stop timed out: exiting", "timeout", cfg.ShutdownTimeout)
+			return 3
 		}
+	case <-srv.Removed():
+		<-srv.Done()
+		srv.Close()
+		log.Warn("edgekv: this member was removed from the cluster; exiting (wipe the data dir before using it in a cluster again)")
 		return 0
 	case <-srv.Done():
+		select {
+		case <-srv.Removed():
+			srv.Close()
+			log.Warn("edgekv: this member was removed from the cluster; exiting (wipe the data dir before using it in a cluster again)")
+			return 0
+		default:
+		}
 		err := srv.Err()
 		srv.Close()
 		fmt.Fprintf(stderr, "edgekv: stopped: %s\n", oneLine(err))

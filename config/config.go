@@ -54,6 +54,12 @@ type Config struct {
 	// always contains this node under Name with AdvertisePeer.
 	InitialCluster      []Member
 	InitialClusterToken string
+	// Join is the HTTP address (host:port) of a running member: a node
+	// with a new data dir asks it to be added as a learner. Empty: none.
+	Join string
+	// ShutdownTimeout bounds a graceful stop (SIGTERM): past it the
+	// process exits non-zero without waiting further.
+	ShutdownTimeout time.Duration
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -154,6 +160,8 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	fs.StringVar(&cfg.AdvertisePeer, "advertise-peer", "", "peer address told to other nodes (default: --listen-peer)")
 	initialCluster := fs.String("initial-cluster", "", "bootstrap members `n1=host:port,n2=host:port,...` (default: <name>=<advertise-peer>)")
 	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", "edgekv", "the cluster id is derived from it: nodes of two clusters never talk")
+	fs.StringVar(&cfg.Join, "join", "", "HTTP `host:port` of a running member: join its cluster as a learner (promoted once caught up); only for a new data dir")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on a graceful stop (SIGTERM: hand over leadership, finish requests); past it the process exits non-zero (keep it below systemd's TimeoutStopSec)")
 
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 100*time.Millisecond, "leader heartbeat period; also the Raft tick")
 	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", time.Second, "election timeout t, randomized in [t, 2t); at least 5 heartbeats")
@@ -217,6 +225,10 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	}
 	if cfg.InitialCluster, err = parseInitialCluster(*initialCluster, cfg.Name, cfg.AdvertisePeer); err != nil {
 		return Config{}, nil, err
+	}
+	cfg.Join = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(cfg.Join), "http://"), "/")
+	if cfg.Join != "" && len(cfg.InitialCluster) > 1 {
+		return Config{}, nil, errors.New("--join and --initial-cluster exclude each other: a joining node learns the members from the cluster")
 	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, nil, err
@@ -380,6 +392,12 @@ func (c *Config) validate() error {
 	check(c.ElectionTimeout >= electionToHeartbeatMin*c.HeartbeatInterval,
 		"--election-timeout %v must be at least %d times --heartbeat-interval %v", c.ElectionTimeout, electionToHeartbeatMin, c.HeartbeatInterval)
 	check(c.RequestTimeout > 0, "--request-timeout %v: must be positive", c.RequestTimeout)
+	check(c.ShutdownTimeout > 0, "--shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	if c.Join != "" {
+		if err := checkHostPort(c.Join); err != nil {
+			errs = append(errs, fmt.Errorf("--join: %w", err))
+		}
+	}
 	check(c.QuotaBytes > 0, "--quota-bytes must be positive")
 	check(c.MaxValueBytes > 0, "--max-value-bytes must be positive")
 	check(c.MaxRequestBytes <= MaxRequestBytesLimit,

@@ -27,8 +27,8 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		Name: "node1", DataDir: "./edgekv-data",
 		ListenClient: "127.0.0.1:7379", ListenPeer: "127.0.0.1:7380",
 		AdvertiseClient: "127.0.0.1:7379", AdvertisePeer: "127.0.0.1:7380",
-		InitialClusterToken: "edgekv",
-		HeartbeatInterval:   100 * time.Millisecond, ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second,
+		InitialClusterToken: "edgekv", ShutdownTimeout: 20 * time.Second,
+		HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second,
 		QuotaBytes: 2 << 30, MaxValueBytes: 1 << 20, MaxRequestBytes: 4 << 20, MaxTxnOps: 10000,
 		Compression: "auto", SnapshotKeep: 2, SnapshotEntries: 100000,
 		MaxBatchBytes: 1 << 20, MaxBatchDelay: 2 * time.Millisecond, MaxPending: 10000, MaxInflightBytes: 8 << 20,
@@ -203,6 +203,26 @@ func TestClusterIDDependsOnTokenOnly(t *testing.T) {
 	}
 	if a.ClusterID() == c.ClusterID() {
 		t.Fatalf("different tokens gave the same id %x", a.ClusterID())
+	}
+}
+
+func TestJoin(t *testing.T) {
+	cfg, _ := mustParse(t, []string{"--join", "http://10.0.0.1:7379/"}, nil)
+	if cfg.Join != "10.0.0.1:7379" {
+		t.Fatalf("--join = %q, want 10.0.0.1:7379", cfg.Join)
+	}
+	cfg, _ = mustParse(t, nil, []string{"EDGEKV_JOIN=10.0.0.2:7379"})
+	if cfg.Join != "10.0.0.2:7379" {
+		t.Fatalf("EDGEKV_JOIN: --join = %q", cfg.Join)
+	}
+	for _, args := range [][]string{
+		{"--join", "nohost"},
+		{"--join", "10.0.0.1:7379", "--initial-cluster", "node1=127.0.0.1:7380,n2=127.0.0.1:7381"},
+		{"--shutdown-timeout", "0s"},
+	} {
+		if _, _, err := Parse(args, nil, &bytes.Buffer{}); err == nil {
+			t.Errorf("%q: accepted", args)
+		}
 	}
 }
 

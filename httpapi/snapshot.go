@@ -23,8 +23,9 @@ import (
 //	      at once), with Retry-After.
 //
 // A failure after the status was sent (the connection breaks, the source
-// fails mid-stream) cuts the body short; the format's trailer makes such a
-// file fail verification, so a truncated download is never restored.
+// fails mid-stream) closes the connection before the last chunk, so the
+// client sees a failed download; the format's trailer makes such a file
+// fail verification, so a truncated download is never restored.
 const SnapshotPath = "/v1/snapshot"
 
 // HeaderSnapshotIndex carries the applied index a backup holds.
@@ -102,20 +103,32 @@ func (a *API) serveSnapshot(ctx *fasthttp.RequestCtx, src BackupSource) {
 		return
 	}
 	conn, timeout, log := ctx.Conn(), a.cfg.WriteTimeout, a.log
+	// Only a real TCP connection's deadline may be moved from the stream
+	// goroutine (net.Conn's methods are safe for concurrent use; the
+	// in-memory pipes of tests are not).
+	tcp, _ := conn.(*net.TCPConn)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		if stream.Release != nil {
 			defer stream.Release()
 		}
-		dw := &deadlineWriter{w: w, conn: conn, timeout: timeout}
+		dw := &deadlineWriter{w: w, timeout: timeout}
+		if tcp != nil {
+			dw.conn = tcp
+		}
 		dw.extend()
 		err := stream.WriteTo(dw)
 		if err == nil {
 			err = w.Flush()
 		}
 		if err != nil {
-			// The status is sent: cutting the body short is all that is
-			// left, and the missing trailer makes the file unusable.
+			// The status is sent: breaking the connection before the last
+			// chunk is all that is left, so that the client sees a failed
+			// download (fasthttp would end the chunked body cleanly); a
+			// file kept anyway lacks the format's trailer and is refused.
 			log.Warn("httpapi: backup stream ended early", "index", stream.Index, "bytes", dw.n, "err", err)
+			if conn != nil {
+				conn.Close()
+			}
 		}
 	})
 }

@@ -53,8 +53,22 @@ type Config struct {
 	// ID is this member's id; Name its name (what X-Edgekv-Leader shows).
 	ID   raftmsg.NodeID
 	Name string
-	// Members maps every voter's id to its name, this member included.
+	// Members maps every voter's id to its name, this member included
+	// (bootstrap); Table, when not nil, replaces it with the full member
+	// table (addresses, learners: members.go), this member included.
 	Members map[raftmsg.NodeID]string
+	Table   []MemberRecord
+	// TableApplied is the log index the Table reflects.
+	TableApplied uint64
+	// ClientAddr and PeerAddr are this member's advertised addresses; the
+	// member announces them when the table lacks them (members.go).
+	ClientAddr, PeerAddr string
+	// OnMembers, when not nil, is called by the applier after the member
+	// table changed (the server persists it); an error stops the member.
+	OnMembers func(members []MemberRecord, applied uint64) error
+	// OnRemoved, when not nil, is called once this member learns it was
+	// removed from the cluster (before Removed is closed).
+	OnRemoved func()
 	// TickInterval is the Raft tick (--heartbeat-interval); the leader
 	// heartbeats every tick. ElectionTicks is --election-timeout in ticks.
 	TickInterval  time.Duration
@@ -96,12 +110,15 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// Request ids are unique across the members by construction, so that an
-// entry is never taken for another member's request even when a transport
-// does not carry Entry.Origin: the registry's 16-bit epoch field holds the
-// member's position among the sorted voters (memberIndexBits, at most
+// Request ids differ across the members of a bootstrapped cluster by
+// construction, so that an entry is never taken for another member's
+// request even when a transport does not carry Entry.Origin: the
+// registry's 16-bit epoch field holds the member's position among the
+// sorted members it started with (memberIndexBits, at most
 // consensus.MaxVoters = 64 members) above the boot counter (bootEpochBits:
-// 1024 boots before an id of an old boot could recur).
+// 1024 boots before an id of an old boot could recur). Members that joined
+// later may share a position with another member; what keeps their
+// waiters apart is Entry.Origin, which the wire codec and the WAL carry.
 const (
 	memberIndexBits = 6
 	bootEpochBits   = 16 - memberIndexBits
@@ -159,7 +176,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   *batch.MonotonicClock
-	names   map[raftmsg.NodeID]string // read-only after New
+	mem     membership // membership.go
 	machine *kv.Machine
 	batcher *batch.Batcher
 	reg     *batch.Registry[outcome]
@@ -239,7 +256,7 @@ func New(cfg Config) (*Node, error) {
 	switch {
 	case cfg.ID == raftmsg.None:
 		return nil, errors.New("node: ID is zero")
-	case cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name:
+	case cfg.Table == nil && (cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name):
 		return nil, fmt.Errorf("node: Members must list this member %d as %q", cfg.ID, cfg.Name)
 	case cfg.TickInterval <= 0 || cfg.RequestTimeout <= 0:
 		return nil, fmt.Errorf("node: TickInterval %v and RequestTimeout %v must be positive", cfg.TickInterval, cfg.RequestTimeout)
@@ -251,11 +268,24 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	voters := make([]raftmsg.NodeID, 0, len(cfg.Members))
-	for id := range cfg.Members {
-		voters = append(voters, id)
+	table, err := memberTableOf(cfg)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(voters)
+	// The voters of the table are the base configuration: the core
+	// replays every conf-change entry of the log on top (consensus doc,
+	// Membership: members no entry names have the same status in the
+	// current table as at the log's start).
+	voters := table.voters()
+	// Members (voters, learners, this one) in id order: a member's
+	// position is in its request ids (idEpoch).
+	allIDs := make([]raftmsg.NodeID, 0, len(table.members))
+	for _, r := range table.members {
+		allIDs = append(allIDs, r.ID)
+	}
+	if _, self := table.byID(cfg.ID); !self {
+		return nil, fmt.Errorf("node: the member table does not list this member %d", cfg.ID)
+	}
 	rn, err := consensus.New(consensus.Config{
 		ID: cfg.ID, Voters: voters,
 		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
@@ -287,7 +317,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// Twice the queue: waiters of queued proposals plus those in flight.
-	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(voters, cfg.ID, cfg.BootEpoch))
+	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(allIDs, cfg.ID, cfg.BootEpoch))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -297,7 +327,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		metrics: cfg.Metrics,
 		cfg:     cfg, log: cfg.Logger.With("member", cfg.Name), clock: clock,
-		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
+		machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
 		savedHS:       cfg.Recovered.HardState,
@@ -317,13 +347,19 @@ func New(cfg Config) (*Node, error) {
 	n.soft = rn.SoftState()
 	// Read ids, like request ids, must not repeat across boots: a late
 	// answer to a read of the previous boot must not serve a new one.
-	n.readSeq.Store(uint64(idEpoch(voters, cfg.ID, cfg.BootEpoch)) << 46)
+	n.readSeq.Store(uint64(idEpoch(allIDs, cfg.ID, cfg.BootEpoch)) << 46)
+	n.mem.init(table, cfg.Recovered.Entries)
+	n.mem.metrics = newMembershipMetrics(cfg.Metrics, n.mem.table.Load)
+	if n.cfg.MembershipBlob == nil {
+		n.cfg.MembershipBlob = n.tableBlob // snapshots record the member table
+	}
 	return n, nil
 }
 
 // Start runs the member's goroutines, sending through tr.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
+	n.syncPeers(n.raft.ConfState()) // before the raft loop owns the core
 	n.wg.Add(4)
 	go n.runRaft()
 	go n.runPersist()
@@ -429,7 +465,7 @@ func (n *Node) runRaft() {
 	}
 	park := time.NewTimer(time.Hour)
 	park.Stop()
-	if len(n.names) == 1 {
+	if cs := n.raft.ConfState(); len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
 		// A single voter needs nobody's vote: let its election timer run
 		// out at once rather than keep clients waiting 1-2 timeouts.
 		for i := 0; i < 2*n.cfg.ElectionTicks && n.raft.SoftState().Role != consensus.RoleLeader; i++ {
@@ -462,6 +498,9 @@ func (n *Node) runRaft() {
 		case <-ticks:
 			n.raft.Tick()
 			n.expireReads()
+			n.tickMembership()
+		case call := <-n.mem.calls:
+			call()
 		case in := <-n.inbox:
 			n.step(in)
 			for i := 0; i < maxInboxDrain; i++ {
@@ -589,6 +628,10 @@ func (n *Node) handleReadys() bool {
 	for round := 0; round < maxReadyRounds && n.raft.HasReady(); round++ {
 		rd := n.raft.Ready()
 		n.publishSoft(rd.SoftState)
+		n.mem.noteAppended(rd.Entries)
+		if rd.ConfState != nil {
+			n.syncPeers(*rd.ConfState)
+		}
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
 			n.markCommitted()
@@ -656,7 +699,10 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 		n.metrics.IncLeaderChanges()
 	}
 	if s.Leader != n.soft.Leader || s.Role != n.soft.Role {
-		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.names[s.Leader])
+		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.memberName(s.Leader))
+	}
+	if s.Removed && !n.soft.Removed {
+		n.markRemoved("the core saw its removal commit")
 	}
 	n.soft = s
 	n.leaderID.Store(uint64(s.Leader))
@@ -949,8 +995,12 @@ func (n *Node) runApply() {
 		lastIndex := ents[len(ents)-1].Index
 		n.stages.ledger.markUpTo(&n.stages.applied, lastIndex, stage.Applied)
 		j := 0
+		membersChanged := false
 		for i := range ents {
 			e := &ents[i]
+			if e.Type == raftmsg.EntryConfChange || e.Type == raftmsg.EntryNormal && isAnnounce(e.Data) {
+				membersChanged = n.applyMembershipEntry(e) || membersChanged
+			}
 			if e.Type != raftmsg.EntryNormal {
 				continue
 			}
@@ -965,6 +1015,9 @@ func (n *Node) runApply() {
 		n.stages.ledger.markUpTo(&n.stages.answered, lastIndex, stage.Answered)
 		clear(results)
 		n.results = results[:0]
+		if membersChanged {
+			n.persistMembers()
+		}
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
 		notify(n.appliedNote)
 		next := make(chan struct{})

@@ -103,10 +103,21 @@ func checkBlobMembers(members []snapshotMember) error {
 }
 
 // snapshotMembersOf converts the runtime's member records.
-func snapshotMembersOf(records []memberRecord) []snapshotMember {
+func snapshotMembersOf(records []MemberRecord) []snapshotMember {
 	out := make([]snapshotMember, len(records))
 	for i, r := range records {
-		out[i] = snapshotMember{Name: r.Name, ID: r.ID, Peer: r.Peer}
+		out[i] = snapshotMember{Name: r.Name, ID: r.ID, Peer: r.Peer, Client: r.Client, Learner: r.Learner}
+	}
+	return out
+}
+
+// memberRecordsOf converts a snapshot's members to the runtime's records
+// (auto-promotion is not recorded: a learner restored from a snapshot is
+// promoted by hand, or by the leader that added it, which still knows).
+func memberRecordsOf(members []snapshotMember) []MemberRecord {
+	out := make([]MemberRecord, len(members))
+	for i, m := range members {
+		out[i] = MemberRecord{Name: m.Name, ID: m.ID, Peer: m.Peer, Client: m.Client, Learner: m.Learner}
 	}
 	return out
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 
 	"github.com/edgekv/edgekv/config"
 	"github.com/edgekv/edgekv/consensus/raftmsg"
@@ -58,7 +57,7 @@ func forceNewClusterAtStart(cfg config.Config, log *slog.Logger) error {
 }
 
 // membershipBlobFunc returns the blob of a fixed member list.
-func membershipBlobFunc(members []memberRecord) func() ([]byte, error) {
+func membershipBlobFunc(members []MemberRecord) func() ([]byte, error) {
 	recs := snapshotMembersOf(members)
 	return func() ([]byte, error) { return encodeMembershipBlob(recs) }
 }
@@ -94,17 +93,19 @@ func (b backupSource) Backup(_ context.Context, c httpapi.Consistency) (httpapi.
 			return httpapi.BackupStream{}, fmt.Errorf("node: backup membership: %w", err)
 		}
 	}
-	voters := make([]raftmsg.NodeID, 0, len(n.names))
-	for id := range n.names {
-		voters = append(voters, id)
+	tab := n.mem.table.Load()
+	conf := raftmsg.ConfState{Voters: tab.voters()}
+	for _, r := range tab.members {
+		if r.Learner {
+			conf.Learners = append(conf.Learners, r.ID)
+		}
 	}
-	slices.Sort(voters)
 	term := n.term.Load()
 	return httpapi.BackupStream{
 		Meta: n.meta(view.Revision()), Index: view.AppliedIndex(),
 		FileName: backupFileName(b.name, view.AppliedIndex()),
 		WriteTo: func(w io.Writer) error {
-			_, err := writeBackup(w, view, term, raftmsg.ConfState{Voters: voters}, blob)
+			_, err := writeBackup(w, view, term, conf, blob)
 			return err
 		},
 		Release: func() { n.backups.Add(-1) },

@@ -176,16 +176,16 @@ func Restore(opts RestoreOptions, log *slog.Logger) (RestoreResult, error) {
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	self := memberRecord{Name: cfg.Name, ID: rec.Meta.MemberID, Peer: cfg.AdvertisePeer}
+	self := MemberRecord{Name: cfg.Name, ID: rec.Meta.MemberID, Peer: cfg.AdvertisePeer}
 	// Term 1: the new cluster's history starts here; its first leader
 	// campaigns in term 2.
 	meta := raftmsg.SnapshotMeta{Index: view.AppliedIndex(), Term: 1, Conf: raftmsg.ConfState{Voters: []raftmsg.NodeID{self.ID}}}
-	err = writeSingleVoterSnapshot(store, meta, []memberRecord{self}, view, raftmsg.HardState{Term: 1, Commit: meta.Index})
+	err = writeSingleVoterSnapshot(store, meta, []MemberRecord{self}, view, raftmsg.HardState{Term: 1, Commit: meta.Index})
 	if cerr := store.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err == nil {
-		err = writeState(cfg.DataDir, stateFile{Members: []memberRecord{self}})
+		err = writeState(cfg.DataDir, stateFile{Members: []MemberRecord{self}})
 	}
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
@@ -197,7 +197,7 @@ func Restore(opts RestoreOptions, log *slog.Logger) (RestoreResult, error) {
 
 // writeSingleVoterSnapshot installs view as the store's snapshot at meta
 // (the log is reset: nothing before it remains) and records hs.
-func writeSingleVoterSnapshot(store *storage.Storage, meta raftmsg.SnapshotMeta, members []memberRecord, view *kv.View, hs raftmsg.HardState) error {
+func writeSingleVoterSnapshot(store *storage.Storage, meta raftmsg.SnapshotMeta, members []MemberRecord, view *kv.View, hs raftmsg.HardState) error {
 	if view.AppliedIndex() != meta.Index {
 		panic(fmt.Sprintf("node: snapshot meta %d for a view at %d", meta.Index, view.AppliedIndex())) // our bug
 	}
@@ -328,8 +328,8 @@ func ForceNewCluster(cfg config.Config, log *slog.Logger) (uint64, error) {
 		return 0, fmt.Errorf("--force-new-cluster: replay the log: %w", err)
 	}
 	view := m.View()
-	selfRec := memberRecord{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}
-	blob, err := encodeMembershipBlob(snapshotMembersOf([]memberRecord{selfRec}))
+	selfRec := MemberRecord{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}
+	blob, err := encodeMembershipBlob(snapshotMembersOf([]MemberRecord{selfRec}))
 	if err != nil {
 		return 0, err
 	}
@@ -348,7 +348,7 @@ func ForceNewCluster(cfg config.Config, log *slog.Logger) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	st.Members = []memberRecord{selfRec}
+	st.Members = []MemberRecord{selfRec}
 	if err := writeState(cfg.DataDir, st); err != nil {
 		return 0, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}

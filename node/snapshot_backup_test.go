@@ -289,7 +289,7 @@ func TestForceNewClusterKeepsTheWholeLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.Close()
-	if err := writeState(dir, stateFile{BootEpoch: 3, Members: []memberRecord{
+	if err := writeState(dir, stateFile{BootEpoch: 3, Members: []MemberRecord{
 		{Name: "survivor", ID: self, Peer: cfg.AdvertisePeer}, {Name: "gone1", ID: 98, Peer: "127.0.0.1:1"}, {Name: "gone2", ID: 99, Peer: "127.0.0.1:2"},
 	}}); err != nil {
 		t.Fatal(err)

@@ -46,7 +46,8 @@ import (
 
 // snapCallsLen bounds the closures waiting for the raft loop: at most one
 // snapshot report per peer (consensus.MaxVoters, one stream per follower),
-// one snapshotter result, and one offer per inbound snapshot stream.
+// one snapshotter result, one offer per inbound snapshot stream, and
+// unreachable reports, which take at most half (ReportUnreachable).
 const snapCallsLen = 256
 
 // sendQueueLen bounds MsgSnap waiting for the snapshotter; past it the
@@ -188,7 +189,7 @@ func (n *Node) sendSnapshot(m raftmsg.Message) {
 		default:
 		}
 	}
-	n.log.Debug("node: snapshot not sent", "to", n.names[m.To], "index", m.Snapshot.Index)
+	n.log.Debug("node: snapshot not sent", "to", n.memberName(m.To), "index", m.Snapshot.Index)
 	n.raft.ReportSnapshot(m.To, false)
 }
 
@@ -205,7 +206,7 @@ func (n *Node) runSnapshotter() {
 			n.onRaftLoop(func() { n.snapshotSaved(j.meta, raw, err) })
 		case m := <-n.snap.sendQ:
 			if err := n.streamSnapshot(m); err != nil {
-				n.log.Warn("node: snapshot not sent", "to", n.names[m.To], "index", m.Snapshot.Index, "err", err)
+				n.log.Warn("node: snapshot not sent", "to", n.memberName(m.To), "index", m.Snapshot.Index, "err", err)
 				n.onRaftLoop(func() { n.raft.ReportSnapshot(m.To, false) })
 			}
 		}
@@ -295,9 +296,9 @@ func (n *Node) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
 		f.Close()
 	}
 	if err != nil {
-		n.log.Warn("node: snapshot stream failed", "to", n.names[to], "index", index, "err", err)
+		n.log.Warn("node: snapshot stream failed", "to", n.memberName(to), "index", index, "err", err)
 	} else {
-		n.log.Info("node: snapshot sent", "to", n.names[to], "index", index, "bytes", size)
+		n.log.Info("node: snapshot sent", "to", n.memberName(to), "index", index, "bytes", size)
 		if n.metrics != nil {
 			n.metrics.ObserveSnapshot(ops.SnapshotSent, uint64(size))
 		}
@@ -308,7 +309,23 @@ func (n *Node) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
 	default:
 		// Cannot happen within snapCallsLen; the follower's next answer
 		// moves it out of the snapshot state anyway.
-		n.log.Warn("node: snapshot report dropped", "to", n.names[to])
+		n.log.Warn("node: snapshot report dropped", "to", n.memberName(to))
+	}
+}
+
+// ReportUnreachable tells the core that messages to id may have been
+// lost (a connection failed): a pipelining follower goes back to probing.
+// Never blocks; when the raft loop is busy the report is dropped (the
+// follower's next answer corrects its progress anyway). It uses at most
+// half of snapCalls, so that snapshot reports, which must not be lost,
+// always find room.
+func (n *Node) ReportUnreachable(id raftmsg.NodeID) {
+	if len(n.snap.calls) >= snapCallsLen/2 {
+		return
+	}
+	select {
+	case n.snap.calls <- func() { n.raft.ReportUnreachable(id) }:
+	default:
 	}
 }
 
@@ -329,7 +346,7 @@ func (n *Node) ReceiveSnapshot(m raftmsg.Message, data io.Reader) error {
 	}
 	held, err := n.snap.store.HoldSnapshot(data)
 	if err != nil {
-		n.log.Warn("node: received snapshot refused", "from", n.names[m.From], "index", m.Snapshot.Index, "err", err)
+		n.log.Warn("node: received snapshot refused", "from", n.memberName(m.From), "index", m.Snapshot.Index, "err", err)
 		return err
 	}
 	if got := held.Meta(); got.Index != m.Snapshot.Index || got.Term != m.Snapshot.Term {
@@ -456,6 +473,7 @@ func (n *Node) restoreInstalled(inst *snapInstall) bool {
 			n.log.Warn("node: installed snapshot has an unreadable membership", "err", merr)
 		} else {
 			n.log.Debug("node: installed snapshot membership", "members", len(members))
+			n.restoreMembers(memberRecordsOf(members), inst.meta.Index) // membership.go
 		}
 		o.Close()
 	}

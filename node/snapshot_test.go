@@ -32,9 +32,9 @@ func newSnapCluster(t *testing.T, size int, snapshotEntries uint64) *cluster {
 func startSnap(c *cluster, id raftmsg.NodeID, snapshotEntries uint64) *Node {
 	c.t.Helper()
 	c.boots[id]++
-	members := make([]memberRecord, 0, len(c.members))
+	members := make([]MemberRecord, 0, len(c.members))
 	for mid, name := range c.members {
-		members = append(members, memberRecord{Name: name, ID: mid, Peer: "mem"})
+		members = append(members, MemberRecord{Name: name, ID: mid, Peer: "mem"})
 	}
 	n, err := New(Config{
 		ID: id, Name: c.members[id], Members: c.members,
@@ -139,6 +139,13 @@ func TestRestartFromSnapshot(t *testing.T) {
 func TestStaleSnapshotIsNotInstalled(t *testing.T) {
 	c := newSnapCluster(t, 3, 10)
 	lead := c.leader()
+	// The follower takes no snapshots of its own: then only the core's
+	// rule stands between a stale snapshot and its log (its store would
+	// accept any snapshot newer than its own).
+	f := c.follower()
+	c.stop(f.ID())
+	f = startSnap(c, f.ID(), 0)
+	lead = c.leader()
 	for i := 0; i < 15; i++ {
 		put(t, lead, fmt.Sprintf("a%02d", i), "x")
 	}
@@ -156,7 +163,6 @@ func TestStaleSnapshotIsNotInstalled(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		put(t, lead, fmt.Sprintf("b%02d", i), "y")
 	}
-	f := c.follower()
 	waitFor(t, "the follower to apply everything", func() bool { return f.View().AppliedIndex() >= lead.View().AppliedIndex() })
 	fs := c.stores[f.ID()]
 	_, _, installsBefore, _ := fs.SnapshotStats()

@@ -117,7 +117,7 @@ func BenchmarkTracedWrites(b *testing.B) {
 			}
 			b.ReportMetric(float64(hits)/float64(b.N), "hits/write")
 			if statsErr == nil {
-				last.bpfNs = float64((bpf1-bpf0).Nanoseconds()) / float64(b.N)
+				last.bpfNs = float64((bpf1 - bpf0).Nanoseconds()) / float64(b.N)
 				b.ReportMetric(last.bpfNs, "bpf-ns/write")
 			}
 		}
