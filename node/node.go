@@ -1020,6 +1020,7 @@ func (n *Node) runApply() {
 			n.persistMembers()
 		}
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
+		n.answerAppliedChanges()
 		notify(n.appliedNote)
 		next := make(chan struct{})
 		close(*n.applyWait.Swap(&next))
