@@ -764,6 +764,18 @@ func (n *Node) restoreMembers(members []MemberRecord, index uint64) {
 	if len(members) == 0 {
 		return // a snapshot written without a table: keep ours
 	}
+	if !slices.ContainsFunc(members, func(r MemberRecord) bool { return r.ID == n.cfg.ID }) {
+		// A snapshot without this member: either it predates our own
+		// addition (a joiner is sent the leader's newest snapshot, then
+		// the entries after it, its add-learner among them), or it
+		// follows our removal. Only the core can tell the two apart (it
+		// knows whether we were a member as of our commit index) and says
+		// so with SoftState.Removed; until then keep our own record, so
+		// that the table still names this member.
+		if self, ok := n.mem.table.Load().byID(n.cfg.ID); ok {
+			members = append(slices.Clone(members), self)
+		}
+	}
 	tab := newMemberTable(members, index)
 	if err := tab.check(); err != nil {
 		n.log.Error("node: installed snapshot's member table refused", "err", err)
@@ -771,9 +783,6 @@ func (n *Node) restoreMembers(members []MemberRecord, index uint64) {
 	}
 	n.mem.table.Store(tab)
 	n.persistMembers()
-	if _, ok := tab.byID(n.cfg.ID); !ok {
-		n.markRemoved(fmt.Sprintf("the snapshot installed at index %d does not list it", index))
-	}
 	n.mem.tableRestored.Store(true) // the raft loop resyncs at its next tick
 }
 
