@@ -509,7 +509,8 @@ func wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Run applies s's faults to c on sched, one at a time, until ctx ends,
+// Run applies s's faults to c on sched, one at a time in a shuffled
+// round-robin, until ctx ends,
 // then undoes the last one. The returned error is a fault that could not
 // be applied or undone (a runner problem, not a finding). stop is the
 // context for undoing (it should outlive ctx).
@@ -521,8 +522,15 @@ func Run(ctx, stop context.Context, c *cluster.Cluster, acks *Acks, s Scenario, 
 	note := func(fault, what string, err error) {
 		log.Events = append(log.Events, Event{At: time.Since(start), Fault: fault, What: what, Err: err})
 	}
+	// Faults are drawn from a shuffled bag, each once per round, so a short
+	// run still applies every kind of its scenario.
+	var bag []int
 	for wait(ctx, draw(rng, sched.Quiet)) {
-		f := s.Faults[rng.IntN(len(s.Faults))]
+		if len(bag) == 0 {
+			bag = rng.Perm(len(s.Faults))
+		}
+		f := s.Faults[bag[0]]
+		bag = bag[1:]
 		what, err := f.Start(ctx, env)
 		note(f.Name, what, err)
 		if err != nil {

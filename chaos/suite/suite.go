@@ -100,7 +100,7 @@ func (o *Options) defaults() {
 		o.Nodes = o.Scenario.Nodes
 	}
 	if o.Clients == 0 {
-		o.Clients = 6
+		o.Clients = 8
 	}
 	if o.Groups == 0 {
 		o.Groups = 4
@@ -123,6 +123,7 @@ func (o *Options) defaults() {
 const (
 	requestTimeout = 2 * time.Second
 	clientTimeout  = 3 * time.Second
+	readTimeout    = time.Second
 	// healTimeout bounds healing: restarting, electing, catching up.
 	healTimeout = 90 * time.Second
 )
@@ -150,7 +151,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	acks := &nemesis.Acks{}
 	wl := workload.Config{
 		Addrs: c.ClientAddrs(), Clients: o.Clients, Groups: o.Groups, KeysPerGroup: o.KeysPerGroup,
-		Timeout: clientTimeout, Seed: o.Seed, Rate: o.Rate,
+		Timeout: clientTimeout, ReadTimeout: readTimeout, Readers: min(o.Nodes, o.Clients/2),
+		Seed: o.Seed, Rate: o.Rate,
 		UnavailableWriteIsUnknown: o.UnavailableWriteIsUnknown,
 		OnAck:                     acks.Acked,
 	}

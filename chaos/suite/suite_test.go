@@ -25,7 +25,7 @@ var (
 	flagDuration = flag.Duration("chaos.duration", 0, "faulty phase of each scenario (default: the CI durations)")
 	flagSeed     = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and the clients (default: from the clock, printed)")
 	flagNodes    = flag.Int("chaos.nodes", 0, "cluster size (default: the scenario's)")
-	flagClients  = flag.Int("chaos.clients", 0, "concurrent clients (default 6)")
+	flagClients  = flag.Int("chaos.clients", 0, "concurrent clients (default 8; as many readers as nodes, at most half)")
 	flagRate     = flag.Float64("chaos.rate", -1, "requests per second per client, 0 for unlimited (default: 30 in the CI set, else unlimited)")
 	flagOut      = flag.String("chaos.out", "", "folder for the evidence of failing runs (default: $TMPDIR/edgekv-chaos)")
 	flag503      = flag.Bool("chaos.503unknown", false, "record a write's 503 as unknown rather than as refused (weaker, slower check)")
