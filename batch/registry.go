@@ -31,6 +31,10 @@ const (
 	maxRegistrySlot = 1 << 20
 )
 
+// MaxRegistryCapacity is the largest capacity NewRegistry accepts (the
+// runtime keeps two waiters per --max-pending).
+const MaxRegistryCapacity = maxRegistrySlot
+
 // Waiter phases, the low two bits of Waiter.state.
 const (
 	phaseWaiting   = 1

@@ -14,6 +14,10 @@ const cacheLineBytes = 64
 // sane --max-pending, low enough that a typo cannot allocate gigabytes.
 const maxRingCapacity = 1 << 24
 
+// MaxRingCapacity is the largest capacity NewRing (and so a Queue's
+// count bound, --max-pending) accepts.
+const MaxRingCapacity = maxRingCapacity
+
 // ringSlot is one cell of the ring. seq is the cell's turn counter:
 //
 //	seq == pos        free, a producer claiming position pos may write it

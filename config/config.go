@@ -10,8 +10,12 @@
 // line instead of starting a half-working node.
 //
 // Flags join this package together with the feature that uses them (the
-// batching, membership, tracing and --snapshot-entries flags come with
-// those features), so that --help never documents a knob that does nothing.
+// batching, membership and tracing flags come with those features), so
+// that --help never documents a knob that does nothing.
+//
+// A few flags are command-line only (commandLineOnly): one-shot switches
+// such as --force-new-cluster must never be left on by an environment
+// file that every restart reads again.
 package config
 
 import (
@@ -50,6 +54,12 @@ type Config struct {
 	// always contains this node under Name with AdvertisePeer.
 	InitialCluster      []Member
 	InitialClusterToken string
+	// Join is the HTTP address (host:port) of a running member: a node
+	// with a new data dir asks it to be added as a learner. Empty: none.
+	Join string
+	// ShutdownTimeout bounds a graceful stop (SIGTERM): past it the
+	// process exits non-zero without waiting further.
+	ShutdownTimeout time.Duration
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -62,6 +72,13 @@ type Config struct {
 
 	Compression  string
 	SnapshotKeep int
+	// SnapshotEntries is how many applied log entries pass between two
+	// snapshots (each one lets the log before it be dropped).
+	SnapshotEntries uint64
+
+	// ForceNewCluster starts a new single-voter cluster from this data dir
+	// (disaster recovery after losing a quorum for good); command line only.
+	ForceNewCluster bool
 
 	// Batching and backpressure (batch package doc).
 	MaxBatchBytes    int64
@@ -91,6 +108,18 @@ const maxKeyBytes = 4096
 // record of the peer protocol (wire.DefaultMaxRecordBytes, 64 MiB) with room
 // for its key and encoding, or it could never be replicated.
 const MaxRequestBytesLimit = 48 << 20
+
+// Bounds of --snapshot-entries: below MinSnapshotEntries a busy node would
+// spend its disk bandwidth rewriting the whole store; above
+// MaxSnapshotEntries the log kept between snapshots (and replayed at a
+// restart) is unreasonably long.
+const (
+	MinSnapshotEntries = 10
+	MaxSnapshotEntries = 1 << 30
+)
+
+// commandLineOnly lists the flags that no environment variable sets.
+var commandLineOnly = map[string]bool{"force-new-cluster": true}
 
 // electionToHeartbeatMin: an election timeout shorter than this many
 // heartbeats makes a single delayed heartbeat start an election (the same
@@ -131,6 +160,8 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	fs.StringVar(&cfg.AdvertisePeer, "advertise-peer", "", "peer address told to other nodes (default: --listen-peer)")
 	initialCluster := fs.String("initial-cluster", "", "bootstrap members `n1=host:port,n2=host:port,...` (default: <name>=<advertise-peer>)")
 	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", "edgekv", "the cluster id is derived from it: nodes of two clusters never talk")
+	fs.StringVar(&cfg.Join, "join", "", "HTTP `host:port` of a running member: join its cluster as a learner (promoted once caught up); only for a new data dir")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on a graceful stop (SIGTERM: hand over leadership, finish requests); past it the process exits non-zero (keep it below systemd's TimeoutStopSec)")
 
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 100*time.Millisecond, "leader heartbeat period; also the Raft tick")
 	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", time.Second, "election timeout t, randomized in [t, 2t); at least 5 heartbeats")
@@ -152,7 +183,12 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	fs.Var(&maxInflight, "max-inflight-bytes", "per-follower replication window (`size`); one larger entry always passes")
 
 	fs.StringVar(&cfg.Compression, "compression", "auto", "replication and snapshot compression: none, snappy, zstd, auto")
+	fs.Uint64Var(&cfg.SnapshotEntries, "snapshot-entries", 100000, "applied log entries between snapshots; the log before a snapshot is dropped")
 	fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 2, "snapshot files kept on disk")
+	fs.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false,
+		"DISASTER RECOVERY ONLY, when a quorum is lost for good: start a new cluster whose only voter is this node, "+
+			"keeping everything in this data dir's log (committed entries and any later ones it holds, which become committed); "+
+			"the other members are forgotten and must rejoin with wiped data dirs. Remove the flag after the first start")
 
 	fs.DurationVar(&cfg.IdempotencyTTL, "idempotency-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
 	fs.IntVar(&cfg.IdempotencyMaxKeys, "idempotency-max-keys", 1000000, "bound on remembered idempotency keys; the oldest are forgotten first")
@@ -190,6 +226,10 @@ func Parse(args, environ []string, usage io.Writer) (Config, []string, error) {
 	if cfg.InitialCluster, err = parseInitialCluster(*initialCluster, cfg.Name, cfg.AdvertisePeer); err != nil {
 		return Config{}, nil, err
 	}
+	cfg.Join = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(cfg.Join), "http://"), "/")
+	if cfg.Join != "" && len(cfg.InitialCluster) > 1 {
+		return Config{}, nil, errors.New("--join and --initial-cluster exclude each other: a joining node learns the members from the cluster")
+	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, nil, err
 	}
@@ -208,7 +248,11 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 		case typeName == "string":
 			def = "default " + strconv.Quote(f.DefValue) + ", "
 		}
-		fmt.Fprintf(w, "  --%s %s\n        %s\n        %senv %s\n", f.Name, typeName, help, def, envName(f.Name))
+		env := "env " + envName(f.Name)
+		if commandLineOnly[f.Name] {
+			env = "command line only"
+		}
+		fmt.Fprintf(w, "  --%s %s\n        %s\n        %s%s\n", f.Name, typeName, help, def, env)
 	})
 }
 
@@ -223,7 +267,11 @@ func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
 	setOnCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { setOnCommandLine[f.Name] = true })
 	byEnv := map[string]*flag.Flag{}
-	fs.VisitAll(func(f *flag.Flag) { byEnv[envName(f.Name)] = f })
+	fs.VisitAll(func(f *flag.Flag) {
+		if !commandLineOnly[f.Name] {
+			byEnv[envName(f.Name)] = f
+		}
+	})
 
 	var warnings []string
 	for _, kv := range environ {
@@ -232,6 +280,10 @@ func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
 			continue
 		}
 		f, known := byEnv[key]
+		if !known && commandLineOnly[strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(key, EnvPrefix), "_", "-"))] {
+			warnings = append(warnings, fmt.Sprintf("ignoring environment variable %s: that flag is command line only", key))
+			continue
+		}
 		if !known {
 			warnings = append(warnings, fmt.Sprintf("ignoring unknown environment variable %s", key))
 			continue
@@ -340,6 +392,12 @@ func (c *Config) validate() error {
 	check(c.ElectionTimeout >= electionToHeartbeatMin*c.HeartbeatInterval,
 		"--election-timeout %v must be at least %d times --heartbeat-interval %v", c.ElectionTimeout, electionToHeartbeatMin, c.HeartbeatInterval)
 	check(c.RequestTimeout > 0, "--request-timeout %v: must be positive", c.RequestTimeout)
+	check(c.ShutdownTimeout > 0, "--shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	if c.Join != "" {
+		if err := checkHostPort(c.Join); err != nil {
+			errs = append(errs, fmt.Errorf("--join: %w", err))
+		}
+	}
 	check(c.QuotaBytes > 0, "--quota-bytes must be positive")
 	check(c.MaxValueBytes > 0, "--max-value-bytes must be positive")
 	check(c.MaxRequestBytes <= MaxRequestBytesLimit,
@@ -359,6 +417,8 @@ func (c *Config) validate() error {
 		"--max-inflight-bytes %d: want 1 to %d", c.MaxInflightBytes, MaxInflightBytesLimit)
 	check(contains(compressions, c.Compression), "--compression %q: want one of %s", c.Compression, strings.Join(compressions, ", "))
 	check(c.SnapshotKeep >= 1, "--snapshot-keep %d: at least 1", c.SnapshotKeep)
+	check(c.SnapshotEntries >= MinSnapshotEntries && c.SnapshotEntries <= MaxSnapshotEntries,
+		"--snapshot-entries %d: want %d to %d", c.SnapshotEntries, MinSnapshotEntries, MaxSnapshotEntries)
 	check(c.IdempotencyTTL > 0, "--idempotency-ttl must be positive")
 	check(c.IdempotencyMaxKeys > 0, "--idempotency-max-keys must be positive")
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)

@@ -27,10 +27,10 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		Name: "node1", DataDir: "./edgekv-data",
 		ListenClient: "127.0.0.1:7379", ListenPeer: "127.0.0.1:7380",
 		AdvertiseClient: "127.0.0.1:7379", AdvertisePeer: "127.0.0.1:7380",
-		InitialClusterToken: "edgekv",
-		HeartbeatInterval:   100 * time.Millisecond, ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second,
+		InitialClusterToken: "edgekv", ShutdownTimeout: 20 * time.Second,
+		HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second, RequestTimeout: 5 * time.Second,
 		QuotaBytes: 2 << 30, MaxValueBytes: 1 << 20, MaxRequestBytes: 4 << 20, MaxTxnOps: 10000,
-		Compression: "auto", SnapshotKeep: 2,
+		Compression: "auto", SnapshotKeep: 2, SnapshotEntries: 100000,
 		MaxBatchBytes: 1 << 20, MaxBatchDelay: 2 * time.Millisecond, MaxPending: 10000, MaxInflightBytes: 8 << 20,
 		IdempotencyTTL: 10 * time.Minute, IdempotencyMaxKeys: 1000000,
 		LogFormat: "text",
@@ -103,6 +103,11 @@ func TestBadInputNamesTheProblem(t *testing.T) {
 		{args: []string{"--max-request-bytes", "49MiB"}, mention: "one record of the peer protocol"},
 		{args: []string{"--compression", "lz4"}, mention: "--compression"},
 		{args: []string{"--snapshot-keep", "0"}, mention: "--snapshot-keep"},
+		{args: []string{"--snapshot-entries", "9"}, mention: "--snapshot-entries"},
+		{args: []string{"--snapshot-entries", "1073741825"}, mention: "--snapshot-entries"},
+		{args: []string{"--snapshot-entries", "-1"}, mention: "snapshot-entries"},
+		{env: []string{"EDGEKV_SNAPSHOT_ENTRIES=often"}, mention: "EDGEKV_SNAPSHOT_ENTRIES"},
+		{args: []string{"--force-new-cluster=maybe"}, mention: "force-new-cluster"},
 		{args: []string{"--log-level", "loud"}, mention: "--log-level"},
 		{args: []string{"--log-format", "xml"}, mention: "--log-format"},
 		{args: []string{"--initial-cluster", "n1=127.0.0.1:9001"}, mention: "does not list this node"},
@@ -150,7 +155,8 @@ func TestHelpDocumentsEveryFlagWithDefault(t *testing.T) {
 		"--quota-bytes", "default 2GiB", "--max-value-bytes", "default 1MiB",
 		"--max-request-bytes", "default 4MiB", "--max-txn-ops", "default 10000",
 		"--compression", `default "auto"`, "--quota-bytes size",
-		"--snapshot-keep", "--idempotency-ttl", "default 10m0s", "--idempotency-max-keys",
+		"--snapshot-keep", "--snapshot-entries uint", "default 100000, env EDGEKV_SNAPSHOT_ENTRIES",
+		"--force-new-cluster", "DISASTER RECOVERY", "command line only", "--idempotency-ttl", "default 10m0s", "--idempotency-max-keys",
 		"--log-level", "--log-format", "env EDGEKV_LOG_FORMAT",
 		"--max-batch-bytes size", "default 1MiB, env EDGEKV_MAX_BATCH_BYTES",
 		"--max-batch-delay duration", "default 2ms, env EDGEKV_MAX_BATCH_DELAY",
@@ -200,6 +206,26 @@ func TestClusterIDDependsOnTokenOnly(t *testing.T) {
 	}
 }
 
+func TestJoin(t *testing.T) {
+	cfg, _ := mustParse(t, []string{"--join", "http://10.0.0.1:7379/"}, nil)
+	if cfg.Join != "10.0.0.1:7379" {
+		t.Fatalf("--join = %q, want 10.0.0.1:7379", cfg.Join)
+	}
+	cfg, _ = mustParse(t, nil, []string{"EDGEKV_JOIN=10.0.0.2:7379"})
+	if cfg.Join != "10.0.0.2:7379" {
+		t.Fatalf("EDGEKV_JOIN: --join = %q", cfg.Join)
+	}
+	for _, args := range [][]string{
+		{"--join", "nohost"},
+		{"--join", "10.0.0.1:7379", "--initial-cluster", "node1=127.0.0.1:7380,n2=127.0.0.1:7381"},
+		{"--shutdown-timeout", "0s"},
+	} {
+		if _, _, err := Parse(args, nil, &bytes.Buffer{}); err == nil {
+			t.Errorf("%q: accepted", args)
+		}
+	}
+}
+
 func TestBatchingFlags(t *testing.T) {
 	cfg, _ := mustParse(t, []string{"--max-batch-bytes", "256KiB", "--max-batch-delay", "0", "--max-pending", "64"},
 		[]string{"EDGEKV_MAX_INFLIGHT_BYTES=1MiB", "EDGEKV_MAX_PENDING=99"})
@@ -210,5 +236,32 @@ func TestBatchingFlags(t *testing.T) {
 	cfg, _ = mustParse(t, []string{"--max-batch-bytes", "64MiB", "--max-batch-delay", "1s", "--max-pending", "524288", "--max-inflight-bytes", "1GiB"}, nil)
 	if cfg.MaxBatchBytes != MaxBatchBytesLimit || cfg.MaxBatchDelay != MaxBatchDelayLimit || cfg.MaxPending != MaxPendingLimit || cfg.MaxInflightBytes != MaxInflightBytesLimit {
 		t.Fatalf("limits not accepted: %+v", cfg)
+	}
+}
+
+func TestSnapshotFlags(t *testing.T) {
+	cfg, _ := mustParse(t, []string{"--snapshot-entries", "10"}, []string{"EDGEKV_SNAPSHOT_KEEP=3"})
+	if cfg.SnapshotEntries != MinSnapshotEntries || cfg.SnapshotKeep != 3 || cfg.ForceNewCluster {
+		t.Fatalf("snapshot flags: entries %d, keep %d, force %v", cfg.SnapshotEntries, cfg.SnapshotKeep, cfg.ForceNewCluster)
+	}
+	cfg, _ = mustParse(t, nil, []string{"EDGEKV_SNAPSHOT_ENTRIES=1073741824"})
+	if cfg.SnapshotEntries != MaxSnapshotEntries {
+		t.Fatalf("--snapshot-entries from the environment: %d", cfg.SnapshotEntries)
+	}
+	cfg, _ = mustParse(t, []string{"--force-new-cluster"}, nil)
+	if !cfg.ForceNewCluster {
+		t.Fatal("--force-new-cluster not set")
+	}
+}
+
+// TestForceNewClusterIsCommandLineOnly: an env file read at every restart
+// must never keep a one-shot recovery switch on.
+func TestForceNewClusterIsCommandLineOnly(t *testing.T) {
+	cfg, warnings := mustParse(t, nil, []string{"EDGEKV_FORCE_NEW_CLUSTER=true"})
+	if cfg.ForceNewCluster {
+		t.Fatal("EDGEKV_FORCE_NEW_CLUSTER set --force-new-cluster")
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "EDGEKV_FORCE_NEW_CLUSTER") || !strings.Contains(warnings[0], "command line only") {
+		t.Fatalf("warnings %q, want one naming EDGEKV_FORCE_NEW_CLUSTER as command line only", warnings)
 	}
 }

@@ -148,10 +148,13 @@
 // log from the leader until they acknowledged a heartbeat carrying a
 // commit index that covers their removal (or an election timeout of
 // silence), so they see SoftState.Removed; the runtime should persist
-// that and shut down. Removal is edge-triggered from the log: a node
-// restarted from a snapshot taken after its removal is merely not a
-// member (it never campaigns). A node that is not a voter in the
-// configuration in force never campaigns, with one exception: a voter
+// that and shut down. Removed is set when the node's commit index passes
+// its removal, or when it installs a snapshot without itself while it was
+// a member as of its commit index. A node restarted from a snapshot taken
+// after its removal is merely not a member (it never campaigns).
+//
+// A node that is not a voter in the configuration in force never
+// campaigns, with one exception: a voter
 // whose own removal is appended but not known committed campaigns in the
 // new configuration without counting itself (a leader outside C_new,
 // §4.2.2); otherwise removing the leader of two voters could deadlock
@@ -174,9 +177,10 @@
 // any entry names ends with the status of the last entry naming it, and
 // the base is right for the rest. Config.ID need not be a member.
 //
-// Snapshots (for the snapshot code): the configuration in force at an
-// index is confAt(index); compaction folds the history into the base
-// (compactConf), an installed snapshot resets it (resetConf).
+// Snapshots: SnapshotMeta takes the configuration in force at its index
+// from confAt (all entries up to an applied index are committed, so it is
+// the committed configuration there); Compact folds the history into the
+// base (compactConf); an installed snapshot resets it (resetConf).
 //
 // # Snapshots and log compaction
 //
@@ -214,4 +218,16 @@
 // after it as Config.Entries and Config.Applied >= Snapshot.Index; a hard
 // state commit index below the snapshot's index is raised to it (a crash
 // may fall between the two writes).
+//
+// The configuration in a snapshot is exact even when Config.Voters was
+// the member table's current voters rather than the configuration at the
+// log's start: a member's status at the index comes from the last
+// conf-change entry naming it up to the index, else from the first one
+// after it (an added learner was absent, a promoted one a learner, a
+// removed one a member), else from the base. This needs the log to reach
+// the point the base describes, which a joiner's (started as a
+// non-member with no snapshot) does not: a joiner refuses SnapshotMeta
+// (ErrBadSnapshot) until it has installed a snapshot from the leader, so
+// a joiner that replays the log from index 1 compacts nothing until it
+// restarts as a member or receives a snapshot.
 package consensus

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -247,8 +248,15 @@ func (n *Node) compactConf(index uint64) {
 }
 
 // resetConf replaces the whole history by cs at index (an installed
-// snapshot that replaces the log) and puts it in force.
+// snapshot that replaces the log) and puts it in force. A node that was a
+// member as of its commit index and is none in the snapshot (which is
+// committed) was removed by an entry the snapshot covers: Removed.
 func (n *Node) resetConf(cs raftmsg.ConfState, index uint64) {
+	member := isMember(cs, n.id)
+	if n.committedMember && !member {
+		n.removed = true
+	}
+	n.committedMember = member
 	n.confBase, n.confBaseIndex = cloneConf(cs), index
 	n.confLog = n.confLog[:0]
 	n.setConf(n.confBase)
@@ -290,13 +298,23 @@ func (n *Node) confAfterAppend(truncatedFrom uint64, ents []raftmsg.Entry) {
 
 // noteCommit records that the commit index moved from old to c: a removal
 // of this node in (old, c] is now committed (SoftState.Removed).
+// It runs on every commit: records at or below old are skipped by binary
+// search.
 func (n *Node) noteCommit(old, c uint64) {
-	for i := range n.confLog {
+	first, _ := slices.BinarySearchFunc(n.confLog, old+1, func(r confRecord, index uint64) int {
+		return cmp.Compare(r.index, index)
+	})
+	for i := first; i < len(n.confLog) && n.confLog[i].index <= c; i++ {
 		r := &n.confLog[i]
-		if r.index > old && r.index <= c && r.cc.Type == raftmsg.ConfChangeRemove && r.cc.NodeID == n.id {
+		if r.cc.Type == raftmsg.ConfChangeRemove && r.cc.NodeID == n.id {
 			n.removed = true
 		}
+		n.committedMember = isMember(r.conf, n.id)
 	}
+}
+
+func isMember(cs raftmsg.ConfState, id raftmsg.NodeID) bool {
+	return slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
 }
 
 // setConf puts cs in force: it rebuilds the peer arrays (peers, kinds,
@@ -534,8 +552,8 @@ func (n *Node) checkConfInvariants() error {
 		if r.index <= prev || r.index > n.log.lastIndex() {
 			return fmt.Errorf("conf record at %d after %d, log ends at %d", r.index, prev, n.log.lastIndex())
 		}
-		if t, ok := n.log.term(r.index); ok && r.index > n.log.snapIndex {
-			if e := n.log.ents[r.index-n.log.snapIndex-1]; e.Type != raftmsg.EntryConfChange || e.Term != t {
+		if r.index > n.log.snapIndex {
+			if e := &n.log.ents[r.index-n.log.snapIndex-1]; e.Type != raftmsg.EntryConfChange {
 				return fmt.Errorf("conf record at %d but entry type %v", r.index, e.Type)
 			}
 		}

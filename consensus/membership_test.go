@@ -52,8 +52,15 @@ func wantConf(t *testing.T, n *Node, voters, learners []raftmsg.NodeID) {
 func TestConfChangeRefusals(t *testing.T) {
 	// A new leader whose no-op has not committed: ErrNotReady.
 	solo := mustNew(t, testConfig(1, 1))
-	for solo.SoftState().Role != RoleLeader {
+	for i := 0; i < 100 && solo.SoftState().Role == RoleFollower; i++ {
 		solo.Tick()
+	}
+	// A sole voter leads once its term and vote are durable.
+	if err := solo.Advance(solo.Ready()); err != nil {
+		t.Fatal(err)
+	}
+	if r := solo.SoftState().Role; r != RoleLeader {
+		t.Fatalf("sole voter after its vote is durable: %v", r)
 	}
 	if err := solo.ProposeConfChange(confChange(raftmsg.ConfChangeAddLearner, 2), 1); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("before the no-op commits: %v", err)
@@ -536,4 +543,213 @@ func TestUncommittedSelfRemovalStillCampaigns(t *testing.T) {
 	if got := c.requestIDs(2); !slices.Contains(got, 9) {
 		t.Fatalf("node 2 alone did not commit: %v", got)
 	}
+}
+
+// Thesis §4.2.3: "removed servers (those not in C_new) can disrupt the
+// cluster": one that never learns its removal committed times out and
+// asks for votes, here with a log as up to date as anyone's. Leader
+// stickiness keeps the cluster's term and leader: servers that hear from
+// their leader ignore it. The leader stops tracking it after an election
+// timeout of silence.
+func TestRemovedServerCannotDisrupt(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	if err := c.nodes[1].ProposeConfChange(confChange(raftmsg.ConfChangeRemove, 3), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Node 3 gets the entry, but never hears that it committed.
+	for _, m := range c.collect() {
+		if err := c.nodes[m.To].Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.cut = func(m raftmsg.Message) bool {
+		return m.From == 1 && m.To == 3 && (m.Type == raftmsg.MsgApp || m.Type == raftmsg.MsgHeartbeat)
+	}
+	c.settle()
+	wantConf(t, c.nodes[1], ids(1, 2), nil)
+	wantConf(t, c.nodes[3], ids(1, 2), nil)
+	if c.nodes[3].SoftState().Removed || c.nodes[1].HardState().Commit != c.nodes[3].LastIndex() {
+		t.Fatalf("node 3 %+v, leader commit %d, node 3 last %d", c.nodes[3].SoftState(), c.nodes[1].HardState().Commit, c.nodes[3].LastIndex())
+	}
+	term := c.nodes[1].SoftState().Term
+	var asked bool
+	for i := 0; i < 5*c.nodes[3].cfg.ElectionTicks; i++ {
+		c.tick(3, 1)
+		c.tick(1, 1)
+		for _, m := range c.collect() {
+			asked = asked || m.From == 3 && m.Type == raftmsg.MsgPreVote
+			if !c.cut(m) {
+				if err := c.nodes[m.To].Step(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		c.settle()
+	}
+	if !asked {
+		t.Fatalf("the removed server never asked for votes: nothing was tested")
+	}
+	if ss := c.nodes[1].SoftState(); ss.Role != RoleLeader || ss.Term != term {
+		t.Fatalf("the removed server disrupted the leader: %+v (term was %d)", ss, term)
+	}
+	if ss := c.nodes[2].SoftState(); ss.Leader != 1 || ss.Term != term {
+		t.Fatalf("the removed server disrupted follower 2: %+v", ss)
+	}
+	if i := c.nodes[1].pos(3); i >= 0 {
+		t.Fatalf("leader still tracks the silent removed node")
+	}
+	if err := c.nodes[1].CheckInvariants(true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A member whose removal reaches it only inside a snapshot (the entry was
+// compacted away) still learns it was removed; a joiner given a snapshot
+// taken before its addition does not think so.
+func TestRemovedThroughSnapshot(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.cut = func(m raftmsg.Message) bool { return m.To == 3 || m.From == 3 }
+	c.mustChange(1, raftmsg.ConfChangeRemove, 3)
+	leader := c.nodes[1]
+	meta, err := leader.SnapshotMeta(leader.Status().Applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(meta.Conf.Voters, ids(1, 2)) {
+		t.Fatalf("snapshot conf %+v", meta.Conf)
+	}
+	f := c.nodes[3]
+	if err := f.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 3, Term: leader.SoftState().Term, Snapshot: meta}); err != nil {
+		t.Fatal(err)
+	}
+	if ss := f.SoftState(); !ss.Removed {
+		t.Fatalf("node 3 after a snapshot without it: %+v", ss)
+	}
+	// A joiner (not a member of its starting configuration) is not
+	// "removed" by a snapshot that predates its addition.
+	j := mustNew(t, testConfig(9, 1, 2))
+	if err := j.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 9, Term: leader.SoftState().Term, Snapshot: meta}); err != nil {
+		t.Fatal(err)
+	}
+	if ss := j.SoftState(); ss.Removed {
+		t.Fatalf("joiner after an older snapshot: %+v", ss)
+	}
+	wantConf(t, j, ids(1, 2), nil)
+}
+
+// Paper §5.3 (Log Matching) with a sole voter and a learner: the voter
+// wins on its own vote, but sends nothing as leader until its term and
+// vote are durable. Otherwise it could crash, restart in the old term,
+// win that term again and send the learner a different entry under the
+// same index and term.
+func TestSoleVoterLeadsOnlyOnceItsTermIsDurable(t *testing.T) {
+	c := newCluster(t, 1)
+	c.elect(1)
+	c.nodes[2] = mustNew(t, testConfig(2, 1))
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 2)
+	// Restart node 1 from what it persisted (everything: Advance), then
+	// let it campaign.
+	st := c.nodes[1].Status()
+	cfg := testConfig(1, 1)
+	cfg.HardState = c.nodes[1].HardState()
+	for i := uint64(1); i <= st.LastIndex; i++ {
+		var e raftmsg.Entry
+		for _, a := range c.applied[1] {
+			if a.Index == i {
+				e = a
+			}
+		}
+		cfg.Entries = append(cfg.Entries, e)
+	}
+	cfg.Applied = st.Applied
+	n := mustNew(t, cfg)
+	for i := 0; i < 100 && n.SoftState().Role == RoleFollower; i++ {
+		n.Tick()
+	}
+	rd := n.Ready()
+	if rd.HardState.Term != cfg.HardState.Term+1 || rd.HardState.Vote != 1 {
+		t.Fatalf("campaign's hard state %+v", rd.HardState)
+	}
+	if len(rd.Messages) != 0 || len(rd.Entries) != 0 || n.SoftState().Role == RoleLeader {
+		t.Fatalf("sole voter acted as leader before its term was durable: %+v, %v", rd.Messages, n.SoftState())
+	}
+	if err := n.Advance(rd); err != nil {
+		t.Fatal(err)
+	}
+	if n.SoftState().Role != RoleLeader {
+		t.Fatalf("not leader once its term is durable: %+v", n.SoftState())
+	}
+	rd = n.Ready()
+	if apps := msgsOfType(rd.Messages, raftmsg.MsgApp); len(apps) != 1 || apps[0].To != 2 {
+		t.Fatalf("leader's first messages %+v", rd.Messages)
+	}
+}
+
+// A probe is never lost for good (paper §5.3: the leader retries until the
+// follower's log matches). A learner added to an idle leader starts with
+// Next one past the leader's last entry, so its first probe is an empty
+// append; if that append is lost, the learner's next heartbeat answer must
+// make the leader probe again, with no new proposal needed.
+func TestLostFirstProbeToLearnerIsResent(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.addNode(4)
+	dropped := 0
+	c.cut = func(m raftmsg.Message) bool {
+		if m.To == 4 && m.Type == raftmsg.MsgApp && dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	}
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+	if dropped != 1 {
+		t.Fatalf("dropped %d appends to the learner, want the first one", dropped)
+	}
+	for i := 0; i < 5 && c.nodes[4].LastIndex() != c.nodes[1].LastIndex(); i++ {
+		c.tick(1, c.nodes[1].cfg.HeartbeatTicks)
+		c.settle()
+	}
+	if got, want := c.nodes[4].LastIndex(), c.nodes[1].LastIndex(); got != want {
+		t.Fatalf("learner's log ends at %d after 5 heartbeats, leader's at %d", got, want)
+	}
+}
+
+// Thesis §3.10 with §4.2.1: leadership moves only to a voter of the
+// configuration in force. A learner is refused as a target (here, and
+// ignored when forwarded), and so is a voter whose removal is appended
+// (append-time); the transfer then goes to a voter of C_new.
+func TestTransferOnlyToVoters(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.addNode(4)
+	c.mustChange(1, raftmsg.ConfChangeAddLearner, 4)
+	if err := c.nodes[1].TransferLeadership(4); !errors.Is(err, ErrBadTransfer) {
+		t.Fatalf("transfer to a learner: %v", err)
+	}
+	// Forwarded by a follower that still thinks 4 is a voter: ignored.
+	if err := c.nodes[1].Step(raftmsg.Message{Type: raftmsg.MsgTransferLeader, From: 2, To: 1, Term: c.nodes[1].SoftState().Term, Hint: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.propose(1, 1); err != nil {
+		t.Fatalf("proposal after a refused transfer: %v", err)
+	}
+	c.settle()
+	c.cut = func(m raftmsg.Message) bool { return m.To == 3 }
+	if err := c.nodes[1].ProposeConfChange(confChange(raftmsg.ConfChangeRemove, 3), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[1].TransferLeadership(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[1].TransferLeadership(3); !errors.Is(err, ErrBadTransfer) {
+		t.Fatalf("transfer to a node removed (uncommitted): %v", err)
+	}
+	c.settle()
+	if ss := c.nodes[2].SoftState(); ss.Role != RoleLeader {
+		t.Fatalf("transfer to voter 2 of {1,2}: %+v", ss)
+	}
+	wantConf(t, c.nodes[2], ids(1, 2), ids(4))
 }

@@ -47,8 +47,6 @@ var (
 	ErrInvalidProposal = errors.New("consensus: invalid proposal")
 	// ErrInvalidMessage wraps every message Step refuses.
 	ErrInvalidMessage = errors.New("consensus: invalid message")
-	// ErrUnsupported: a message type of part 2 (reads, transfer, snapshots).
-	ErrUnsupported = errors.New("consensus: message type not supported yet")
 	// ErrBadAck wraps misuse of AckPersisted and AckApplied.
 	ErrBadAck = errors.New("consensus: bad acknowledgement")
 	// ErrBadConfig wraps every configuration New refuses.
@@ -186,6 +184,8 @@ type Ready struct {
 	// ConfState, when not nil, is the configuration now in force (it
 	// changed since the previous Ready): add and remove transport peers.
 	// Append-time (thesis §4.1): it may be uncommitted, and may revert.
+	// The configuration recovered by New is not reported: read ConfState()
+	// after New.
 	ConfState *raftmsg.ConfState
 	// Snapshot, when not empty, is a snapshot received from the leader
 	// (MsgSnap) that the core accepted: make the held file of this index
@@ -239,13 +239,21 @@ type Node struct {
 	confLog       []confRecord // conf-change entries after confBaseIndex, ascending
 	confChanged   bool         // conf differs from the last Ready's
 	removed       bool
-	leaving       []leavingPeer
+	// committedMember: this node is a member of the configuration at its
+	// commit index (so a snapshot without it means it was removed).
+	committedMember bool
+	leaving         []leavingPeer
 
 	// Snapshots (snapshot.go): snap describes the entries before the log
 	// (index, term, configuration); pendingSnapshot: an installed one is
 	// not handed out in a Ready yet.
 	snap            raftmsg.SnapshotMeta
 	pendingSnapshot bool
+	// confHistoryUnknown: started as a non-member without a snapshot (a
+	// joiner): its base is some later configuration, so it cannot tell
+	// the configuration at an index its log may not reach past, and
+	// takes no snapshot until it installs one (snapshotConfAt).
+	confHistoryUnknown bool
 
 	ticks                     uint64 // monotonic, for LastHeardTick
 	electionElapsed           int
@@ -279,8 +287,11 @@ type Node struct {
 	rejectedReads, spareRejReads []RejectedRead
 
 	readySeq, ackedSeq uint64
-	prevSoft           SoftState
-	prevHard           raftmsg.HardState
+	// selfElectSeq: a sole voter's campaign won on its own vote; it leads
+	// once the Ready with this Seq (its term and vote) is durable.
+	selfElectSeq uint64
+	prevSoft     SoftState
+	prevHard     raftmsg.HardState
 }
 
 // New makes a node from cfg; it starts as a follower of no leader.
@@ -332,11 +343,13 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.setConf(n.confBase)
 	n.confAfterAppend(0, n.log.ents)
+	n.committedMember = isMember(n.confBase, n.id)
 	n.noteCommit(n.confBaseIndex, n.log.committed)
 	n.confChanged = false // the runtime knows what it recovered: ConfState()
 	if !snap.IsEmpty() {
 		n.snap = raftmsg.SnapshotMeta{Index: snap.Index, Term: snap.Term, Conf: cloneConf(n.confBase)}
 	}
+	n.confHistoryUnknown = snap.IsEmpty() && !slices.Contains(cfg.Voters, cfg.ID)
 	n.prevHard = n.hardState()
 	n.restarted = !hs.IsEmpty()
 	n.becomeFollower(n.term, raftmsg.None)
@@ -450,6 +463,7 @@ func (n *Node) reset(term uint64) {
 	n.randomizedElectionTimeout = n.cfg.ElectionTicks + n.rng.IntN(n.cfg.ElectionTicks)
 	clear(n.votes)
 	n.leadTransferee = raftmsg.None
+	n.selfElectSeq = 0
 }
 
 func (n *Node) becomeFollower(term uint64, lead raftmsg.NodeID) {

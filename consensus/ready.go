@@ -194,6 +194,9 @@ func (n *Node) AckPersisted(seq uint64) error {
 		clear(h.msgs) // drop references to entries
 		n.freeAfter = append(n.freeAfter, h.msgs[:0])
 	}
+	if n.selfElectSeq != 0 && seq >= n.selfElectSeq && n.role == RoleCandidate {
+		n.becomeLeader() // see startElectionWith: the term is durable now
+	}
 	if n.role == RoleLeader {
 		if n.selfPos >= 0 {
 			n.prs[n.selfPos].Match = n.log.persisted

@@ -35,15 +35,91 @@ func (n *Node) SnapshotMeta(index uint64) (raftmsg.SnapshotMeta, error) {
 	if index == n.log.snapIndex {
 		return n.snapshotMetaClone(), nil
 	}
+	if n.confHistoryUnknown {
+		return raftmsg.SnapshotMeta{}, fmt.Errorf("%w: joined without a snapshot, the configuration at %d is not known here", ErrBadSnapshot, index)
+	}
 	term, ok := n.log.term(index)
 	if !ok {
 		panic(fmt.Sprintf("consensus: applied index %d not in the log (%d, %d]", index, n.log.snapIndex, n.log.lastIndex()))
 	}
-	conf, ok := n.confAt(index)
-	if !ok {
-		panic(fmt.Sprintf("consensus: no configuration at %d (snapshot %d)", index, n.log.snapIndex))
+	return raftmsg.SnapshotMeta{Index: index, Term: term, Conf: n.snapshotConfAt(index)}, nil
+}
+
+// snapshotConfAt is the configuration in force at index, exact even when
+// the base configuration is not the one at the log's start: a restarted
+// or joining node is given the member table's current voters as its base
+// (doc.go, Membership), which makes the final configuration right but can
+// make confAt wrong at earlier indexes, for members whose status changed
+// after index. Each member's status at index is:
+//
+//  1. set by the last conf-change entry at or before index naming it
+//     (entries set a status, whatever the base);
+//  2. else implied by the first entry after index naming it, since the
+//     proposer checked it against the configuration in force then, which
+//     for this member is the one at index: an added learner was absent, a
+//     promoted one a learner, a removed one a member (its base status, or
+//     a voter when the base no longer holds it: the only members no entry
+//     since the log's start names are the bootstrap voters, or members
+//     of an exact snapshot base);
+//  3. else its base status (no entry ever changed it).
+//
+// With an exact base this equals confAt(index).
+func (n *Node) snapshotConfAt(index uint64) raftmsg.ConfState {
+	type status uint8
+	const (
+		absent status = iota
+		voter
+		learner
+	)
+	statusIn := func(cs raftmsg.ConfState, id raftmsg.NodeID) status {
+		switch {
+		case slices.Contains(cs.Voters, id):
+			return voter
+		case slices.Contains(cs.Learners, id):
+			return learner
+		}
+		return absent
 	}
-	return raftmsg.SnapshotMeta{Index: index, Term: term, Conf: conf}, nil
+	ids := slices.Concat(n.confBase.Voters, n.confBase.Learners)
+	for i := range n.confLog {
+		ids = append(ids, n.confLog[i].cc.NodeID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var out raftmsg.ConfState
+	for _, id := range ids {
+		st, decided := statusIn(n.confBase, id), false
+		for i := range n.confLog {
+			r := &n.confLog[i]
+			if r.cc.NodeID != id {
+				continue
+			}
+			if r.index <= index {
+				st, decided = statusIn(r.conf, id), true
+				continue
+			}
+			if !decided {
+				switch r.cc.Type {
+				case raftmsg.ConfChangeAddLearner:
+					st = absent
+				case raftmsg.ConfChangePromote:
+					st = learner
+				case raftmsg.ConfChangeRemove:
+					if st == absent {
+						st = voter
+					}
+				}
+			}
+			break
+		}
+		switch st {
+		case voter:
+			out.Voters = append(out.Voters, id)
+		case learner:
+			out.Learners = append(out.Learners, id)
+		}
+	}
+	return out
 }
 
 func (n *Node) snapshotMetaClone() raftmsg.SnapshotMeta {
@@ -67,6 +143,10 @@ func (n *Node) Compact(meta raftmsg.SnapshotMeta) error {
 		return fmt.Errorf("%w: meta %+v, but the log has term %d and configuration %+v at %d", ErrBadSnapshot, meta, want.Term, want.Conf, meta.Index)
 	}
 	n.compactConf(meta.Index)
+	// The base becomes the exact configuration at the snapshot (confAt may
+	// differ on a node whose base was not exact; the configuration in
+	// force, the latest, is the same either way).
+	n.confBase = cloneConf(want.Conf)
 	n.log.compact(meta.Index, meta.Term)
 	n.snap = want
 	return nil
@@ -174,6 +254,7 @@ func (n *Node) handleSnapshot(m *raftmsg.Message) {
 	n.snap = raftmsg.SnapshotMeta{Index: meta.Index, Term: meta.Term, Conf: sortedConf(meta.Conf)}
 	n.pendingSnapshot = true
 	n.resetConf(n.snap.Conf, meta.Index)
+	n.confHistoryUnknown = false // the leader's snapshot carries it exactly
 	// The acknowledgement reports durable state: it leaves only once the
 	// Ready carrying the snapshot is persisted.
 	n.sendAfterPersist(raftmsg.Message{Type: raftmsg.MsgAppResp, To: m.From, Term: n.term, Index: meta.Index})

@@ -487,3 +487,131 @@ func TestRestartFromSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// Thesis §5.1: the snapshot carries the configuration as of its last
+// index. A restarted node may be given the member table's current voters
+// as its base (doc.go, Membership): its configuration at earlier indexes
+// must still come out exact from the conf-change entries after them.
+func TestSnapshotConfigurationExactWithCurrentBase(t *testing.T) {
+	enc := func(typ raftmsg.ConfChangeType, id raftmsg.NodeID) []byte {
+		return raftmsg.AppendConfChange(nil, raftmsg.ConfChange{Type: typ, NodeID: id})
+	}
+	ents := []raftmsg.Entry{
+		{Index: 1, Term: 1, Type: raftmsg.EntryNoop},
+		{Index: 2, Term: 1, Type: raftmsg.EntryConfChange, Data: enc(raftmsg.ConfChangeAddLearner, 4)},
+		{Index: 3, Term: 1},
+		{Index: 4, Term: 1, Type: raftmsg.EntryConfChange, Data: enc(raftmsg.ConfChangeRemove, 3)},
+		{Index: 5, Term: 1, Type: raftmsg.EntryConfChange, Data: enc(raftmsg.ConfChangePromote, 4)},
+		{Index: 6, Term: 1, Type: raftmsg.EntryConfChange, Data: enc(raftmsg.ConfChangeAddLearner, 5)},
+		{Index: 7, Term: 1},
+	}
+	want := map[uint64]raftmsg.ConfState{
+		1: {Voters: ids(1, 2, 3)},
+		3: {Voters: ids(1, 2, 3), Learners: ids(4)},
+		4: {Voters: ids(1, 2), Learners: ids(4)},
+		5: {Voters: ids(1, 2, 4)},
+		7: {Voters: ids(1, 2, 4), Learners: ids(5)},
+	}
+	for name, base := range map[string][]raftmsg.NodeID{
+		"bootstrap base": ids(1, 2, 3),
+		"current base":   ids(1, 2, 4), // the table after everything applied
+	} {
+		cfg := testConfig(1, base...)
+		cfg.HardState = raftmsg.HardState{Term: 1, Commit: 7}
+		cfg.Entries = ents
+		cfg.Applied = 7
+		n := mustNew(t, cfg)
+		wantConf(t, n, ids(1, 2, 4), ids(5))
+		for idx, cs := range want {
+			meta, err := n.SnapshotMeta(idx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(meta.Conf.Voters, cs.Voters) || !slices.Equal(meta.Conf.Learners, cs.Learners) {
+				t.Errorf("%s: configuration at %d %+v, want %+v", name, idx, meta.Conf, cs)
+			}
+		}
+		// Compacting makes the exact one the base; the one in force stays.
+		compactAt(t, n, 4)
+		wantConf(t, n, ids(1, 2, 4), ids(5))
+		if meta, _ := n.SnapshotMeta(5); !slices.Equal(meta.Conf.Voters, ids(1, 2, 4)) || len(meta.Conf.Learners) != 0 {
+			t.Errorf("%s: configuration at 5 after compacting to 4: %+v", name, meta.Conf)
+		}
+	}
+}
+
+// A joiner starts with some later configuration as its base and no
+// snapshot: it cannot know the configuration at the indexes its log holds
+// and refuses to describe a snapshot until it installs one from the leader.
+func TestJoinerSnapshotsOnlyAfterInstalling(t *testing.T) {
+	n := mustNew(t, testConfig(4, 1, 2, 3))
+	if err := n.Step(raftmsg.Message{Type: raftmsg.MsgApp, From: 1, To: 4, Term: 2, Commit: 2,
+		Entries: []raftmsg.Entry{{Index: 1, Term: 1}, {Index: 2, Term: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Advance(n.Ready()); err != nil {
+		t.Fatal(err)
+	}
+	rd := n.Ready()
+	if err := n.Advance(rd); err != nil || n.Status().Applied != 2 {
+		t.Fatalf("applied %d: %v", n.Status().Applied, err)
+	}
+	if _, err := n.SnapshotMeta(2); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("joiner without a snapshot described one: %v", err)
+	}
+	if err := n.Step(raftmsg.Message{Type: raftmsg.MsgSnap, From: 1, To: 4, Term: 2,
+		Snapshot: raftmsg.SnapshotMeta{Index: 5, Term: 2, Conf: raftmsg.ConfState{Voters: three, Learners: ids(4)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Advance(n.Ready()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Step(raftmsg.Message{Type: raftmsg.MsgApp, From: 1, To: 4, Term: 2, Index: 5, LogTerm: 2, Commit: 6,
+		Entries: []raftmsg.Entry{{Index: 6, Term: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	for n.HasReady() {
+		if err := n.Advance(n.Ready()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta, err := n.SnapshotMeta(6)
+	if err != nil || !slices.Equal(meta.Conf.Voters, three) || !slices.Equal(meta.Conf.Learners, ids(4)) {
+		t.Fatalf("after installing: %+v %v", meta, err)
+	}
+}
+
+// Thesis §5.2: snapshots of a memory-based state machine are written
+// concurrently with normal operation. The meta is taken at the applied
+// index, the cluster goes on committing and applying while the file is
+// written, and Compact then drops exactly the entries the snapshot covers.
+func TestCompactAfterConcurrentProgress(t *testing.T) {
+	c := snapCluster(t, 3)
+	n := c.nodes[1]
+	meta, err := n.SnapshotMeta(n.Status().Applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < 4; i++ {
+		if err := c.propose(1, 50+i); err != nil {
+			t.Fatal(err)
+		}
+		c.settle()
+	}
+	if err := n.Compact(meta); err != nil {
+		t.Fatal(err)
+	}
+	st := n.Status()
+	if st.SnapshotIndex != meta.Index || st.LastIndex != meta.Index+4 || st.Applied != st.LastIndex {
+		t.Fatalf("status %+v after compacting to %d", st, meta.Index)
+	}
+	for i := meta.Index + 1; i <= st.LastIndex; i++ {
+		if _, ok := n.LogTerm(i); !ok {
+			t.Fatalf("entry %d after the snapshot dropped", i)
+		}
+	}
+	// An older meta, taken before, is now refused.
+	if err := n.Compact(raftmsg.SnapshotMeta{Index: meta.Index - 1, Term: 1, Conf: meta.Conf}); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("compacting below the snapshot: %v", err)
+	}
+}

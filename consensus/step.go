@@ -84,7 +84,15 @@ func (n *Node) startElection() { n.startElectionWith(0) }
 func (n *Node) startElectionWith(context uint64) {
 	n.becomeCandidate()
 	if n.recordVote(n.id, true) == quorum.VoteWon {
-		n.becomeLeader()
+		// The only voter: it wins on its own vote, but leads only once the
+		// term and vote are durable (AckPersisted). Leading at once, its
+		// appends (to learners, to a removed node) could leave, it could
+		// crash before the term is durable, restart in the old term and
+		// win the same term again with different entries at the same
+		// indexes: two logs with a different entry of the same index and
+		// term (Log Matching, §5.3). The Ready after this carries the
+		// hard state.
+		n.selfElectSeq = n.readySeq + 1
 		return
 	}
 	for i, v := range n.peers {
@@ -346,9 +354,12 @@ func (n *Node) stepLeader(m *raftmsg.Message) error {
 		}
 		switch {
 		case pr.State == tracker.StateProbe:
-			// The follower is alive: resend the probe (it may be lost).
+			// The follower is alive: resend the probe (it may be lost),
+			// even an empty one: a member whose Next is past our last
+			// entry (a learner just added to an idle leader) would
+			// otherwise wait for the next proposal to be probed.
 			pr.ProbeSent = false
-			n.maybeSendAppend(i, false)
+			n.maybeSendAppend(i, true)
 		case !pr.AckedRecently:
 			// Pipelining, but no acknowledgement for a heartbeat period:
 			// an empty append probing Next-1 detects a lost message or a

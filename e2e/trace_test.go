@@ -157,9 +157,9 @@ func TestTraceFlagExportsHistograms(t *testing.T) {
 }
 
 // checkPlausibleSeconds checks a histogram family's series: observations
-// recorded, their sum above zero, and every one below the bucket bound
-// right above limit (log2 buckets: the bound is at most twice limit) with
-// a mean below limit.
+// recorded, their sum above zero, nearly all (90 %) at or below the bucket
+// bound right above limit (log2 buckets: the bound is at most twice
+// limit), and a mean below limit.
 func checkPlausibleSeconds(t *testing.T, series map[string]float64, name, labels string, limit time.Duration) {
 	t.Helper()
 	withLabels := func(suffix, extra string) string {
@@ -184,9 +184,11 @@ func checkPlausibleSeconds(t *testing.T, series map[string]float64, name, labels
 			break
 		}
 	}
+	// Nearly all, not all: on a loaded VM an fdatasync can take over a
+	// second; a unit mistake (ns read as µs) would move them all.
 	below := series[withLabels("_bucket", `le="`+strconv.FormatFloat(bound, 'g', -1, 64)+`"`)]
-	if below != count {
-		t.Errorf("%s{%s}: %v of %v observations at or below %v s", name, labels, below, count, bound)
+	if below < 0.9*count {
+		t.Errorf("%s{%s}: only %v of %v observations at or below %v s", name, labels, below, count, bound)
 	}
 }
 

@@ -13,8 +13,9 @@
 //     the id comes from the marker's argument, so hits pair by batch, not
 //     by thread), and received -> answered for the whole batch;
 //   - syscall latency of fsync, fdatasync, sync_file_range, write, pwrite64,
-//     writev, sendmsg, sendto, read, pread64, readv, recvmsg, recvfrom (raw
-//     tracepoints raw_syscalls:sys_enter/sys_exit);
+//     writev, sendmsg, sendto, read, pread64, readv, recvmsg, recvfrom
+//     (tp_btf sys_enter/sys_exit, the raw_syscalls events; the start time
+//     waits in task-local storage);
 //   - run-queue latency of the process's threads: wakeup (or preemption) to
 //     running (tp_btf sched_wakeup, sched_wakeup_new, sched_switch).
 //
@@ -25,9 +26,10 @@
 //
 // Cost: with nothing attached, a marker is a call of a two-instruction
 // leaf (~2-3 ns). While attached, each marker hit costs the kernel's
-// uprobe path (~2 µs measured on a loaded VM) and every syscall on the
-// host pays for the raw_syscalls programs' PID check, so a Tracer must be
-// closed when tracing is no longer wanted (README.md has the figures).
+// uprobe path (~2 µs measured on a loaded VM) and every syscall and
+// context switch on the host runs a program that checks the PID, so a
+// Tracer must be closed when tracing is no longer wanted (README.md has
+// the figures, per hit and per write of a node).
 //
 // The process is named by its PID in the tracer's PID namespace; a node in
 // a container traces itself correctly (the programs translate PIDs with

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	cebpf "github.com/cilium/ebpf"
@@ -137,20 +138,13 @@ func (t *Tracer) attach(self, multi bool, opts Options) error {
 
 // attachKernelSide attaches the syscall and scheduler programs.
 func (t *Tracer) attachKernelSide() error {
-	for _, tp := range []struct {
-		name string
-		prog *cebpf.Program
-	}{{"sys_enter", t.coll.Programs[traceProgOnSysEnter]}, {"sys_exit", t.coll.Programs[traceProgOnSysExit]}} {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: tp.prog})
-		if err != nil {
-			return loadError("attaching raw tracepoint "+tp.name, err)
-		}
-		t.links = append(t.links, l)
-	}
 	for _, p := range []struct {
 		name string
 		prog *cebpf.Program
-	}{{"sched_wakeup", t.coll.Programs[traceProgOnWakeup]}, {"sched_wakeup_new", t.coll.Programs[traceProgOnWakeupNew]}, {"sched_switch", t.coll.Programs[traceProgOnSwitch]}} {
+	}{
+		{"sys_enter", t.coll.Programs[traceProgOnSysEnter]}, {"sys_exit", t.coll.Programs[traceProgOnSysExit]},
+		{"sched_wakeup", t.coll.Programs[traceProgOnWakeup]}, {"sched_wakeup_new", t.coll.Programs[traceProgOnWakeupNew]}, {"sched_switch", t.coll.Programs[traceProgOnSwitch]},
+	} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			return loadError("attaching tp_btf "+p.name, err)
@@ -317,6 +311,29 @@ func fileOffset(maps []byte, addr uint64) (uint64, error) {
 
 // PID returns the traced process's id.
 func (t *Tracer) PID() int { return t.pid }
+
+// ProgramRuntime returns the kernel's count of runs of the tracer's
+// programs and the time they took, since they were loaded: the in-kernel
+// cost of tracing (not the uprobe or tracepoint dispatch around it). The
+// kernel counts only while BPF statistics are enabled (sysctl
+// kernel.bpf_stats_enabled=1, or cilium/ebpf's EnableStats); otherwise
+// both stay zero. For benchmarks and diagnostics.
+func (t *Tracer) ProgramRuntime() (runs uint64, total time.Duration, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, 0, errors.New("tracer closed")
+	}
+	for name, p := range t.coll.Programs {
+		st, err := p.Stats()
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading statistics of %s: %w", name, err)
+		}
+		runs += st.RunCount
+		total += st.Runtime
+	}
+	return runs, total, nil
+}
 
 // Snapshot reads every histogram into dst (about 27 KiB; reuse it).
 func (t *Tracer) Snapshot(dst *Snapshot) error {

@@ -5,6 +5,7 @@ package ebpf
 import (
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -25,6 +26,9 @@ func (t *Tracer) PID() int { return 0 }
 
 // Snapshot fails on this platform.
 func (t *Tracer) Snapshot(*Snapshot) error { return checkPlatform() }
+
+// ProgramRuntime fails on this platform.
+func (t *Tracer) ProgramRuntime() (uint64, time.Duration, error) { return 0, 0, checkPlatform() }
 
 // Close does nothing.
 func (t *Tracer) Close() error { return nil }

@@ -111,7 +111,7 @@ func (n *Node) meta(revision uint64) httpapi.Meta {
 	}
 	m := httpapi.Meta{Revision: revision, Follower: !n.isLeader.Load()}
 	if m.Follower {
-		m.Leader = n.names[n.Leader()]
+		m.Leader = n.memberName(n.Leader())
 	}
 	return m
 }

@@ -3,10 +3,18 @@ package node
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/edgekv/edgekv/batch"
 	"github.com/edgekv/edgekv/config"
@@ -15,27 +23,23 @@ import (
 	"github.com/edgekv/edgekv/ops"
 )
 
-// The largest values the batching flags accept must build a batcher and
-// its waiter table (two waiters per pending proposal), and a batch may
-// never be bounded above the pending bytes it is cut from.
+// The largest values the batching flags accept must fit the batcher: its
+// queue (a ring) and its waiter table (two waiters per pending proposal),
+// and a batch may never be bounded above the pending bytes it is cut
+// from. (Building a million-waiter table here would take minutes under
+// the race detector; the constants are the constructors' own bounds.)
 func TestBatchingFlagLimitsFitTheBatcher(t *testing.T) {
-	cfg, _, err := config.Parse([]string{
-		"--max-batch-bytes", "64MiB", "--max-batch-delay", "1s", "--max-pending", "524288",
-	}, nil, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
+	if 2*config.MaxPendingLimit > batch.MaxRegistryCapacity {
+		t.Fatalf("--max-pending may reach %d, but the registry holds %d waiters, not two per pending write", config.MaxPendingLimit, batch.MaxRegistryCapacity)
 	}
-	bcfg := batchConfig(cfg)
-	b, err := batch.New(bcfg)
-	if err != nil {
-		t.Fatalf("batch.New at the flag limits: %v", err)
-	}
-	defer b.Close()
-	if _, err := batch.NewRegistry[outcome](2*b.Config().MaxPending, 1); err != nil {
-		t.Fatalf("registry at --max-pending %d: %v", config.MaxPendingLimit, err)
+	if config.MaxPendingLimit > batch.MaxRingCapacity {
+		t.Fatalf("--max-pending may reach %d, over the queue's %d", config.MaxPendingLimit, batch.MaxRingCapacity)
 	}
 	if config.MaxBatchBytesLimit > batch.DefaultMaxPendingBytes {
 		t.Fatalf("--max-batch-bytes may reach %d, over the %d pending bytes a batch is cut from", config.MaxBatchBytesLimit, batch.DefaultMaxPendingBytes)
+	}
+	if config.MaxBatchDelayLimit >= batch.DefaultInflightTimeout {
+		t.Fatalf("--max-batch-delay may reach %v, not under the in-flight timeout %v", config.MaxBatchDelayLimit, batch.DefaultInflightTimeout)
 	}
 }
 
@@ -153,4 +157,92 @@ func TestLinearizableReadsAreBounded(t *testing.T) {
 		_, err := lead.Backend().Get(ctx, httpapi.GetRequest{Key: []byte("k"), Consistency: httpapi.Linearizable})
 		return err == nil
 	})
+}
+
+// httpSubmitFrames name the functions a client's request runs from the
+// HTTP handler to the batcher's queue and its waiter.
+var httpSubmitFrames = []string{"edgekv/httpapi.", "edgekv/node.backend.Put", "edgekv/node.(*Node).write", "edgekv/batch."}
+
+// TestHTTPWritePathHasNoContendedMutex serves the API over an in-memory
+// listener in front of a 3-member cluster's leader, drives it with 32
+// keep-alive clients while the mutex profiler records every contention
+// event, and fails on any contended sync.Mutex or RWMutex whose stack
+// runs through the HTTP handler, the backend or the batcher.
+func TestHTTPWritePathHasNoContendedMutex(t *testing.T) {
+	prev := runtime.SetMutexProfileFraction(1)
+	defer runtime.SetMutexProfileFraction(prev)
+	c := newCluster(t, 3)
+	lead := c.leader()
+	api, err := httpapi.New(httpapi.Config{}, lead.Backend(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	served := make(chan error, 1)
+	go func() { served <- api.Server().Serve(ln) }()
+	defer func() {
+		if err := api.Server().Shutdown(); err != nil {
+			t.Error(err)
+		}
+		<-served
+	}()
+	const clients, putsEach = 32, 100
+	client := &fasthttp.HostClient{Addr: "edgekv", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: clients}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for i := range putsEach {
+				req.Reset()
+				req.Header.SetMethod(fasthttp.MethodPut)
+				req.SetRequestURI(fmt.Sprintf("http://edgekv/v1/kv/mutex/%d/%d", w, i%8))
+				req.SetBodyString("value")
+				if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+					errs <- err
+					return
+				}
+				if resp.StatusCode() != fasthttp.StatusOK {
+					errs <- fmt.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var buf bytes.Buffer
+	if err := pprof.Lookup("mutex").WriteTo(&buf, 1); err != nil {
+		t.Fatal(err)
+	}
+	onPath, runtimeLocks := 0, 0
+	for _, rec := range strings.Split(buf.String(), "\n\n") {
+		if !containsAnyOf(rec, httpSubmitFrames) {
+			continue
+		}
+		if containsAnyOf(rec, []string{"sync.(*Mutex)", "sync.(*RWMutex)"}) {
+			onPath++
+			t.Errorf("contended mutex on the HTTP write path:\n%s", rec)
+			continue
+		}
+		runtimeLocks++ // the scheduler's own lock when a send readies a sleeping goroutine
+	}
+	t.Logf("contention records on the HTTP write path: %d on mutexes, %d on the runtime's scheduler lock", onPath, runtimeLocks)
+}
+
+func containsAnyOf(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

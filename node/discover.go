@@ -45,11 +45,11 @@ const (
 
 // discoverMembers learns the id of every --initial-cluster member,
 // retrying each until it answers or ctx ends.
-func discoverMembers(ctx context.Context, cfg config.Config, self raftmsg.NodeID, log *slog.Logger) ([]memberRecord, error) {
-	out := make([]memberRecord, 0, len(cfg.InitialCluster))
+func discoverMembers(ctx context.Context, cfg config.Config, self raftmsg.NodeID, log *slog.Logger) ([]MemberRecord, error) {
+	out := make([]MemberRecord, 0, len(cfg.InitialCluster))
 	for _, m := range cfg.InitialCluster {
 		if m.Name == cfg.Name {
-			out = append(out, memberRecord{Name: m.Name, ID: self, Peer: m.PeerAddr})
+			out = append(out, MemberRecord{Name: m.Name, ID: self, Peer: m.PeerAddr})
 			continue
 		}
 		id, err := waitForMemberID(ctx, cfg, self, m, log)
@@ -62,7 +62,7 @@ func discoverMembers(ctx context.Context, cfg config.Config, self raftmsg.NodeID
 			}
 		}
 		log.Info("node: discovered member", "name", m.Name, "peer", m.PeerAddr, "id", fmt.Sprintf("%016x", uint64(id)))
-		out = append(out, memberRecord{Name: m.Name, ID: id, Peer: m.PeerAddr})
+		out = append(out, MemberRecord{Name: m.Name, ID: id, Peer: m.PeerAddr})
 	}
 	return out, nil
 }

@@ -75,20 +75,45 @@
 //
 // Start opens the data dir (storage checks its metadata: name, random
 // member id, cluster id, format), reads the runtime's own state file
-// (edgekv-node.json: boot counter and membership), starts the peer
-// transport, and for a new member of several (--initial-cluster) learns
-// every member's random id from the peer handshake (discover.go) and
-// records the membership before Raft starts. Close stops the HTTP server,
-// the member, the transport and the store, in that order.
+// (edgekv-node.json: boot counter and member table), starts the peer
+// transport, and for a new data dir learns the membership before Raft
+// starts: from the peer handshake for the members of --initial-cluster
+// (discover.go), or from a running member for --join (membership_join.go).
+// Close stops the HTTP server, the member, the transport and the store,
+// in that order; GracefulStop (shutdown.go, on SIGTERM) first refuses new
+// requests with 503, hands leadership over and lets the requests being
+// served finish.
+//
+// # Membership
+//
+// The member table (name, id, peer and client address, voter or learner;
+// members.go) is replicated state: conf-change entries carry the
+// subject's record in their Context and members announce their own client
+// address in the log; the applier applies both in order and the server
+// persists the table. The transport's peers follow the configuration in
+// force (Ready.ConfState). Membership requests (membership.go) enter the
+// raft loop as calls; the leader promotes learners that joined with
+// --join once they have caught up. A member that learns it was removed
+// stops serving and its process exits; its data dir refuses to start
+// again. The membership endpoints forward to the leader over HTTP (ops).
+//
+// # Snapshots, backups, disaster recovery
+//
+// Every --snapshot-entries applied entries the member writes a snapshot of
+// an immutable view off the raft loop and compacts its log; a follower
+// whose entries were compacted away is streamed the snapshot file, holds
+// it aside and installs it only once the core accepts it (never one older
+// than its commit index); a restart restores the newest snapshot and
+// replays the log after it (snapshot_runtime.go, snapshot_store.go). The
+// snapshot's membership blob is snapblob.go. GET /v1/snapshot streams a
+// backup (a zstd snapshot file of one view), Restore builds a new
+// cluster's first data dir from one, and ForceNewCluster turns a
+// survivor's data dir into a single-voter cluster (snapshot_backup.go).
 //
 // # Not yet
 //
-// The consensus core has no snapshots and no membership changes yet: the
-// log is kept whole and replayed into the state machine at every start,
-// the membership is the one bootstrapped (--join and the cluster endpoints
-// are absent), and a wiped member is refused by its peers but cannot be
-// re-added. At shutdown, writes
-// already proposed are answered when applied or at their timeout (504).
+// At shutdown without GracefulStop, writes already proposed are answered
+// when applied or at their timeout (504).
 //
 // Request ids (batch.Registry: slot, generation, epoch) carry the member's
 // index and its boot counter in the epoch; BootEpoch must differ between

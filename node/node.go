@@ -53,8 +53,22 @@ type Config struct {
 	// ID is this member's id; Name its name (what X-Edgekv-Leader shows).
 	ID   raftmsg.NodeID
 	Name string
-	// Members maps every voter's id to its name, this member included.
+	// Members maps every voter's id to its name, this member included
+	// (bootstrap); Table, when not nil, replaces it with the full member
+	// table (addresses, learners: members.go), this member included.
 	Members map[raftmsg.NodeID]string
+	Table   []MemberRecord
+	// TableApplied is the log index the Table reflects.
+	TableApplied uint64
+	// ClientAddr and PeerAddr are this member's advertised addresses; the
+	// member announces them when the table lacks them (members.go).
+	ClientAddr, PeerAddr string
+	// OnMembers, when not nil, is called by the applier after the member
+	// table changed (the server persists it); an error stops the member.
+	OnMembers func(members []MemberRecord, applied uint64) error
+	// OnRemoved, when not nil, is called once this member learns it was
+	// removed from the cluster (before Removed is closed).
+	OnRemoved func()
 	// TickInterval is the Raft tick (--heartbeat-interval); the leader
 	// heartbeats every tick. ElectionTicks is --election-timeout in ticks.
 	TickInterval  time.Duration
@@ -78,21 +92,33 @@ type Config struct {
 	// MaxInflightBytes is the per-follower replication window
 	// (--max-inflight-bytes); zero takes the core's default.
 	MaxInflightBytes uint64
+
+	// SnapshotEntries: a snapshot is taken once this many entries were
+	// applied since the last one (--snapshot-entries); zero never takes
+	// one (the log is kept whole).
+	SnapshotEntries uint64
+	// MembershipBlob returns the membership blob a snapshot records
+	// (snapblob.go); nil records none.
+	MembershipBlob func() ([]byte, error)
 	// Metrics, when not nil, receives the runtime's metrics (and the
 	// batcher's, on its Set).
 	Metrics *ops.Metrics
-	// Store is the durable log; Recovered what it held at start.
+	// Store is the durable log; Recovered what it held at start. A Store
+	// that is also a SnapshotStore enables snapshots (snapshot.go).
 	Store     LogStore
 	Recovered Recovered
 	Logger    *slog.Logger
 }
 
-// Request ids are unique across the members by construction, so that an
-// entry is never taken for another member's request even when a transport
-// does not carry Entry.Origin: the registry's 16-bit epoch field holds the
-// member's position among the sorted voters (memberIndexBits, at most
+// Request ids differ across the members of a bootstrapped cluster by
+// construction, so that an entry is never taken for another member's
+// request even when a transport does not carry Entry.Origin: the
+// registry's 16-bit epoch field holds the member's position among the
+// sorted members it started with (memberIndexBits, at most
 // consensus.MaxVoters = 64 members) above the boot counter (bootEpochBits:
-// 1024 boots before an id of an old boot could recur).
+// 1024 boots before an id of an old boot could recur). Members that joined
+// later may share a position with another member; what keeps their
+// waiters apart is Entry.Origin, which the wire codec and the WAL carry.
 const (
 	memberIndexBits = 6
 	bootEpochBits   = 16 - memberIndexBits
@@ -123,6 +149,8 @@ type persistJob struct {
 	hs    raftmsg.HardState
 	ents  []raftmsg.Entry
 	after []raftmsg.Message
+	// install, when not nil, is a snapshot to install before hs and ents.
+	install *snapInstall
 }
 
 type batchRecord struct {
@@ -148,7 +176,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   *batch.MonotonicClock
-	names   map[raftmsg.NodeID]string // read-only after New
+	mem     membership // membership.go
 	machine *kv.Machine
 	batcher *batch.Batcher
 	reg     *batch.Registry[outcome]
@@ -157,7 +185,7 @@ type Node struct {
 
 	inbox    chan inbound
 	persistQ chan persistJob
-	applyQ   chan []raftmsg.Entry
+	applyQ   chan applyJob
 	readReqs chan readRequest
 	// statusReqs asks the raft loop for consensus.Status (capacity 1 each).
 	statusReqs chan chan consensus.Status
@@ -180,6 +208,7 @@ type Node struct {
 	diskErr  atomic.Pointer[error]
 	readSeq  atomic.Uint64
 	dropped  atomic.Uint64 // inbound batches dropped (inbox full)
+	backups  atomic.Int32  // GET /v1/snapshot streams in progress
 	stopping atomic.Bool
 
 	stop      chan struct{}
@@ -217,6 +246,9 @@ type Node struct {
 
 	// Applier only.
 	results []kv.Result
+
+	// snap is the snapshot machinery (snapshot_runtime.go).
+	snap snapState
 }
 
 // New builds a member from its recovered state. It starts nothing.
@@ -224,7 +256,7 @@ func New(cfg Config) (*Node, error) {
 	switch {
 	case cfg.ID == raftmsg.None:
 		return nil, errors.New("node: ID is zero")
-	case cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name:
+	case cfg.Table == nil && (cfg.Name == "" || cfg.Members[cfg.ID] != cfg.Name):
 		return nil, fmt.Errorf("node: Members must list this member %d as %q", cfg.ID, cfg.Name)
 	case cfg.TickInterval <= 0 || cfg.RequestTimeout <= 0:
 		return nil, fmt.Errorf("node: TickInterval %v and RequestTimeout %v must be positive", cfg.TickInterval, cfg.RequestTimeout)
@@ -236,14 +268,28 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	voters := make([]raftmsg.NodeID, 0, len(cfg.Members))
-	for id := range cfg.Members {
-		voters = append(voters, id)
+	table, err := memberTableOf(cfg)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(voters)
+	// The voters of the table are the base configuration: the core
+	// replays every conf-change entry of the log on top (consensus doc,
+	// Membership: members no entry names have the same status in the
+	// current table as at the log's start).
+	voters := table.voters()
+	// Members (voters, learners, this one) in id order: a member's
+	// position is in its request ids (idEpoch).
+	allIDs := make([]raftmsg.NodeID, 0, len(table.members))
+	for _, r := range table.members {
+		allIDs = append(allIDs, r.ID)
+	}
+	if _, self := table.byID(cfg.ID); !self {
+		return nil, fmt.Errorf("node: the member table does not list this member %d", cfg.ID)
+	}
 	rn, err := consensus.New(consensus.Config{
 		ID: cfg.ID, Voters: voters,
 		HardState: cfg.Recovered.HardState, Entries: cfg.Recovered.Entries,
+		Snapshot: cfg.Recovered.Snapshot, Applied: cfg.Recovered.Snapshot.Index,
 		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: 1, RandSeed: cfg.RandSeed,
 		MaxInflightBytes: cfg.MaxInflightBytes,
 	})
@@ -253,6 +299,9 @@ func New(cfg Config) (*Node, error) {
 	machine, err := kv.NewMachine(cfg.KV)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := restoreRecovered(machine, cfg.Recovered); err != nil {
+		return nil, err
 	}
 	clock := batch.NewMonotonicClock()
 	bcfg := cfg.Batch
@@ -268,7 +317,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// Twice the queue: waiters of queued proposals plus those in flight.
-	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(voters, cfg.ID, cfg.BootEpoch))
+	reg, err := batch.NewRegistry[outcome](2*batcher.Config().MaxPending, idEpoch(allIDs, cfg.ID, cfg.BootEpoch))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -278,11 +327,11 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		metrics: cfg.Metrics,
 		cfg:     cfg, log: cfg.Logger.With("member", cfg.Name), clock: clock,
-		names: cfg.Members, machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
+		machine: machine, batcher: batcher, reg: reg, store: cfg.Store,
 		inbox:         make(chan inbound, inboxLen),
 		persistQ:      make(chan persistJob, persistQueueLen),
 		savedHS:       cfg.Recovered.HardState,
-		applyQ:        make(chan []raftmsg.Entry, applyQueueLen),
+		applyQ:        make(chan applyJob, applyQueueLen),
 		readReqs:      make(chan readRequest, readRequestsLen),
 		statusReqs:    make(chan chan consensus.Status, 16),
 		persistedNote: make(chan struct{}, 1),
@@ -292,22 +341,30 @@ func New(cfg Config) (*Node, error) {
 		pendingReads:  make(map[uint64]readRequest),
 		lease:         leaseDuration(cfg.TickInterval, cfg.ElectionTicks),
 	}
+	n.snap.init(cfg)
 	ch := make(chan struct{})
 	n.applyWait.Store(&ch)
 	n.soft = rn.SoftState()
 	// Read ids, like request ids, must not repeat across boots: a late
 	// answer to a read of the previous boot must not serve a new one.
-	n.readSeq.Store(uint64(idEpoch(voters, cfg.ID, cfg.BootEpoch)) << 46)
+	n.readSeq.Store(uint64(idEpoch(allIDs, cfg.ID, cfg.BootEpoch)) << 46)
+	n.mem.init(table, cfg.Recovered.Entries)
+	n.mem.metrics = newMembershipMetrics(cfg.Metrics, n.mem.table.Load)
+	if n.cfg.MembershipBlob == nil {
+		n.cfg.MembershipBlob = n.tableBlob // snapshots record the member table
+	}
 	return n, nil
 }
 
 // Start runs the member's goroutines, sending through tr.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
-	n.wg.Add(3)
+	n.syncPeers(n.raft.ConfState()) // before the raft loop owns the core
+	n.wg.Add(4)
 	go n.runRaft()
 	go n.runPersist()
 	go n.runApply()
+	go n.runSnapshotter()
 }
 
 // Close stops every goroutine of the member and waits for them. Writes
@@ -320,6 +377,7 @@ func (n *Node) Close() error {
 		n.batcher.Close()
 		n.signalStop()
 		n.wg.Wait()
+		n.snap.close()
 		// The raft loop has exited: this goroutine owns the batcher now.
 		for p, ok := n.batcher.PopPending(); ok; p, ok = n.batcher.PopPending() {
 			n.reg.Complete(p.RequestID, outcome{closed: true})
@@ -407,7 +465,7 @@ func (n *Node) runRaft() {
 	}
 	park := time.NewTimer(time.Hour)
 	park.Stop()
-	if len(n.names) == 1 {
+	if cs := n.raft.ConfState(); len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
 		// A single voter needs nobody's vote: let its election timer run
 		// out at once rather than keep clients waiting 1-2 timeouts.
 		for i := 0; i < 2*n.cfg.ElectionTicks && n.raft.SoftState().Role != consensus.RoleLeader; i++ {
@@ -440,6 +498,9 @@ func (n *Node) runRaft() {
 		case <-ticks:
 			n.raft.Tick()
 			n.expireReads()
+			n.tickMembership()
+		case call := <-n.mem.calls:
+			call()
 		case in := <-n.inbox:
 			n.step(in)
 			for i := 0; i < maxInboxDrain; i++ {
@@ -461,6 +522,9 @@ func (n *Node) runRaft() {
 			}
 		case <-n.appliedNote:
 			n.ackApplied()
+			n.maybeSnapshot()
+		case f := <-n.snap.calls:
+			f()
 		case r := <-n.readReqs:
 			n.startRead(r)
 		case reply := <-n.statusReqs:
@@ -485,6 +549,12 @@ func (n *Node) runRaft() {
 func (n *Node) step(in inbound) {
 	for i := range in.msgs {
 		m := &in.msgs[i]
+		if m.Type == raftmsg.MsgSnap {
+			// A snapshot reaches the core only with its file
+			// (ReceiveSnapshot); a bare one is a peer's bug.
+			n.log.Debug("node: MsgSnap without its file dropped", "from", uint64(m.From))
+			continue
+		}
 		if m.Type == raftmsg.MsgProp && n.soft.Role == consensus.RoleLeader {
 			// The leader's clock is the idempotency clock (kv package doc);
 			// the codec may not carry Origin, and a member only forwards
@@ -558,6 +628,10 @@ func (n *Node) handleReadys() bool {
 	for round := 0; round < maxReadyRounds && n.raft.HasReady(); round++ {
 		rd := n.raft.Ready()
 		n.publishSoft(rd.SoftState)
+		n.mem.noteAppended(rd.Entries)
+		if rd.ConfState != nil {
+			n.syncPeers(*rd.ConfState)
+		}
 		if !rd.HardState.IsEmpty() {
 			n.commit.Store(rd.HardState.Commit)
 			n.markCommitted()
@@ -568,6 +642,10 @@ func (n *Node) handleReadys() bool {
 		}
 		// Appends and heartbeats may leave before our own fsync (§10.2.1).
 		for _, m := range rd.Messages {
+			if m.Type == raftmsg.MsgSnap {
+				n.sendSnapshot(m) // streamed beside the message
+				continue
+			}
 			n.tr.Send(m)
 		}
 		for _, rp := range rd.RejectedProposals {
@@ -582,14 +660,19 @@ func (n *Node) handleReadys() bool {
 		// Every Ready goes through the persister, even an empty one:
 		// AckPersisted is cumulative and must follow Seq order.
 		job := persistJob{seq: rd.Seq, hs: rd.HardState, ents: rd.Entries, after: rd.MessagesAfterPersist}
+		if !rd.Snapshot.IsEmpty() {
+			// Installed by the persister before this Ready's entries,
+			// restored by the applier before anything after it.
+			job.install = n.takeHeld(rd.Snapshot)
+		}
 		select {
 		case n.persistQ <- job:
 		case <-n.stop:
 			return false
 		}
-		if len(rd.CommittedEntries) > 0 {
+		if len(rd.CommittedEntries) > 0 || job.install != nil {
 			select {
-			case n.applyQ <- rd.CommittedEntries:
+			case n.applyQ <- applyJob{ents: rd.CommittedEntries, install: job.install}:
 			case <-n.stop:
 				return false
 			}
@@ -616,7 +699,10 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 		n.metrics.IncLeaderChanges()
 	}
 	if s.Leader != n.soft.Leader || s.Role != n.soft.Role {
-		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.names[s.Leader])
+		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.memberName(s.Leader))
+	}
+	if s.Removed && !n.soft.Removed {
+		n.markRemoved("the core saw its removal commit")
 	}
 	n.soft = s
 	n.leaderID.Store(uint64(s.Leader))
@@ -723,7 +809,9 @@ func (n *Node) runPersist() {
 		}
 		group := append(n.group[:0], job)
 	drain:
-		for len(group) < persistQueueLen {
+		// A Ready with a snapshot ends its group: the snapshot replaces
+		// the log between the Readys before it and its own entries.
+		for len(group) < persistQueueLen && group[len(group)-1].install == nil {
 			select {
 			case j := <-n.persistQ:
 				group = append(group, j)
@@ -731,7 +819,14 @@ func (n *Node) runPersist() {
 				break drain
 			}
 		}
-		hs, ents := n.mergeGroup(group)
+		saveFrom := group
+		if group[len(group)-1].install != nil {
+			if !n.installHeld(group) {
+				return
+			}
+			saveFrom = group[len(group)-1:]
+		}
+		hs, ents := n.mergeGroup(saveFrom)
 		if len(ents) > 0 || n.mustSync(hs) {
 			if !n.save(hs, ents, group[len(group)-1].seq) {
 				return
@@ -873,11 +968,18 @@ func (n *Node) mergeGroup(group []persistJob) (raftmsg.HardState, []raftmsg.Entr
 func (n *Node) runApply() {
 	defer n.wg.Done()
 	for {
-		var ents []raftmsg.Entry
+		var job applyJob
 		select {
 		case <-n.stop:
 			return
-		case ents = <-n.applyQ:
+		case job = <-n.applyQ:
+		}
+		if job.install != nil && !n.restoreInstalled(job.install) {
+			return
+		}
+		ents := job.ents
+		if len(ents) == 0 {
+			continue
 		}
 		start := time.Now()
 		results, err := n.machine.ApplyEntries(ents, n.results[:0])
@@ -893,8 +995,12 @@ func (n *Node) runApply() {
 		lastIndex := ents[len(ents)-1].Index
 		n.stages.ledger.markUpTo(&n.stages.applied, lastIndex, stage.Applied)
 		j := 0
+		membersChanged := false
 		for i := range ents {
 			e := &ents[i]
+			if e.Type == raftmsg.EntryConfChange || e.Type == raftmsg.EntryNormal && isAnnounce(e.Data) {
+				membersChanged = n.applyMembershipEntry(e) || membersChanged
+			}
 			if e.Type != raftmsg.EntryNormal {
 				continue
 			}
@@ -909,6 +1015,9 @@ func (n *Node) runApply() {
 		n.stages.ledger.markUpTo(&n.stages.answered, lastIndex, stage.Answered)
 		clear(results)
 		n.results = results[:0]
+		if membersChanged {
+			n.persistMembers()
+		}
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
 		notify(n.appliedNote)
 		next := make(chan struct{})

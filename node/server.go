@@ -46,7 +46,14 @@ type Server struct {
 	metrics         *ops.Metrics
 	name            string
 	advertiseClient string
-	members         []memberRecord
+	// cfg and stateMu/state: the runtime's state file, rewritten when the
+	// member table changes (applier) or the member is removed.
+	cfg     config.Config
+	stateMu sync.Mutex
+	state   stateFile
+	// draining: a graceful stop is under way (shutdown.go).
+	draining atomic.Bool
+	inflight atomic.Int64 // requests being served (drainMiddleware)
 	// tracer is the --trace ebpf tracer (nil: untraced).
 	tracer *ebpf.Tracer
 	// ClientAddr and PeerAddr are the addresses actually listened on.
@@ -54,7 +61,7 @@ type Server struct {
 }
 
 // stateFileName holds what the runtime itself keeps in the data dir: the
-// boot counter and the membership the member was bootstrapped with.
+// boot counter and the member table (members.go) as last applied.
 const stateFileName = "edgekv-node.json"
 
 const maxStateFileBytes = 1 << 20
@@ -64,13 +71,12 @@ const maxStateFileBytes = 1 << 20
 type stateFile struct {
 	// BootEpoch counts starts (mod 2^16); request ids carry it.
 	BootEpoch uint16         `json:"boot_epoch"`
-	Members   []memberRecord `json:"members"`
-}
-
-type memberRecord struct {
-	Name string         `json:"name"`
-	ID   raftmsg.NodeID `json:"id"`
-	Peer string         `json:"peer"`
+	Members   []MemberRecord `json:"members"`
+	// Applied is the log index the member table reflects.
+	Applied uint64 `json:"applied,omitempty"`
+	// Removed: this member was removed from the cluster; it must not
+	// start again (wipe the data dir and join as a new member).
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Start opens the data dir, starts the member and listens on the peer and
@@ -78,7 +84,7 @@ type memberRecord struct {
 // other members' ids (discover.go), waiting for them until ctx ends. Every
 // failure is one error that names the problem; nothing is left running.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, err error) {
-	s := &Server{log: log, serveErr: make(chan error, 1), done: make(chan struct{})}
+	s := &Server{log: log, cfg: cfg, serveErr: make(chan error, 1), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.shutdown()
@@ -87,6 +93,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	compression, err := storage.ParseCompression(cfg.Compression)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.ForceNewCluster {
+		if err := forceNewClusterAtStart(cfg, log); err != nil {
+			return nil, err
+		}
 	}
 	store, rec, err := storage.Open(cfg.DataDir, storage.Options{
 		Identity:     storage.Identity{ClusterID: cfg.ClusterID(), NodeName: cfg.Name},
@@ -98,17 +109,36 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	s.store = store
-	if rec.Snapshot != nil {
-		rec.Snapshot.Close()
-		return nil, fmt.Errorf("data dir %s holds a snapshot, which this version cannot restore yet", cfg.DataDir)
+	recovered, closeSnapshot := recoveredOf(rec)
+	defer closeSnapshot()
+	disk, err := NewDiskStore(store, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	self := rec.Meta.MemberID
 	state, found, err := readState(cfg, self)
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0) {
+	if !found && (!rec.HardState.IsEmpty() || len(rec.Entries) > 0 || rec.Snapshot != nil) {
 		return nil, fmt.Errorf("data dir %s holds a log but no %s: refusing to guess the membership", cfg.DataDir, stateFileName)
+	}
+	if found && rec.Snapshot != nil && rec.Snapshot.Meta.Index > state.Applied {
+		// The snapshot is newer than the table we wrote (installed from the
+		// leader, or --force-new-cluster): its member table is the truth.
+		members, err := decodeMembershipBlob(rec.Snapshot.Membership)
+		if err != nil {
+			return nil, fmt.Errorf("data dir %s: snapshot %d: %w", cfg.DataDir, rec.Snapshot.Meta.Index, err)
+		}
+		if len(members) > 0 {
+			state.Members, state.Applied = memberRecordsOf(members), rec.Snapshot.Meta.Index
+		}
+	}
+	if state.Removed {
+		return nil, fmt.Errorf("data dir %s belongs to member %s, which was removed from the cluster: wipe the data dir and join again as a new member (--join)", cfg.DataDir, cfg.Name)
+	}
+	if found && cfg.Join != "" {
+		log.Info("node: the data dir holds a member already; --join is ignored", "join", cfg.Join)
 	}
 	// The transport listens first: peers discovering us need our answer.
 	handler := &wireHandler{log: log}
@@ -127,33 +157,35 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.transport = tr
 	s.PeerAddr = tr.Addr().String()
 	if !found {
-		if len(cfg.InitialCluster) == 1 {
-			state.Members = []memberRecord{{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}}
-		} else if state.Members, err = discoverMembers(ctx, cfg, self, log); err != nil {
-			return nil, err
+		switch {
+		case cfg.Join != "":
+			if state.Members, err = joinCluster(ctx, cfg, self, log); err != nil {
+				return nil, err
+			}
+		case len(cfg.InitialCluster) == 1:
+			state.Members = []MemberRecord{{Name: cfg.Name, ID: self, Peer: cfg.AdvertisePeer}} // the client address is announced (members.go)
+		default:
+			if state.Members, err = discoverMembers(ctx, cfg, self, log); err != nil {
+				return nil, err
+			}
 		}
 	}
 	state.BootEpoch++
 	if err := writeState(cfg.DataDir, state); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	members := make(map[raftmsg.NodeID]string, len(state.Members))
-	for _, m := range state.Members {
-		members[m.ID] = m.Name
-		if m.ID != self {
-			if err := tr.AddPeer(m.ID, m.Name, m.Peer); err != nil {
-				return nil, err
-			}
-		}
-	}
+	s.state = state
 	s.metrics = ops.NewMetrics()
 	if cfg.Trace == config.TraceEBPF {
 		s.tracer = startTracing(s.metrics, log) // before the member starts: every batch is traced
 	}
-	s.name, s.advertiseClient, s.members = cfg.Name, cfg.AdvertiseClient, state.Members
+	s.name, s.advertiseClient = cfg.Name, cfg.AdvertiseClient
 	n, err := New(Config{
 		Metrics: s.metrics,
-		ID:      rec.Meta.MemberID, Name: cfg.Name, Members: members,
+		ID:      rec.Meta.MemberID, Name: cfg.Name,
+		Table: state.Members, TableApplied: state.Applied,
+		ClientAddr: cfg.AdvertiseClient, PeerAddr: cfg.AdvertisePeer,
+		OnMembers: s.saveMembers, OnRemoved: s.saveRemoved,
 		TickInterval: cfg.HeartbeatInterval, ElectionTicks: int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
 		RequestTimeout: cfg.RequestTimeout, BootEpoch: state.BootEpoch,
 		RandSeed: uint64(rec.Meta.MemberID) ^ uint64(time.Now().UnixNano()),
@@ -161,9 +193,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			QuotaBytes: uint64(cfg.QuotaBytes), IdempotencyTTL: cfg.IdempotencyTTL, IdempotencyMaxKeys: cfg.IdempotencyMaxKeys,
 			Limits: kv.Limits{MaxValueBytes: int(cfg.MaxValueBytes), MaxBatchOps: cfg.MaxTxnOps},
 		},
-		Store: store, Recovered: Recovered{HardState: rec.HardState, Entries: rec.Entries},
-		Logger: log,
-		Batch:  batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
+		Store: disk, Recovered: recovered,
+		// Snapshots record the member table (membership.go: tableBlob).
+		SnapshotEntries: cfg.SnapshotEntries,
+		Logger:          log,
+		Batch:           batchConfig(cfg), MaxInflightBytes: uint64(cfg.MaxInflightBytes),
 	})
 	if err != nil {
 		return nil, err
@@ -179,11 +213,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.api = api
 	ops.SetProfilingRates(ops.DefaultProfilingRates)
 	api.Handle("/metrics", s.metrics.MetricsHandler)
+	api.HandleSnapshot(n.BackupSource(cfg.Name))
 	api.Handle("/v1/cluster", ops.ClusterHandler(s.fillClusterStatus))
+	mh := ops.NewMembershipHandlers(n.MembershipBackend(cfg.ClusterID(), func(ctx context.Context, peer, name string) (raftmsg.NodeID, error) {
+		return probeMemberID(ctx, peer, cfg.ClusterID(), self, cfg.Name, name)
+	}), cfg.Name, cfg.RequestTimeout+time.Second)
+	api.Handle(ops.MembersPath, mh.Members)
+	api.HandlePrefix(ops.MembersPrefix, mh.Member)
+	api.Handle(ops.TransferLeaderPath, mh.TransferLeader)
 	api.Handle("/debug/pprof", ops.PprofHandler)
 	api.HandlePrefix("/debug/pprof/", ops.PprofHandler)
 	srv := api.Server()
-	srv.Handler = s.metrics.Middleware(srv.Handler)
+	srv.Handler = s.metrics.Middleware(s.drainMiddleware(srv.Handler))
 	ln, err := net.Listen("tcp", cfg.ListenClient)
 	if err != nil {
 		return nil, fmt.Errorf("--listen-client %s: %w", cfg.ListenClient, err)
@@ -225,8 +266,16 @@ func readState(cfg config.Config, self raftmsg.NodeID) (st stateFile, found bool
 	if err := json.Unmarshal(buf, &st); err != nil {
 		return st, false, fmt.Errorf("%s is damaged: %w", path, err)
 	}
-	if err := st.check(cfg.Name, self); err != nil {
+	tab := newMemberTable(st.Members, st.Applied)
+	if err := tab.check(); err != nil {
 		return st, false, fmt.Errorf("%s: %w", path, err)
+	}
+	me, ok := tab.byID(self)
+	switch {
+	case !ok && !st.Removed:
+		return st, false, fmt.Errorf("%s: does not list this member (id %016x)", path, uint64(self))
+	case ok && me.Name != cfg.Name:
+		return st, false, fmt.Errorf("%s: records this member as %q, not %q", path, me.Name, cfg.Name)
 	}
 	return st, true, nil
 }
@@ -244,30 +293,6 @@ func writeState(dir string, st stateFile) error {
 	return nil
 }
 
-func (st *stateFile) check(name string, self raftmsg.NodeID) error {
-	if len(st.Members) == 0 || len(st.Members) > 64 {
-		return fmt.Errorf("%d members recorded, want 1..64", len(st.Members))
-	}
-	seen := map[raftmsg.NodeID]bool{}
-	found := false
-	for _, m := range st.Members {
-		if m.ID == raftmsg.None || m.Name == "" || seen[m.ID] {
-			return fmt.Errorf("member record %+v is incomplete or repeated", m)
-		}
-		seen[m.ID] = true
-		if m.ID == self {
-			if m.Name != name {
-				return fmt.Errorf("records this member as %q, not %q", m.Name, name)
-			}
-			found = true
-		}
-	}
-	if !found {
-		return fmt.Errorf("does not list this member (id %016x)", uint64(self))
-	}
-	return nil
-}
-
 // Done is closed when the server stops: Close, a fatal member error or
 // the HTTP server failing (then Err says why).
 func (s *Server) Done() <-chan struct{} { return s.done }
@@ -277,6 +302,10 @@ func (s *Server) watch() {
 	defer close(s.done)
 	select {
 	case <-s.node.Done():
+	case <-s.node.Removed():
+		// Let the answer to the removal and the leader's last messages
+		// leave before the process goes (a removed leader hands over).
+		s.Drain(2 * s.cfg.ElectionTimeout)
 	case err := <-s.serveErr:
 		s.errMu.Lock()
 		s.serveFailure = err
@@ -339,23 +368,25 @@ func (s *Server) shutdown() error {
 	return errors.Join(errs...)
 }
 
-// fillClusterStatus answers GET /v1/cluster. Replication progress
-// (reachable, match index, lag) is known on the leader only; a follower
-// reports itself and the leader it hears as reachable. Client addresses
-// of other members are not known yet (no membership records carry them).
+// fillClusterStatus answers GET /v1/cluster from the member table (names,
+// addresses) and the core's status (configuration in force; replication
+// progress, known on the leader only: a follower reports itself and the
+// leader it hears as reachable, and no match index).
 func (s *Server) fillClusterStatus(cs *ops.ClusterStatus) {
 	n := s.node
 	st, _ := n.Status(time.Second)
 	cs.Name = s.name
-	cs.Leader = n.names[n.Leader()]
+	cs.Leader = n.memberName(n.Leader())
 	cs.Term, cs.CommitIndex = st.Term, st.Commit
 	cs.AppliedIndex = n.View().AppliedIndex()
 	peers := map[raftmsg.NodeID]consensus.PeerStatus{}
 	for _, p := range st.Peers {
 		peers[p.ID] = p
 	}
-	for _, m := range s.members {
-		ms := ops.MemberStatus{Name: m.Name, Peer: m.Peer, Voter: true}
+	for _, m := range n.Members() {
+		// Voter as applied: a promotion appended but not yet applied here
+		// shows once it is done (the runbooks wait for that).
+		ms := ops.MemberStatus{Name: m.Name, Peer: m.Peer, Client: m.Client, Voter: !m.Learner}
 		if m.ID == n.ID() {
 			ms.Client = s.advertiseClient
 			ms.Reachable = true
@@ -370,6 +401,25 @@ func (s *Server) fillClusterStatus(cs *ops.ClusterStatus) {
 			ms.Reachable = true
 		}
 		cs.Members = append(cs.Members, ms)
+	}
+}
+
+// saveMembers persists the member table (called by the applier).
+func (s *Server) saveMembers(members []MemberRecord, applied uint64) error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.state.Members, s.state.Applied = members, applied
+	return writeState(s.cfg.DataDir, s.state)
+}
+
+// saveRemoved records that this member was removed, so that it never
+// starts again under its identity.
+func (s *Server) saveRemoved() {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.state.Removed = true
+	if err := writeState(s.cfg.DataDir, s.state); err != nil {
+		s.log.Error("node: cannot record the removal in the data dir", "err", err)
 	}
 }
 
@@ -394,9 +444,21 @@ func (h *wireHandler) HandleBatch(b *wire.Batch) {
 }
 
 func (h *wireHandler) HandleSnapshot(msg raftmsg.Message, data io.Reader) error {
-	return errors.New("node: snapshots are not supported by this build yet")
+	n := h.n.Load()
+	if n == nil {
+		return errors.New("node: not started yet")
+	}
+	return n.ReceiveSnapshot(msg, data)
 }
 
-func (h *wireHandler) PeerUnreachable(raftmsg.NodeID) {}
+func (h *wireHandler) PeerUnreachable(id raftmsg.NodeID) {
+	if n := h.n.Load(); n != nil {
+		n.ReportUnreachable(id)
+	}
+}
 
-func (h *wireHandler) SnapshotDone(raftmsg.NodeID, uint64, error) {}
+func (h *wireHandler) SnapshotDone(to raftmsg.NodeID, index uint64, err error) {
+	if n := h.n.Load(); n != nil {
+		n.SnapshotDone(to, index, err)
+	}
+}

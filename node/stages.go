@@ -48,7 +48,11 @@ import (
 // with their own cursor, marking the batches whose last entry their stage
 // has reached. Marking is in log order, which is batch order, so every
 // batch crosses the stages in order (the tracer counts any other order as
-// out_of_order, and the tests require none).
+// out_of_order, and the tests require none). Around a leadership change
+// the marks are approximate: a batch may lose its later stages, and a
+// member that becomes leader right after its log was truncated may mark
+// one batch Committed before Persisted (persistedIndex still names the
+// truncated log), which the tracer counts as out_of_order.
 
 // stageLedgerLen bounds the batches between Proposed and Answered the
 // ledger remembers. The batcher's in-flight window (a handful of

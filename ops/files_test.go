@@ -22,13 +22,14 @@ import (
 var specFlags = map[string]bool{ // flag -> pending in config
 	"name": false, "data-dir": false, "listen-client": false, "listen-peer": false,
 	"advertise-client": false, "advertise-peer": false, "initial-cluster": false,
-	"initial-cluster-token": false, "join": true, "heartbeat-interval": false,
+	"initial-cluster-token": false, "join": false, "heartbeat-interval": false,
 	"election-timeout": false, "request-timeout": false, "max-batch-bytes": false,
 	"max-batch-delay": false, "max-inflight-bytes": false, "max-pending": false,
-	"quota-bytes": false, "compression": false, "snapshot-entries": true,
+	"quota-bytes": false, "compression": false, "snapshot-entries": false,
 	"snapshot-keep": false, "idempotency-ttl": false, "idempotency-max-keys": false,
 	"max-value-bytes": false, "max-request-bytes": false, "max-txn-ops": false,
 	"log-level": false, "log-format": false, "trace": false,
+	"shutdown-timeout": false, // beyond SPEC: bounds the graceful stop (node/shutdown.go)
 }
 
 func envVar(flag string) string {

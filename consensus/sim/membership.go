@@ -95,18 +95,6 @@ func (v *logView) confOf() raftmsg.ConfState {
 	return v.base
 }
 
-// confAtIndex is the configuration v holds in force at index.
-func (v *logView) confAtIndex(index uint64) raftmsg.ConfState {
-	cs := v.base
-	for _, c := range v.confs {
-		if c.index > index {
-			break
-		}
-		cs = c.cs
-	}
-	return cs
-}
-
 // checkOneInFlight: at most one conf-change entry beyond the committed
 // prefix in any log (thesis §4.1: a change starts only once the previous
 // one committed).
@@ -148,6 +136,7 @@ func (s *sim) noteCommittedConf(v *logView, index uint64) error {
 			return fmt.Errorf("%w: one server at a time: committed configuration at %d %v differs from the previous %v by %d voters", ErrViolation, index, c.cs, s.committedConf, d)
 		}
 		s.committedConf = c.cs
+		s.confHistory = append(s.confHistory, c)
 		s.stats.ConfApplied++
 		return nil
 	}
@@ -243,9 +232,12 @@ func (s *sim) leaderNode() *simNode {
 	return best
 }
 
-// changeMembership proposes one random change, mostly on the leader.
-func (s *sim) changeMembership() error {
-	at := s.leaderNode()
+// changeMembership proposes one random change at `at`, or by default
+// mostly on the leader.
+func (s *sim) changeMembership(at *simNode) error {
+	if at == nil {
+		at = s.leaderNode()
+	}
 	if at == nil || s.rng.IntN(10) == 0 {
 		live := s.liveNodes()
 		if len(live) == 0 {
@@ -304,10 +296,12 @@ func (s *sim) changeMembership() error {
 	err := at.node.ProposeConfChange(cc, s.nextReq)
 	s.tracef("conf change %v %d at %d: %v", cc.Type, cc.NodeID, at.id, err)
 	if err != nil {
-		if !knownConfRefusal(err) {
+		k := confRefusalKind(err)
+		if k < 0 {
 			return fmt.Errorf("%w: conf change at %d: unexpected error %v", ErrViolation, at.id, err)
 		}
 		s.stats.ConfRefused++
+		s.stats.ConfRefusedBy[k]++
 		if joiner != nil {
 			// The join failed: that process gives up.
 			s.crash(joiner)
@@ -321,6 +315,14 @@ func (s *sim) changeMembership() error {
 	if cc.Type == raftmsg.ConfChangeRemove && cc.NodeID == at.id {
 		s.stats.LeaderRemovals++
 	}
+	// Thesis §4.1 (and Ongaro's 2015 correction): a leader changes the
+	// configuration only once an entry of its term has committed, or an
+	// uncommitted change of an earlier leader and its own could form
+	// disjoint majorities. Checked against the committed sequence.
+	term := at.node.SoftState().Term
+	if i, _ := slices.BinarySearch(s.globalTerm, term); i == len(s.globalTerm) || s.globalTerm[i] != term {
+		return fmt.Errorf("%w: one server at a time: leader %d of term %d appended a conf change before any entry of its term committed", ErrViolation, at.id, term)
+	}
 	if cc.Type == raftmsg.ConfChangePromote && at.node.SoftState().Term == s.maxLeaderTerm {
 		// (A stale leader's view of the learner may predate a newer
 		// leader's truncation of the learner's log: checked on the newest.)
@@ -331,15 +333,33 @@ func (s *sim) changeMembership() error {
 	return s.afterStep(at)
 }
 
-func knownConfRefusal(err error) bool {
-	for _, e := range []error{consensus.ErrNotLeader, consensus.ErrConfChangePending, consensus.ErrNotReady,
+var (
+	confRefusals = [...]error{consensus.ErrNotLeader, consensus.ErrConfChangePending, consensus.ErrNotReady,
 		consensus.ErrLearnerBehind, consensus.ErrLastVoter, consensus.ErrUnknownMember, consensus.ErrMemberExists,
-		consensus.ErrTransferring, consensus.ErrNotQuorum, consensus.ErrTooManyMembers} {
+		consensus.ErrTransferring, consensus.ErrNotQuorum, consensus.ErrTooManyMembers}
+	confRefusalNames = [...]string{"not-leader", "pending", "not-ready", "learner-behind", "last-voter",
+		"unknown", "exists", "transferring", "not-quorum", "too-many"}
+)
+
+// confRefusalKind returns the index of err in confRefusals, or -1.
+func confRefusalKind(err error) int {
+	for i, e := range confRefusals {
 		if errors.Is(err, e) {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+func (s Stats) refusalsString() string {
+	out := "("
+	for i, n := range s.ConfRefusedBy {
+		if i > 0 {
+			out += " "
+		}
+		out += fmt.Sprintf("%s=%d", confRefusalNames[i], n)
+	}
+	return out + ")"
 }
 
 // checkCaughtUp: the learner's durable log matched the leader's to within
@@ -357,7 +377,7 @@ func (s *sim) checkCaughtUp(leader *simNode, id raftmsg.NodeID) error {
 	lo, hi := uint64(0), l.dur.len()
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		if t, ok := leader.node.LogTerm(mid); ok && t == l.dur.terms[mid-1] {
+		if t, ok := s.termAt(leader, mid); ok && t == l.dur.terms[mid-1] {
 			lo = mid
 		} else {
 			hi = mid - 1

@@ -5,7 +5,9 @@
 // Readys (takes the next before the previous is durable) and releases
 // MessagesAfterPersist only once they are durable. After every step it
 // checks the safety properties of Raft (paper §5.4, Figure 3), and after the
-// chaos ends, liveness.
+// chaos ends, liveness. Membership changes (add learner, promote, remove,
+// the leader included) run under the same chaos with their own checks
+// (membership.go, thesis §4).
 //
 // A run is a pure function of its seed: Run(Options{Seed: s}) replays a
 // failure exactly. It must never read the clock, spawn goroutines or share
@@ -57,6 +59,12 @@ type Stats struct {
 	LeaseReads, LeaseServed, LinkCuts             int
 	// Membership (membership.go).
 	ConfProposed, ConfRefused, ConfApplied, LeaderRemovals, RemovedSeen int
+	// ConfRefusedBy counts refusals by reason, in confRefusals order.
+	ConfRefusedBy [len(confRefusalNames)]int
+	// Snapshots (snapshot.go): taken by compaction, sent by leaders,
+	// installed by followers, refused by them (stale or already held),
+	// streams that failed, restarts from a snapshot.
+	SnapsTaken, SnapsSent, SnapsInstalled, SnapsRefused, SnapsFailed, SnapRestarts int
 }
 
 // Add accumulates o into s (MaxPipelined takes the maximum).
@@ -91,13 +99,23 @@ func (s *Stats) Add(o Stats) {
 	s.ConfApplied += o.ConfApplied
 	s.LeaderRemovals += o.LeaderRemovals
 	s.RemovedSeen += o.RemovedSeen
+	for i := range s.ConfRefusedBy {
+		s.ConfRefusedBy[i] += o.ConfRefusedBy[i]
+	}
+	s.SnapsTaken += o.SnapsTaken
+	s.SnapsSent += o.SnapsSent
+	s.SnapsInstalled += o.SnapsInstalled
+	s.SnapsRefused += o.SnapsRefused
+	s.SnapsFailed += o.SnapsFailed
+	s.SnapRestarts += o.SnapRestarts
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d conf-changes proposed=%d refused=%d applied=%d leader-removals=%d removed-seen=%d",
+	return fmt.Sprintf("steps=%d ticks=%d msgs sent=%d delivered=%d dropped=%d duplicated=%d crashes=%d restarts=%d partitions=%d link-cuts=%d heals=%d proposals=%d refused=%d applied=%d leaders=%d truncations=%d max-pipelined-readys=%d reads=%d served=%d refused=%d pauses=%d transfers=%d timeout-nows=%d lease-reads=%d served=%d conf-changes proposed=%d refused=%d %v applied=%d leader-removals=%d removed-seen=%d snapshots taken=%d sent=%d installed=%d refused=%d failed=%d restarts-from-snapshot=%d",
 		s.Steps, s.Ticks, s.MsgsSent, s.MsgsDelivered, s.MsgsDropped, s.MsgsDup, s.Crashes, s.Restarts, s.Partitions, s.LinkCuts, s.Heals,
 		s.Proposals, s.ProposalsRefused, s.EntriesApplied, s.Leaders, s.Truncations, s.MaxPipelined, s.Reads, s.ReadsServed, s.ReadsRefused, s.Pauses, s.Transfers, s.TimeoutNows, s.LeaseReads, s.LeaseServed,
-		s.ConfProposed, s.ConfRefused, s.ConfApplied, s.LeaderRemovals, s.RemovedSeen)
+		s.ConfProposed, s.ConfRefused, s.refusalsString(), s.ConfApplied, s.LeaderRemovals, s.RemovedSeen,
+		s.SnapsTaken, s.SnapsSent, s.SnapsInstalled, s.SnapsRefused, s.SnapsFailed, s.SnapRestarts)
 }
 
 // Cluster parameters: small windows so that byte bounds, oversized entries
@@ -113,13 +131,17 @@ const (
 type inFlight struct {
 	m         raftmsg.Message
 	deliverAt int
+	snap      snapFlight // MsgSnap only
 }
 
 type pendingReady struct {
+	snap  heldSnap // Ready.Snapshot, with its state
 	seq   uint64
 	hs    raftmsg.HardState
 	ents  []raftmsg.Entry
 	after []raftmsg.Message
+	// commit: the node's commit index when it handed out this Ready.
+	commit uint64
 }
 
 // logView is a log as some party holds it, with the hash of every prefix so
@@ -136,10 +158,11 @@ type logView struct {
 func (v *logView) len() uint64 { return uint64(len(v.terms)) }
 
 type simNode struct {
-	id          raftmsg.NodeID
-	node        *consensus.Node // nil while crashed
-	durHS       raftmsg.HardState
-	durLog      []raftmsg.Entry
+	id     raftmsg.NodeID
+	node   *consensus.Node // nil while crashed
+	durHS  raftmsg.HardState
+	durLog []raftmsg.Entry // after durSnap.Index
+	snapNode
 	dur         logView // the durable log
 	view        logView // the log as handed out in Readys (durable or not)
 	pending     []pendingReady
@@ -180,6 +203,7 @@ type sim struct {
 	leaderCrashRate  int
 	proposePercent   int // chance of a proposal per tick: some seeds are read-mostly
 	readPercent      int
+	compactPercent   int // chance per node and tick of a snapshot
 
 	leaders    map[uint64]raftmsg.NodeID // term -> leader (one per term)
 	prefixAt   map[[2]uint64]uint64      // (index, term) -> prefix hash, over every log ever seen
@@ -204,8 +228,14 @@ type sim struct {
 	// commit index, how many ids were added.
 	bootstrap     []raftmsg.NodeID
 	committedConf raftmsg.ConfState
+	// confHistory: every committed conf-change entry, in order: the
+	// configuration at any committed index (snapshot.go).
+	confHistory   []viewConf
 	added         int
 	maxLeaderTerm uint64
+	// freshLeader: a leader just elected; a change proposed at once races
+	// with its no-op and with any change an earlier leader left behind.
+	freshLeader *simNode
 }
 
 // ErrViolation wraps every property violation.
@@ -240,6 +270,7 @@ func Run(opts Options) (Stats, error) {
 	s.leaderCrashRate = s.rng.IntN(12)
 	s.proposePercent = []int{40, 10, 2}[s.rng.IntN(3)]
 	s.readPercent = []int{30, 80}[s.rng.IntN(2)]
+	s.compactPercent = []int{0, 1, 5, 20}[s.rng.IntN(4)]
 	n := opts.Nodes
 	if n == 0 {
 		n = 3 + 2*s.rng.IntN(2)
@@ -275,6 +306,7 @@ func (s *sim) tracef(format string, args ...any) {
 func (s *sim) start(sn *simNode) error {
 	cfg := consensus.Config{
 		ID: sn.id, Voters: sn.base.Voters, HardState: sn.durHS, Entries: slices.Clone(sn.durLog),
+		Snapshot: sn.durSnap, Applied: sn.durSnap.Index,
 		ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks, RandSeed: s.rng.Uint64(),
 		MaxInflightMsgs: s.maxInflightMsgs, MaxInflightBytes: s.maxInflightBytes, MaxMsgBytes: s.maxMsgBytes,
 		MaxUncommittedBytes: 8 << 10, MaxApplyBytes: 2048, MaxLearnerLagEntries: maxLearnerLag,
@@ -286,12 +318,21 @@ func (s *sim) start(sn *simNode) error {
 	sn.node = node
 	sn.pending = nil
 	sn.roundSent = map[uint64]int{}
-	sn.lastApplied = 0 // the state machine is volatile: re-applied from 1
+	// The state machine is volatile: restored from the durable snapshot,
+	// then re-applied from there.
+	sn.lastApplied, sn.appliedState = sn.durSnap.Index, sn.durSnapState
+	sn.incarnation++
+	sn.historyUnknown = sn.durSnap.IsEmpty() && !slices.Contains(sn.base.Voters, sn.id)
+	if !sn.durSnap.IsEmpty() {
+		s.stats.SnapRestarts++
+	}
+	sn.held, sn.reports = nil, nil
 	sn.leaderTerm = 0
 	// What the runtime knows after a restart is exactly the durable log.
 	sn.view.terms = append(sn.view.terms[:0], sn.dur.terms...)
 	sn.view.prefix = append(sn.view.prefix[:0], sn.dur.prefix...)
 	sn.view.confs = append(sn.view.confs[:0], sn.dur.confs...)
+	sn.view.base = sn.dur.base
 	sn.reportedConf = node.ConfState()
 	if cs := sn.view.confOf(); voterDiff(cs, sn.reportedConf) != 0 || !slices.Equal(cs.Learners, sn.reportedConf.Learners) {
 		return fmt.Errorf("%w: node %d restarts with configuration %v, its durable log gives %v", ErrViolation, sn.id, sn.reportedConf, cs)
@@ -429,7 +470,13 @@ func (s *sim) chaos() error {
 		}
 		clear(s.cuts)
 	case r < 140: // a membership change
-		return s.changeMembership()
+		return s.changeMembership(nil)
+	}
+	if l := s.freshLeader; l != nil {
+		s.freshLeader = nil
+		if l.node != nil && !l.paused(s.now) && s.rng.IntN(3) == 0 {
+			return s.changeMembership(l)
+		}
 	}
 	return nil
 }
@@ -475,11 +522,28 @@ func (s *sim) dropRate() int {
 	return 5
 }
 
-func (s *sim) sendAll(msgs []raftmsg.Message) {
+func (s *sim) sendAll(msgs []raftmsg.Message) error {
 	for _, m := range msgs {
 		s.stats.MsgsSent++
+		if err := s.checkAckDurable(&m); err != nil {
+			return err
+		}
+		var snap snapFlight
+		if m.Type == raftmsg.MsgSnap {
+			var err error
+			if snap, err = s.attachSnapshot(&m); err != nil {
+				return err
+			}
+		}
 		if s.blocked(m.From, m.To) || s.rng.IntN(100) < s.dropRate() {
 			s.stats.MsgsDropped++
+			if m.Type == raftmsg.MsgSnap {
+				s.reportSnapshot(&inFlight{m: m, snap: snap}, false)
+			} else if m.Type == raftmsg.MsgApp && s.blocked(m.From, m.To) && s.rng.IntN(2) == 0 {
+				// The transport saw the connection fail.
+				from := s.maybeNode(m.From)
+				from.reports = append(from.reports, snapReport{to: m.To, unreachable: true, incarnation: from.incarnation})
+			}
 			continue
 		}
 		at := s.now + s.rng.IntN(maxDelayTicks+1)
@@ -491,12 +555,14 @@ func (s *sim) sendAll(msgs []raftmsg.Message) {
 			at = max(at, s.linkLast[link])
 			s.linkLast[link] = at
 		}
-		s.net = append(s.net, inFlight{m: m, deliverAt: at})
+		s.net = append(s.net, inFlight{m: m, deliverAt: at, snap: snap})
 		if s.rng.IntN(100) < 3 {
 			s.stats.MsgsDup++
-			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1)})
+			snap.report = false
+			s.net = append(s.net, inFlight{m: m, deliverAt: s.now + s.rng.IntN(maxDelayTicks+1), snap: snap})
 		}
 	}
+	return nil
 }
 
 // blocked reports whether the network separates a from b.
@@ -532,6 +598,9 @@ func (s *sim) deliver() error {
 		}
 		if to.node == nil || s.blocked(f.m.From, f.m.To) {
 			s.stats.MsgsDropped++
+			if f.m.Type == raftmsg.MsgSnap {
+				s.reportSnapshot(&f, false)
+			}
 			continue
 		}
 		s.stats.MsgsDelivered++
@@ -543,9 +612,18 @@ func (s *sim) deliver() error {
 		// the sender's entries.
 		m.Entries = cloneEntries(m.Entries)
 		s.tracef("deliver %v %d->%d term=%d idx=%d logterm=%d commit=%d n=%d reject=%v hint=%d", m.Type, m.From, m.To, m.Term, m.Index, m.LogTerm, m.Commit, len(m.Entries), m.Reject, m.RejectHint)
+		if m.Type == raftmsg.MsgSnap {
+			s.receiveSnapshot(to, &f)
+		}
 		if err := to.node.Step(m); err != nil {
 			// A correct peer never sends what Step refuses.
 			return fmt.Errorf("%w: node %d refused %v from %d: %v", ErrViolation, m.To, m.Type, m.From, err)
+		}
+		if m.Type == raftmsg.MsgSnap {
+			if to.node.Status().SnapshotIndex != m.Snapshot.Index {
+				s.stats.SnapsRefused++
+			}
+			s.reportSnapshot(&f, true)
 		}
 		if err := s.afterStep(to); err != nil {
 			return err
@@ -736,6 +814,12 @@ func (s *sim) runtime(sn *simNode) error {
 		return nil
 	}
 	s.checkRemoved(sn)
+	if err := s.runReports(sn); err != nil {
+		return err
+	}
+	if err := s.maybeCompact(sn); err != nil {
+		return err
+	}
 	for sn.node != nil && sn.node.HasReady() && len(sn.pending) < maxPipelined && s.rng.IntN(10) < 8 {
 		voted, err := s.takeReady(sn)
 		if err != nil {
@@ -779,6 +863,11 @@ func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 	}
 	s.tracef("ready %d seq=%d role=%v term=%d lead=%d hs=%+v ents=%d committed=%d msgs=%d after=%d",
 		sn.id, rd.Seq, rd.SoftState.Role, rd.SoftState.Term, rd.SoftState.Leader, rd.HardState, len(rd.Entries), len(rd.CommittedEntries), len(rd.Messages), len(rd.MessagesAfterPersist))
+	// The snapshot first: the state machine and the log restart from it.
+	snap, err := s.installReady(sn, rd.Snapshot)
+	if err != nil {
+		return false, err
+	}
 	if len(rd.Entries) > 0 {
 		if err := s.extendView(&sn.view, rd.Entries, fmt.Sprintf("node %d handed-out log", sn.id)); err != nil {
 			return false, err
@@ -795,7 +884,9 @@ func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 	if cs := sn.view.confOf(); voterDiff(cs, sn.reportedConf) != 0 || !slices.Equal(cs.Learners, sn.reportedConf.Learners) {
 		return false, fmt.Errorf("%w: node %d reports configuration %v, its log gives %v", ErrViolation, sn.id, sn.reportedConf, cs)
 	}
-	s.sendAll(rd.Messages)
+	if err := s.sendAll(rd.Messages); err != nil {
+		return false, err
+	}
 	if rd.HeartbeatRound != 0 {
 		sn.roundSent[rd.HeartbeatRound] = s.now
 	}
@@ -803,7 +894,8 @@ func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 		return false, err
 	}
 	// Copy the entries' headers: the durable log must not alias the core's.
-	sn.pending = append(sn.pending, pendingReady{seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist})
+	sn.pending = append(sn.pending, pendingReady{snap: snap, seq: rd.Seq, hs: rd.HardState, ents: slices.Clone(rd.Entries), after: rd.MessagesAfterPersist,
+		commit: sn.node.HardState().Commit})
 	s.stats.MaxPipelined = max(s.stats.MaxPipelined, len(sn.pending))
 	for _, e := range rd.CommittedEntries {
 		if err := s.apply(sn, e); err != nil {
@@ -821,6 +913,19 @@ func (s *sim) takeReady(sn *simNode) (voted bool, err error) {
 func (s *sim) persistOldest(sn *simNode) error {
 	p := sn.pending[0]
 	sn.pending = sn.pending[1:]
+	// What the node durably held of the committed sequence, up to the
+	// commit index it knew: an entry committed elsewhere but not known
+	// committed here may be overwritten by a stale leader's append (a
+	// learner, or a voter outside both majorities, still in an old term),
+	// and is restored later by the current leader.
+	before := min(s.committedPrefix(&sn.dur), p.commit)
+	if !p.snap.meta.IsEmpty() {
+		// A received snapshot: durable, replacing the log, before the hard
+		// state and entries of its Ready.
+		sn.durSnap, sn.durSnapState = p.snap.meta, p.snap.state
+		sn.durLog = nil
+		s.setCommittedView(&sn.dur, p.snap.meta.Index)
+	}
 	if !p.hs.IsEmpty() {
 		if p.hs.Term < sn.durHS.Term || p.hs.Term == sn.durHS.Term && sn.durHS.Vote != raftmsg.None && p.hs.Vote != sn.durHS.Vote {
 			return fmt.Errorf("%w: node %d durable hard state went from %+v to %+v", ErrViolation, sn.id, sn.durHS, p.hs)
@@ -828,29 +933,31 @@ func (s *sim) persistOldest(sn *simNode) error {
 		sn.durHS = p.hs
 	}
 	if len(p.ents) > 0 {
-		first := p.ents[0].Index
-		if first > uint64(len(sn.durLog))+1 {
-			return fmt.Errorf("%w: node %d persists entries from %d after a durable log ending at %d", ErrViolation, sn.id, first, len(sn.durLog))
+		first, base := p.ents[0].Index, sn.durSnap.Index
+		last := base + uint64(len(sn.durLog))
+		if first > last+1 || first <= base {
+			return fmt.Errorf("%w: node %d persists entries from %d after a durable log (%d, %d]", ErrViolation, sn.id, first, base, last)
 		}
-		if first <= uint64(len(sn.durLog)) {
+		if first <= last {
 			s.stats.Truncations++
 		}
-		before := s.committedPrefix(&sn.dur)
-		sn.durLog = append(sn.durLog[:first-1], p.ents...)
+		sn.durLog = append(sn.durLog[:first-base-1], p.ents...)
 		if err := s.extend(&sn.dur, p.ents, fmt.Sprintf("node %d durable log", sn.id)); err != nil {
 			return err
 		}
 		if err := extendConfs(&sn.dur, p.ents, fmt.Sprintf("node %d durable log", sn.id)); err != nil {
 			return err
 		}
-		// No committed entry is ever lost: what a node durably held of the
-		// committed sequence it keeps.
-		if after := s.committedPrefix(&sn.dur); after < before {
-			return fmt.Errorf("%w: node %d overwrote committed entry %d (durably held %d committed entries, now %d)", ErrViolation, sn.id, after+1, before, after)
-		}
+	}
+	// No committed entry known to the node is ever lost from its durable
+	// log.
+	if after := s.committedPrefix(&sn.dur); after < before {
+		return fmt.Errorf("%w: node %d lost committed entry %d (durably held %d committed entries, now %d)", ErrViolation, sn.id, after+1, before, after)
 	}
 	s.tracef("persisted %d seq=%d hs=%+v ents=%d durable-last=%d", sn.id, p.seq, p.hs, len(p.ents), len(sn.durLog))
-	s.sendAll(p.after)
+	if err := s.sendAll(p.after); err != nil {
+		return err
+	}
 	answered := answeredHeartbeat(p.after) // before the ack: its buffer is reused after
 	if err := sn.node.AckPersisted(p.seq); err != nil {
 		return fmt.Errorf("%w: %v", ErrViolation, err)
@@ -975,11 +1082,17 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 	if s.global[e.Index-1] != h {
 		return fmt.Errorf("%w: state machine safety: node %d applies entry %d (term %d) different from the one committed", ErrViolation, sn.id, e.Index, e.Term)
 	}
-	sn.lastApplied = e.Index
+	sn.lastApplied, sn.appliedState = e.Index, h
 	s.stats.EntriesApplied++
 	if s.livenessReqs[e.RequestID] && s.liveIndex == 0 {
 		s.liveIndex = e.Index
 	}
+	s.updateLive()
+	return nil
+}
+
+// updateLive notes when every node has applied the liveness entry.
+func (s *sim) updateLive() {
 	if s.liveIndex != 0 {
 		all := true
 		for _, o := range s.nodes {
@@ -992,7 +1105,6 @@ func (s *sim) apply(sn *simNode, e raftmsg.Entry) error {
 		}
 		s.liveDone = all
 	}
-	return nil
 }
 
 // commitUpTo extends the committed sequence with sn's handed-out log up to
@@ -1013,7 +1125,7 @@ func (s *sim) commitUpTo(sn *simNode, index, commitTerm uint64, conf raftmsg.Con
 		for _, o := range s.nodes {
 			if o.node != nil {
 				if ss := o.node.SoftState(); ss.Role == consensus.RoleLeader && ss.Term > commitTerm {
-					if t, ok := o.node.LogTerm(i); !ok || t != term {
+					if t, ok := s.termAt(o, i); !ok || t != term {
 						return fmt.Errorf("%w: leader completeness: leader %d of term %d lacks committed entry %d of term %d", ErrViolation, o.id, ss.Term, i, term)
 					}
 				}
@@ -1050,7 +1162,7 @@ func (s *sim) lastOf(sn *simNode) (uint64, uint64) {
 
 func (s *sim) hasEntry(sn *simNode, index, term uint64) bool {
 	if sn.node != nil {
-		t, ok := sn.node.LogTerm(index)
+		t, ok := s.termAt(sn, index)
 		return ok && t == term
 	}
 	return sn.dur.len() >= index && sn.dur.terms[index-1] == term
@@ -1117,6 +1229,7 @@ func (s *sim) afterStep(sn *simNode) error {
 	}
 	if sn.leaderTerm != ss.Term {
 		sn.leaderTerm = ss.Term
+		s.freshLeader = sn
 		if err := s.checkNoLiveLease(sn, ss.Term); err != nil {
 			return err
 		}
@@ -1126,7 +1239,7 @@ func (s *sim) afterStep(sn *simNode) error {
 			if s.commitTerm[i] >= ss.Term {
 				continue
 			}
-			if lt, ok := sn.node.LogTerm(uint64(i) + 1); !ok || lt != t {
+			if lt, ok := s.termAt(sn, uint64(i)+1); !ok || lt != t {
 				return fmt.Errorf("%w: leader completeness: new leader %d of term %d lacks committed entry %d of term %d (has term %d)", ErrViolation, sn.id, ss.Term, i+1, t, lt)
 			}
 		}

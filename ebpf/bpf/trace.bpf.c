@@ -5,7 +5,7 @@
 //   on_marker(_single)      uprobes on the stage markers (package
 //                           ebpf/stage): time between consecutive stages of
 //                           one batch, paired by batch id.
-//   on_sys_enter/exit       raw tracepoints raw_syscalls:sys_enter/exit:
+//   on_sys_enter/exit       tp_btf raw_syscalls sys_enter/sys_exit:
 //                           latency of the I/O syscalls in sys_index().
 //   on_wakeup(_new)/switch  tp_btf sched_wakeup(_new) + sched_switch:
 //                           run-queue latency of the process's threads.
@@ -23,7 +23,6 @@
 #define STAGE_TOTAL (NSTAGES * NSTAGES)
 #define NSYSCALLS 13
 #define MAX_BATCHES 65536
-#define MAX_THREADS 65536
 #define TASK_RUNNING 0
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -107,11 +106,13 @@ struct {
 	__type(value, struct hist);
 } sys_hists SEC(".maps");
 
-// Syscall in progress by thread id.
+// Syscall in progress, per thread (task-local storage: a pointer away from
+// the task, where a hash map costs a locked lookup on every syscall exit).
+// ts_ns == 0: none.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct sys_start);
 } sys_starts SEC(".maps");
 
@@ -122,11 +123,12 @@ struct {
 	__type(value, struct hist);
 } runq_hist SEC(".maps");
 
-// Time each runnable thread was queued, by thread id.
+// Time each runnable thread of the target was queued (task-local storage;
+// 0: not queued).
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, u64);
 } runq_starts SEC(".maps");
 
@@ -275,35 +277,35 @@ static __always_inline int sys_index(long nr)
 }
 
 // raw_syscalls:sys_enter(struct pt_regs *regs, long id)
-SEC("raw_tp/sys_enter")
+SEC("tp_btf/sys_enter")
 int on_sys_enter(u64 *ctx)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_target(pid_tgid))
+	if (!is_target(bpf_get_current_pid_tgid()))
 		return 0;
 	int index = sys_index((long)ctx[1]);
 	if (index < 0)
 		return 0;
-	u32 tid = (u32)pid_tgid;
-	struct sys_start s = {.ts_ns = bpf_ktime_get_ns(), .index = index};
-	bpf_map_update_elem(&sys_starts, &tid, &s, BPF_ANY);
+	struct sys_start *s = bpf_task_storage_get(&sys_starts, bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return 0;
+	s->ts_ns = bpf_ktime_get_ns();
+	s->index = index;
 	return 0;
 }
 
 // raw_syscalls:sys_exit(struct pt_regs *regs, long ret)
-SEC("raw_tp/sys_exit")
+SEC("tp_btf/sys_exit")
 int on_sys_exit(u64 *ctx)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_target(pid_tgid))
+	if (!is_target(bpf_get_current_pid_tgid()))
 		return 0;
-	u32 tid = (u32)pid_tgid;
-	struct sys_start *s = bpf_map_lookup_elem(&sys_starts, &tid);
-	if (!s)
-		return 0;
+	struct sys_start *s = bpf_task_storage_get(&sys_starts, bpf_get_current_task_btf(), 0, 0);
+	if (!s || s->ts_ns == 0)
+		return 0; // not a traced syscall, or entered before attaching
 	u64 now = bpf_ktime_get_ns();
 	record(&sys_hists, s->index, now - s->ts_ns);
-	bpf_map_delete_elem(&sys_starts, &tid);
+	s->ts_ns = 0;
 	return 0;
 }
 
@@ -312,9 +314,9 @@ static __always_inline void enqueued(struct task_struct *p)
 	u32 target = target_global_tgid();
 	if (target == 0 || (u32)p->tgid != target)
 		return;
-	u32 tid = p->pid;
-	u64 now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&runq_starts, &tid, &now, BPF_ANY);
+	u64 *ts = bpf_task_storage_get(&runq_starts, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (ts)
+		*ts = bpf_ktime_get_ns();
 }
 
 // sched_wakeup(struct task_struct *p)
@@ -350,12 +352,11 @@ int on_switch(u64 *ctx)
 	u32 target = target_global_tgid();
 	if (target == 0 || (u32)next->tgid != target)
 		return 0;
-	u32 tid = next->pid;
-	u64 *ts = bpf_map_lookup_elem(&runq_starts, &tid);
-	if (!ts)
+	u64 *ts = bpf_task_storage_get(&runq_starts, next, 0, 0);
+	if (!ts || *ts == 0)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
 	record(&runq_hist, 0, now - *ts);
-	bpf_map_delete_elem(&runq_starts, &tid);
+	*ts = 0;
 	return 0;
 }
