@@ -426,8 +426,7 @@ var Scenarios = []Scenario{
 	{Name: "pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseRandom, PauseThenIsolateLeader, PauseThenIsolateLeader, StallLeader}},
 	{Name: "leader-pauses", Nodes: 3, Faults: []Fault{PauseLeader, PauseThenIsolateLeader}},
 	{Name: "power-loss", Nodes: 3, Faults: []Fault{KillAllOnAck}},
-	// Needs the membership endpoints (SPEC §2); not in the CI set until
-	// the build has them.
+	// Needs the membership endpoints (SPEC §2).
 	{Name: "membership", Nodes: 3, Faults: []Fault{TransferLeader, ReplaceMember, KillOne, PartitionHalves,
 		Compose(TransferLeader, Latency)}},
 	{Name: "bridge-5", Nodes: 5, Faults: []Fault{Bridge, IsolateLeader, PartitionHalves, KillMinority}},

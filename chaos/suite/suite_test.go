@@ -34,8 +34,9 @@ var (
 	flagCheck    = flag.Duration("chaos.checktimeout", 0, "time limit of the linearizability check (default 60s)")
 )
 
-// ciRuns is the short mode: four scenarios of 25 s of faults each,
-// covering network, process and pause faults and a five-member cluster.
+// ciRuns is the short mode: five scenarios of 25 s of faults each,
+// covering network, process and pause faults, a five-member cluster, and
+// membership changes and leader transfers.
 var ciRuns = []struct {
 	scenario string
 	duration time.Duration
@@ -44,6 +45,7 @@ var ciRuns = []struct {
 	{"crashes", 25 * time.Second},
 	{"pauses", 25 * time.Second},
 	{"bridge-5", 25 * time.Second},
+	{"membership", 25 * time.Second},
 }
 
 // ciRate caps each CI client: a loaded 2-core machine must keep CPU for
@@ -176,7 +178,10 @@ func TestChaos(t *testing.T) {
 			start := time.Now()
 			res, err := Run(context.Background(), o)
 			if err != nil {
-				t.Fatalf("seed %d: %v", o.Seed, err)
+				if res != nil {
+					t.Logf("%s", res)
+				}
+				t.Fatalf("scenario %s seed %d: %v", r.scenario.Name, o.Seed, err)
 			}
 			t.Logf("seed %d, %v:\n%s", o.Seed, time.Since(start).Round(time.Second), res)
 			if !res.OK() {
