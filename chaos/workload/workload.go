@@ -183,11 +183,12 @@ type client struct {
 	revs map[string]int64
 
 	anomalies *Anomalies
-	// refused is set when the last request's dial was refused.
+	// refused is set when the last request's dial was refused or the node
+	// answered 503 or 429 (it asks to retry later).
 	refused bool
 }
 
-// refusedBackoff is the least a client waits after a refused dial.
+// refusedBackoff is the least a client waits after a refusal.
 const refusedBackoff = 20 * time.Millisecond
 
 func newClient(id int, cfg Config, log *history.Client, anomalies *Anomalies) *client {
@@ -218,7 +219,7 @@ func (c *client) run(ctx context.Context) {
 		c.refused = false
 		c.one(ctx)
 		if c.refused {
-			// The node is down: do not spin on refused dials.
+			// The node is down or busy: do not spin on refusals.
 			next = time.Now().Add(max(gap, refusedBackoff))
 		}
 		if next.After(time.Now()) {
@@ -340,6 +341,9 @@ func (c *client) do(ctx context.Context, method, node, target string, body []byt
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+		c.refused = true
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err != nil {
 		// The status came, the body did not: for a write the outcome is
