@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/edgekv/edgekv/consensus/raftmsg"
 	"github.com/edgekv/edgekv/consensus/tracker"
@@ -173,6 +174,19 @@ func (n *Node) capPendingPersist(index uint64) {
 			r.lastIndex = index
 		}
 	}
+}
+
+// dropAcksAbove withdraws the append acknowledgements not yet handed out
+// that claim entries after index, which a truncation (or a snapshot) has
+// just replaced: they would leave only once the Ready that removed those
+// entries is durable, and a stale leader could count them toward a commit
+// (paper Figure 2: respond only with what stable storage holds).
+// Acknowledgements already handed out leave once their own Ready is
+// durable, when they still hold.
+func (n *Node) dropAcksAbove(index uint64) {
+	n.msgsAfter = slices.DeleteFunc(n.msgsAfter, func(m raftmsg.Message) bool {
+		return m.Type == raftmsg.MsgAppResp && !m.Reject && m.Index > index
+	})
 }
 
 // AckPersisted tells the node that the HardState and Entries of every

@@ -247,6 +247,8 @@ func (n *Node) handleSnapshot(m *raftmsg.Message) {
 	}
 	// Rule 7: "Discard the entire log"; rule 8: "Reset state machine using
 	// snapshot contents (and load snapshot's cluster configuration)".
+	// Acknowledgements of the old log's uncommitted tail no longer hold.
+	n.dropAcksAbove(n.log.committed)
 	n.log.restore(meta.Index, meta.Term)
 	// A persistence still in progress of the old log makes durable at
 	// most up to the snapshot (the runtime replaces that log with it).

@@ -402,6 +402,7 @@ func (n *Node) handleAppend(m *raftmsg.Message) error {
 		from := n.log.truncateAndAppend(appended)
 		if from != 0 {
 			n.capPendingPersist(from - 1)
+			n.dropAcksAbove(from - 1)
 		}
 		n.confAfterAppend(from, appended)
 	}

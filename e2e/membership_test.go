@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -225,13 +226,43 @@ func TestJoinPromoteThenRemoveUnderLoad(t *testing.T) {
 		return ok && v
 	})
 	load.setTargets(c.clients())
+	// The leader's metrics show the change and replicate to n4.
+	eventually(t, "membership metrics on the leader", 10*time.Second, func() bool {
+		m := c.procs[c.leader()].must(200, "GET", "/metrics", "").body
+		return strings.Contains(m, `edgekv_membership_changes_total{change="add-learner"} 1`) &&
+			strings.Contains(m, `edgekv_membership_changes_total{change="promote"} 1`) &&
+			strings.Contains(m, `edgekv_cluster_members{role="voter"} 4`) &&
+			strings.Contains(m, `edgekv_replication_lag_entries{peer="n4"}`) &&
+			strings.Contains(m, `edgekv_replication_peer_reachable{peer="n4"} 1`)
+	})
 	if !strings.Contains(n4.stderr.String(), "joined the cluster as a learner") {
 		t.Fatalf("n4 log does not show the join: %s", n4.stderr.String())
 	}
 	eventually(t, "more load after the join", 10*time.Second, func() bool { return load.ackedCount() > 300 })
 
-	// Remove a follower other than n4, asking n4 (forwarded if it does
-	// not lead). The removed member exits 0 by itself.
+	// remove takes a member out through `via` (forwarded if via does not
+	// lead); the removed member exits 0 by itself.
+	remove := func(victim string, via *proc) {
+		t.Helper()
+		var rest []string
+		for name, p := range c.procs {
+			if name != victim {
+				rest = append(rest, p.client)
+			}
+		}
+		load.setTargets(rest)
+		via.must(200, "DELETE", "/v1/cluster/members/"+victim, "")
+		select {
+		case <-c.procs[victim].exited:
+			if code := c.procs[victim].state.ExitCode(); code != 0 {
+				t.Fatalf("removed member exited %d: %s", code, c.procs[victim].stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("removed member %s did not exit: %s", victim, c.procs[victim].stderr.String())
+		}
+		delete(c.procs, victim)
+	}
+	// First a follower other than n4, asked of n4.
 	lead := c.leader()
 	victim := ""
 	for _, name := range c.names {
@@ -239,33 +270,32 @@ func TestJoinPromoteThenRemoveUnderLoad(t *testing.T) {
 			victim = name
 		}
 	}
-	var rest []string
-	for name, p := range c.procs {
-		if name != victim {
-			rest = append(rest, p.client)
-		}
-	}
-	load.setTargets(rest)
-	n4.must(200, "DELETE", "/v1/cluster/members/"+victim, "")
-	select {
-	case <-c.procs[victim].exited:
-		if code := c.procs[victim].state.ExitCode(); code != 0 {
-			t.Fatalf("removed member exited %d: %s", code, c.procs[victim].stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("removed member %s did not exit: %s", victim, c.procs[victim].stderr.String())
-	}
+	remove(victim, n4)
 	removedFlags := c.flags[victim]
-	delete(c.procs, victim)
 	eventually(t, "more load after the removal", 10*time.Second, func() bool { return load.ackedCount() > 500 })
+
+	// Then the leader itself (moved off n4 first if n4 leads): it hands
+	// over on its own; writes in flight meet 503/504 and are retried.
+	if c.leader() == "n4" {
+		for name := range c.procs {
+			if name != "n4" {
+				n4.must(200, "POST", "/v1/cluster/transfer-leader", fmt.Sprintf(`{"to":%q}`, name))
+			}
+		}
+	}
+	lead = c.leader()
+	remove(lead, c.procs[lead])
+	eventually(t, "more load after the leader's removal", 10*time.Second, func() bool { return load.ackedCount() > 700 })
 	acked := load.finish(t)
 
 	v := c.procs[c.leader()].cluster()
-	if len(v.Members) != 3 {
-		t.Fatalf("members after removal: %+v", v.Members)
+	if len(v.Members) != 2 {
+		t.Fatalf("members after two removals: %+v", v.Members)
 	}
-	if _, ok := v.voter(victim); ok {
-		t.Fatalf("removed member still listed: %+v", v.Members)
+	for _, gone := range []string{victim, lead} {
+		if _, ok := v.voter(gone); ok {
+			t.Fatalf("removed member %s still listed: %+v", gone, v.Members)
+		}
 	}
 	checkAcked(t, n4, acked)
 
@@ -273,6 +303,28 @@ func TestJoinPromoteThenRemoveUnderLoad(t *testing.T) {
 	code, _, stderr := runOnce(t, removedFlags...)
 	if code == 0 || !strings.Contains(stderr, "was removed from the cluster") {
 		t.Fatalf("restarting a removed member: exit %d: %s", code, stderr)
+	}
+
+	// The joined member restarts from its data dir (--join is ignored
+	// then) as the voter it became, with everything it had.
+	if code := n4.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("n4 exited %d on SIGTERM: %s", code, n4.stderr.String())
+	}
+	n4 = start(t, flags...)
+	c.procs["n4"] = n4
+	n4.waitReady()
+	if !strings.Contains(n4.stderr.String(), "--join is ignored") {
+		t.Fatalf("restarted n4 does not say it ignored --join: %s", n4.stderr.String())
+	}
+	// Two voters: a leader once both are up (503 until then).
+	var put response
+	eventually(t, "a write after n4's restart", 20*time.Second, func() bool {
+		put = n4.do("PUT", "/v1/kv/after-n4-restart", "w", "Idempotency-Key", "after-n4-restart")
+		return put.status == 200
+	})
+	c.readEverywhere("after-n4-restart", "w", revisionOf(t, put.body))
+	if v, ok := c.procs[c.leader()].cluster().voter("n4"); !ok || !v {
+		t.Fatal("restarted n4 is no voter")
 	}
 }
 

@@ -68,7 +68,16 @@ type membership struct {
 
 	mu      sync.Mutex
 	waiters map[uint64]chan struct{} // conf-change request id → closed when applied
-	reqSeq  atomic.Uint64
+	// reqSeq numbers conf-change requests; the boot counter in its high
+	// bits keeps an entry of an earlier boot, replayed from the log, from
+	// completing a request of this one.
+	reqSeq atomic.Uint64
+
+	// appliedChanges: this member's conf-change requests applied in the
+	// batch the applier is applying (applier only); they are answered
+	// once the batch's applied index is published, so that a client that
+	// asks for the next change at once does not find this one pending.
+	appliedChanges []uint64
 
 	// Raft loop only.
 	addrs        map[raftmsg.NodeID]MemberRecord // every record seen in the log
@@ -301,8 +310,9 @@ func (n *Node) applyMembershipEntry(e *raftmsg.Entry) bool {
 		}
 		n.mem.metrics.countChange(cc.Type)
 		if e.Origin == n.cfg.ID && e.RequestID != 0 {
-			// After the table is stored: the client is answered with it.
-			defer n.completeConfChange(e.RequestID)
+			// Answered by answerAppliedChanges, after the table is stored
+			// and the applied index published.
+			n.mem.appliedChanges = append(n.mem.appliedChanges, e.RequestID)
 		}
 		if cc.Type == raftmsg.ConfChangeRemove && cc.NodeID == n.cfg.ID {
 			defer n.markRemoved(fmt.Sprintf("conf change at index %d", e.Index))
@@ -347,6 +357,15 @@ func confChangeName(t raftmsg.ConfChangeType) string {
 		return "remove"
 	}
 	return "unknown"
+}
+
+// answerAppliedChanges answers the conf-change requests of the batch just
+// applied (applier, after publishing the applied index).
+func (n *Node) answerAppliedChanges() {
+	for _, id := range n.mem.appliedChanges {
+		n.completeConfChange(id)
+	}
+	n.mem.appliedChanges = n.mem.appliedChanges[:0]
 }
 
 func (n *Node) completeConfChange(id uint64) {
@@ -403,7 +422,12 @@ func (n *Node) proposeConfChange(ctx context.Context, cc raftmsg.ConfChange) err
 	}
 	var err error
 	for {
-		if !n.inLoop(deadline, func() { err = n.raft.ProposeConfChange(cc, id) }) {
+		if !n.inLoop(deadline, func() {
+			// The previous change may be applied with its client answered
+			// while the loop has not yet told the core (appliedNote).
+			n.ackApplied()
+			err = n.raft.ProposeConfChange(cc, id)
+		}) {
 			forget()
 			// Not taken, or taken and not answered in time: in the second
 			// case the change may be in the log.
@@ -549,7 +573,7 @@ func (b membershipBackend) AddMember(ctx context.Context, req ops.AddMemberReque
 	}
 	tab := n.mem.table.Load()
 	if old, ok := tab.byName(req.Name); ok {
-		if old.ID == id && old.Learner == rec.Learner || old.ID == id && !old.Learner {
+		if old.ID == id {
 			return b.result(id), nil // a retried join: already done
 		}
 		return ops.MembershipResult{}, &ops.ClusterError{Status: fasthttp.StatusConflict, Code: "member_exists",

@@ -548,3 +548,25 @@ func TestJoinBySnapshotRestoresTheTable(t *testing.T) {
 		t.Fatalf("n4's table %s, leader's %s", got, want)
 	}
 }
+
+// TestConfChangeIDsDifferAcrossBoots: a conf change of an earlier boot,
+// replayed from the log with its request id and this member as origin,
+// must not complete a request of this boot.
+func TestConfChangeIDsDifferAcrossBoots(t *testing.T) {
+	ids := map[uint64]uint16{}
+	for boot := uint16(1); boot <= 3; boot++ {
+		n, err := New(Config{
+			ID: 1, Name: "n1", Members: map[raftmsg.NodeID]string{1: "n1"},
+			TickInterval: 10 * time.Millisecond, ElectionTicks: 10, RequestTimeout: time.Second,
+			BootEpoch: boot, Store: NewMemStore(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := n.mem.reqSeq.Add(1)
+		if prev, dup := ids[id]; dup {
+			t.Fatalf("boots %d and %d both number their first conf change %d", prev, boot, id)
+		}
+		ids[id] = boot
+	}
+}

@@ -349,6 +349,7 @@ func New(cfg Config) (*Node, error) {
 	// answer to a read of the previous boot must not serve a new one.
 	n.readSeq.Store(uint64(idEpoch(allIDs, cfg.ID, cfg.BootEpoch)) << 46)
 	n.mem.init(table, cfg.Recovered.Entries)
+	n.mem.reqSeq.Store(uint64(cfg.BootEpoch) << 48)
 	n.mem.metrics = newMembershipMetrics(cfg.Metrics, n.mem.table.Load)
 	if n.cfg.MembershipBlob == nil {
 		n.cfg.MembershipBlob = n.tableBlob // snapshots record the member table
@@ -1019,6 +1020,7 @@ func (n *Node) runApply() {
 			n.persistMembers()
 		}
 		n.appliedIndex.Store(ents[len(ents)-1].Index)
+		n.answerAppliedChanges()
 		notify(n.appliedNote)
 		next := make(chan struct{})
 		close(*n.applyWait.Swap(&next))

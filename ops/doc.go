@@ -51,6 +51,6 @@
 // drops the repeats, but the table is the source of truth).
 //
 // The node's files for operators live beside the package: edgekv.service
-// (systemd unit), edgekv.env (every flag as an EDGEKV_ variable) and
-// RUNBOOKS.md.
+// (systemd unit) and edgekv.env (every flag as an EDGEKV_ variable); the
+// runbooks that use them are in the repository's README.
 package ops
