@@ -80,7 +80,11 @@ func (r *Result) OK() bool {
 // String is the run's report.
 func (r *Result) String() string {
 	var b strings.Builder
-	b.WriteString(r.Report.String())
+	if r.Report.Summary.Ops == 0 {
+		b.WriteString("not checked: the run was aborted\n")
+	} else {
+		b.WriteString(r.Report.String())
+	}
 	fmt.Fprintf(&b, "faults: %v\n", r.Nemesis.Counts)
 	fmt.Fprintf(&b, "network: %d connections accepted, %d refused, %d cut\n", r.Net.Accepted, r.Net.Refused, r.Net.Cut)
 	for _, e := range r.Exits {
@@ -100,7 +104,7 @@ func (o *Options) defaults() {
 		o.Nodes = o.Scenario.Nodes
 	}
 	if o.Clients == 0 {
-		o.Clients = 6
+		o.Clients = 8
 	}
 	if o.Groups == 0 {
 		o.Groups = 4
@@ -123,6 +127,7 @@ func (o *Options) defaults() {
 const (
 	requestTimeout = 2 * time.Second
 	clientTimeout  = 3 * time.Second
+	readTimeout    = time.Second
 	// healTimeout bounds healing: restarting, electing, catching up.
 	healTimeout = 90 * time.Second
 )
@@ -150,7 +155,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	acks := &nemesis.Acks{}
 	wl := workload.Config{
 		Addrs: c.ClientAddrs(), Clients: o.Clients, Groups: o.Groups, KeysPerGroup: o.KeysPerGroup,
-		Timeout: clientTimeout, Seed: o.Seed, Rate: o.Rate,
+		Timeout: clientTimeout, ReadTimeout: readTimeout, Readers: min(o.Nodes, o.Clients/2),
+		Seed: o.Seed, Rate: o.Rate,
 		UnavailableWriteIsUnknown: o.UnavailableWriteIsUnknown,
 		OnAck:                     acks.Acked,
 	}
@@ -167,8 +173,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	stopFaults()
 	wg.Wait()
 	o.Logf("%s: nemesis:\n%s", name, nlog)
+	// abort ends a run that could not be carried to its check (a fault
+	// could not be undone, the cluster did not heal): often the product's
+	// doing (a member that cannot restart), so the evidence is kept.
+	abort := func(err error) (*Result, error) {
+		res := &Result{Nemesis: nlog, Anomalies: anomalies, Net: c.NetStats(), Exits: c.UnexpectedExits()}
+		if o.OutDir != "" {
+			if werr := res.writeEvidence(o.OutDir, name, c); werr != nil {
+				return res, errors.Join(err, werr)
+			}
+			h := rec.History()
+			if werr := history.WriteFile(filepath.Join(res.Dir, check.HistoryFile), h); werr != nil {
+				return res, errors.Join(err, werr)
+			}
+			err = fmt.Errorf("%w (evidence: %s)", err, res.Dir)
+		}
+		return res, err
+	}
 	if nerr != nil {
-		return nil, nerr
+		return abort(nerr)
 	}
 
 	// Heal: network, paused and killed nodes; then every node must be
@@ -177,10 +200,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 	c.Heal()
 	if err := c.RestartAll(healCtx); err != nil {
-		return nil, fmt.Errorf("suite: heal: %w", err)
+		return abort(fmt.Errorf("suite: heal: %w", err))
 	}
 	if err := c.WaitReady(healCtx); err != nil {
-		return nil, fmt.Errorf("suite: heal: %w", err)
+		return abort(fmt.Errorf("suite: heal: %w", err))
 	}
 	h := rec.History()
 	finals, err := workload.FinalReads(healCtx, c.ClientAddrs(), workload.Keys(o.Groups, o.KeysPerGroup), clientTimeout, rec, o.Clients)

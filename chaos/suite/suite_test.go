@@ -25,7 +25,7 @@ var (
 	flagDuration = flag.Duration("chaos.duration", 0, "faulty phase of each scenario (default: the CI durations)")
 	flagSeed     = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and the clients (default: from the clock, printed)")
 	flagNodes    = flag.Int("chaos.nodes", 0, "cluster size (default: the scenario's)")
-	flagClients  = flag.Int("chaos.clients", 0, "concurrent clients (default 6)")
+	flagClients  = flag.Int("chaos.clients", 0, "concurrent clients (default 8; as many readers as nodes, at most half)")
 	flagRate     = flag.Float64("chaos.rate", -1, "requests per second per client, 0 for unlimited (default: 30 in the CI set, else unlimited)")
 	flagOut      = flag.String("chaos.out", "", "folder for the evidence of failing runs (default: $TMPDIR/edgekv-chaos)")
 	flag503      = flag.Bool("chaos.503unknown", false, "record a write's 503 as unknown rather than as refused (weaker, slower check)")
@@ -34,8 +34,9 @@ var (
 	flagCheck    = flag.Duration("chaos.checktimeout", 0, "time limit of the linearizability check (default 60s)")
 )
 
-// ciRuns is the short mode: four scenarios of 25 s of faults each,
-// covering network, process and pause faults and a five-member cluster.
+// ciRuns is the short mode: five scenarios of 25 s of faults each,
+// covering network, process and pause faults, a five-member cluster, and
+// membership changes and leader transfers.
 var ciRuns = []struct {
 	scenario string
 	duration time.Duration
@@ -44,6 +45,7 @@ var ciRuns = []struct {
 	{"crashes", 25 * time.Second},
 	{"pauses", 25 * time.Second},
 	{"bridge-5", 25 * time.Second},
+	{"membership", 25 * time.Second},
 }
 
 // ciRate caps each CI client: a loaded 2-core machine must keep CPU for
@@ -176,7 +178,10 @@ func TestChaos(t *testing.T) {
 			start := time.Now()
 			res, err := Run(context.Background(), o)
 			if err != nil {
-				t.Fatalf("seed %d: %v", o.Seed, err)
+				if res != nil {
+					t.Logf("%s", res)
+				}
+				t.Fatalf("scenario %s seed %d: %v", r.scenario.Name, o.Seed, err)
 			}
 			t.Logf("seed %d, %v:\n%s", o.Seed, time.Since(start).Round(time.Second), res)
 			if !res.OK() {

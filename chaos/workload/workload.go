@@ -46,16 +46,24 @@ const maxBodyBytes = 1 << 20
 
 // Config describes the clients.
 type Config struct {
-	// Addrs are the nodes' HTTP addresses; client i sends three requests
-	// in four to its home node Addrs[i%n], the rest to a random node.
+	// Addrs are the nodes' HTTP addresses; each client sends every
+	// request to its home node (see home).
 	Addrs   []string
 	Clients int
 	// Groups key groups of KeysPerGroup keys each.
 	Groups       int
 	KeysPerGroup int
-	// Timeout bounds one request (set it above the nodes'
+	// Timeout bounds one write (set it above the nodes'
 	// --request-timeout so that Unknown outcomes stay rare).
 	Timeout time.Duration
+	// ReadTimeout bounds one read (Timeout if 0). A read that times out
+	// is dropped from the check, so a short one costs nothing and frees
+	// the client: a client stuck on a paused node is back in time to read
+	// from it right after it resumes, which is when a stale lease shows.
+	ReadTimeout time.Duration
+	// Readers: the last Readers clients only read (half of it lease
+	// reads), with one reader per node as their home first.
+	Readers int
 	Seed    uint64
 	// Rate, when > 0, caps each client's requests per second (a loaded
 	// CI machine must keep some CPU for the nodes and the checker).
@@ -175,11 +183,12 @@ type client struct {
 	revs map[string]int64
 
 	anomalies *Anomalies
-	// refused is set when the last request's dial was refused.
+	// refused is set when the last request's dial was refused or the node
+	// answered 503 or 429 (it asks to retry later).
 	refused bool
 }
 
-// refusedBackoff is the least a client waits after a refused dial.
+// refusedBackoff is the least a client waits after a refusal.
 const refusedBackoff = 20 * time.Millisecond
 
 func newClient(id int, cfg Config, log *history.Client, anomalies *Anomalies) *client {
@@ -210,7 +219,7 @@ func (c *client) run(ctx context.Context) {
 		c.refused = false
 		c.one(ctx)
 		if c.refused {
-			// The node is down: do not spin on refused dials.
+			// The node is down or busy: do not spin on refusals.
 			next = time.Now().Add(max(gap, refusedBackoff))
 		}
 		if next.After(time.Now()) {
@@ -237,12 +246,22 @@ func (c *client) key(group int) string {
 func (c *client) one(ctx context.Context) {
 	group := c.rng.IntN(c.cfg.Groups)
 	key := c.key(group)
-	// Mostly the client's home node, so that a node in trouble (paused,
-	// cut off) keeps some clients of its own while the others carry on;
-	// sometimes any node, so that every node serves every client.
-	node := c.cfg.Addrs[c.id%len(c.cfg.Addrs)]
-	if c.rng.IntN(4) == 0 {
-		node = c.cfg.Addrs[c.rng.IntN(len(c.cfg.Addrs))]
+	// Always the client's home node, as a Jepsen client is bound to one
+	// node: a node in trouble (paused, cut off) stalls only its own
+	// clients while the others keep changing the data it may serve stale.
+	// (A client that sometimes tried other nodes would soon be stuck on
+	// the troubled one too, and the writes would stop.)
+	node := c.cfg.Addrs[c.home()]
+	if c.reader() {
+		switch p := c.rng.IntN(100); {
+		case p < 50:
+			c.get(ctx, node, key, history.Lease)
+		case p < 90:
+			c.get(ctx, node, key, history.Linearizable)
+		default:
+			c.list(ctx, node, group)
+		}
+		return
 	}
 	switch p := c.rng.IntN(100); {
 	case p < 22:
@@ -268,6 +287,18 @@ func (c *client) one(ctx context.Context) {
 	}
 }
 
+// reader reports whether this client only reads.
+func (c *client) reader() bool { return c.id >= c.cfg.Clients-c.cfg.Readers }
+
+// home is the index of the client's home node: readers take one node each
+// first, the other clients spread over the nodes.
+func (c *client) home() int {
+	if c.reader() {
+		return (c.id - (c.cfg.Clients - c.cfg.Readers)) % len(c.cfg.Addrs)
+	}
+	return c.id % len(c.cfg.Addrs)
+}
+
 // knownRev is the revision to put in an If-Match: the last one seen, or a
 // made-up small one when none is known (then the write is expected to
 // fail, which checks 412 too).
@@ -287,7 +318,11 @@ type answer struct {
 }
 
 func (c *client) do(ctx context.Context, method, node, target string, body []byte, headers ...string) answer {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	timeout := c.cfg.Timeout
+	if method == "GET" && c.cfg.ReadTimeout > 0 {
+		timeout = c.cfg.ReadTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
@@ -306,6 +341,9 @@ func (c *client) do(ctx context.Context, method, node, target string, body []byt
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+		c.refused = true
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err != nil {
 		// The status came, the body did not: for a write the outcome is
