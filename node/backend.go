@@ -26,19 +26,19 @@ var _ httpapi.Backend = backend{}
 func (b backend) Put(_ context.Context, req httpapi.PutRequest) (httpapi.WriteResult, error) {
 	cmd := kv.NewPut(req.Key, req.Value, cond(req.IfMatch, req.IfAbsent), req.IfMatch)
 	r, err := b.n.write(&cmd, req.Idempotency)
-	return httpapi.WriteResult{Meta: b.n.meta(r.Revision)}, err
+	return httpapi.WriteResult{Meta: b.n.writeMeta(r.Revision, err)}, err
 }
 
 func (b backend) Delete(_ context.Context, req httpapi.DeleteRequest) (httpapi.WriteResult, error) {
 	cmd := kv.NewDelete(req.Key, cond(req.IfMatch, false), req.IfMatch)
 	r, err := b.n.write(&cmd, req.Idempotency)
-	return httpapi.WriteResult{Meta: b.n.meta(r.Revision)}, err
+	return httpapi.WriteResult{Meta: b.n.writeMeta(r.Revision, err)}, err
 }
 
 func (b backend) DeletePrefix(_ context.Context, req httpapi.DeletePrefixRequest) (httpapi.DeletePrefixResult, error) {
 	cmd := kv.NewDeletePrefix(req.Prefix)
 	r, err := b.n.write(&cmd, req.Idempotency)
-	return httpapi.DeletePrefixResult{Meta: b.n.meta(r.Revision), Deleted: r.Deleted}, err
+	return httpapi.DeletePrefixResult{Meta: b.n.writeMeta(r.Revision, err), Deleted: r.Deleted}, err
 }
 
 func (b backend) Batch(_ context.Context, req httpapi.BatchRequest) (httpapi.WriteResult, error) {
@@ -52,7 +52,7 @@ func (b backend) Batch(_ context.Context, req httpapi.BatchRequest) (httpapi.Wri
 	}
 	cmd := kv.NewBatch(ops)
 	r, err := b.n.write(&cmd, req.Idempotency)
-	return httpapi.WriteResult{Meta: b.n.meta(r.Revision)}, err
+	return httpapi.WriteResult{Meta: b.n.writeMeta(r.Revision, err)}, err
 }
 
 func (b backend) Get(_ context.Context, req httpapi.GetRequest) (httpapi.GetResult, error) {
@@ -105,6 +105,20 @@ func (b backend) Meta() httpapi.Meta { return b.n.meta(0) }
 
 // meta describes this member for a response reflecting revision (zero:
 // the current view's).
+// writeMeta is the meta of a write's answer. A write that was applied
+// reports the store revision it was applied at, verbatim: 0 for one that
+// changed nothing in an empty store (a later revision would claim an
+// order the write did not have; found by the chaos suite). A write refused
+// before it was applied reports the current view's revision.
+func (n *Node) writeMeta(revision uint64, err error) httpapi.Meta {
+	if err != nil {
+		return n.meta(revision)
+	}
+	m := n.meta(0)
+	m.Revision = revision
+	return m
+}
+
 func (n *Node) meta(revision uint64) httpapi.Meta {
 	if revision == 0 {
 		revision = n.machine.View().Revision()

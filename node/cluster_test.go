@@ -678,3 +678,19 @@ func TestCommitOnlyHardStateIsNotSynced(t *testing.T) {
 		return err == nil && string(g.Value) == "v"
 	})
 }
+
+// TestNoOpWriteKeepsItsRevisionZero: a write applied to an empty store
+// that changes nothing is answered with revision 0, the revision it was
+// applied at, even when the store has moved on by the time the answer is
+// built (a later revision would order it after writes it preceded).
+func TestNoOpWriteKeepsItsRevisionZero(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.leader()
+	put(t, n, "later", "v")
+	if got := n.writeMeta(0, nil).Revision; got != 0 {
+		t.Fatalf("a no-op applied at revision 0 answered revision %d", got)
+	}
+	if got := n.writeMeta(0, unavailable("test")).Revision; got == 0 {
+		t.Fatalf("a refused write answered revision 0, want the view's")
+	}
+}
