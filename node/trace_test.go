@@ -134,12 +134,16 @@ func TestCommittedWaitsForTheLeadersFsync(t *testing.T) {
 	c := newCluster(t, 3)
 	lead := c.leader()
 	put(t, lead, "warm", "up")
-	before := traceSnapshot(t, tr)
-	batchesBefore := totalBatches(lead)
 	st, ok := lead.Status(time.Second)
 	if !ok {
 		t.Fatal("no status from the leader")
 	}
+	// The client is answered before the applier marks Answered for the
+	// batch (same loop turn, before it publishes the applied index): wait
+	// for the publication so the warm-up's marks are all in "before".
+	waitFor(t, "the warm-up write's marks", func() bool { return lead.appliedIndex.Load() >= st.LastIndex })
+	before := traceSnapshot(t, tr)
+	batchesBefore := totalBatches(lead)
 	target := st.LastIndex + 1 // the next write's entry
 
 	store := c.stores[lead.ID()]
