@@ -131,9 +131,9 @@ func checkInvariants(m *Machine) error {
 	var size uint64
 	var err error
 	st.tree.Scan(func(it item) bool {
-		size += itemSize(len(it.key), len(it.value))
+		size += itemSize(int(it.keyBytes), int(it.valueBytes))
 		if it.rev == 0 || it.rev > st.revision {
-			err = fmt.Errorf("key %q revision %d outside [1, %d]", it.key, it.rev, st.revision)
+			err = fmt.Errorf("key %q revision %d outside [1, %d]", it.key(), it.rev, st.revision)
 		}
 		return err == nil
 	})

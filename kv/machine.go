@@ -134,13 +134,36 @@ type Result struct {
 
 // item is one key in the tree. value is never written after the item is
 // inserted: views share it.
+//
+// An item is packed into 24 bytes (one pointer to its key and value bytes,
+// laid out back to back by newItem, two 32-bit lengths and the revision)
+// rather than a string and a slice (48 bytes): a tree node holds up to 63
+// items, and after every Publish the first write under a node copies it
+// (copy on write, so that views stay frozen), which made node copies the
+// largest allocation and memmove cost of a loaded leader. Keys are at most
+// MaxKeyBytes and values at most MaxValueBytesCeiling, so 32 bits hold both.
 type item struct {
-	key   string
-	value []byte
-	rev   uint64
+	buf                  *byte // key bytes, then value bytes; nil when both are empty
+	keyBytes, valueBytes uint32
+	rev                  uint64
 }
 
-func itemLess(a, b item) bool { return a.key < b.key }
+// probe is an item to search for key; it points into key, so it must not
+// be stored.
+func probe(key string) item {
+	return item{buf: unsafe.StringData(key), keyBytes: uint32(len(key))}
+}
+
+func (it item) key() string { return unsafe.String(it.buf, int(it.keyBytes)) }
+
+func (it item) value() []byte {
+	if it.valueBytes == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(it.buf), it.keyBytes)), int(it.valueBytes))
+}
+
+func itemLess(a, b item) bool { return a.key() < b.key() }
 
 func itemSize(keyBytes, valueBytes int) uint64 {
 	return uint64(keyBytes) + uint64(valueBytes) + PerKeyOverheadBytes
@@ -393,7 +416,7 @@ func growth(op *Op, cur item, found bool) int64 {
 		d = int64(itemSize(len(op.Key), len(op.Value)))
 	}
 	if found {
-		d -= int64(itemSize(len(cur.key), len(cur.value)))
+		d -= int64(itemSize(int(cur.keyBytes), int(cur.valueBytes)))
 	}
 	return d
 }
@@ -402,7 +425,7 @@ func growth(op *Op, cur item, found bool) int64 {
 func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	m.dataDirty = true
 	if found {
-		m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
+		m.st.sizeBytes -= itemSize(int(cur.keyBytes), int(cur.valueBytes))
 	}
 	if op.Kind == KindDelete {
 		if found {
@@ -412,7 +435,7 @@ func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	}
 	it := newItem(op.Key, op.Value, rev)
 	m.st.tree.SetHint(it, &m.hint)
-	m.st.sizeBytes += itemSize(len(it.key), len(it.value))
+	m.st.sizeBytes += itemSize(int(it.keyBytes), int(it.valueBytes))
 }
 
 // newItem copies key and value out of the entry's buffer in one
@@ -420,20 +443,21 @@ func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 // value the rest. An overwrite allocates afresh rather than reusing the
 // old key, which would pin the old value's bytes for the key's lifetime.
 func newItem(key, value []byte, rev uint64) item {
+	if len(key) > MaxKeyBytes || len(value) > MaxValueBytesCeiling {
+		// Decoding bounds both (command.go, snapshot.go).
+		panic(fmt.Sprintf("kv: item of %d key bytes and %d value bytes", len(key), len(value)))
+	}
 	buf := make([]byte, len(key)+len(value))
 	n := copy(buf, key)
 	copy(buf[n:], value)
-	it := item{key: unsafe.String(unsafe.SliceData(buf), n), rev: rev} // buf[:n] is never written again
-	if len(value) > 0 {
-		it.value = buf[n:len(buf):len(buf)]
-	}
-	return it
+	// buf is never written again: the key is an immutable string over it.
+	return item{buf: unsafe.SliceData(buf), keyBytes: uint32(n), valueBytes: uint32(len(value)), rev: rev}
 }
 
 // lookup finds key and leaves in m.hint the path to it, so the write that
 // usually follows does not search again.
 func (m *Machine) lookup(key []byte) (item, bool) {
-	return m.st.tree.GetHint(item{key: keyString(key)}, &m.hint)
+	return m.st.tree.GetHint(probe(keyString(key)), &m.hint)
 }
 
 func (m *Machine) put(op *Op) outcome {
@@ -465,8 +489,8 @@ func (m *Machine) delete(op *Op) outcome {
 func (m *Machine) deletePrefix(prefix []byte) outcome {
 	keys := m.scratchKeys[:0]
 	iter := m.st.tree.Iter()
-	for ok := iter.Seek(item{key: keyString(prefix)}); ok; ok = iter.Next() {
-		k := iter.Item().key
+	for ok := iter.Seek(probe(keyString(prefix))); ok; ok = iter.Next() {
+		k := iter.Item().key()
 		if !strings.HasPrefix(k, keyString(prefix)) {
 			break
 		}
@@ -478,11 +502,11 @@ func (m *Machine) deletePrefix(prefix []byte) outcome {
 	}
 	m.st.revision++
 	for _, k := range keys {
-		cur, found := m.st.tree.Delete(item{key: k})
+		cur, found := m.st.tree.Delete(probe(k))
 		if !found {
 			panic("kv: delete-prefix lost a key it just listed")
 		}
-		m.st.sizeBytes -= itemSize(len(cur.key), len(cur.value))
+		m.st.sizeBytes -= itemSize(int(cur.keyBytes), int(cur.valueBytes))
 	}
 	m.dataDirty = true
 	clear(keys) // drop references so deleted values can be freed

@@ -616,13 +616,36 @@ func TestExpiryBeyondThePruneBudget(t *testing.T) {
 func TestOverwriteDoesNotPinOldValue(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.apply(cmdPut("k", strings.Repeat("v", 1<<20)))
-	before, _ := h.m.View().st.tree.Get(item{key: "k"})
+	before, _ := h.m.View().st.tree.Get(probe("k"))
 	h.apply(cmdPut("k", "small"))
-	after, _ := h.m.View().st.tree.Get(item{key: "k"})
-	if unsafe.StringData(before.key) == unsafe.StringData(after.key) {
+	after, _ := h.m.View().st.tree.Get(probe("k"))
+	if before.buf == after.buf {
 		t.Fatal("overwrite kept the old key string and with it the old 1 MiB value")
 	}
-	if after.key != "k" || string(after.value) != "small" {
-		t.Fatalf("item %q = %q", after.key, after.value)
+	if after.key() != "k" || string(after.value()) != "small" {
+		t.Fatalf("item %q = %q", after.key(), after.value())
+	}
+}
+
+// TestItemIsPacked: a tree node copies its items on the first write after
+// every Publish (copy on write), so the item's size is the per-put copy
+// cost; a string and a slice (48 bytes) doubled it.
+func TestItemIsPacked(t *testing.T) {
+	if got := unsafe.Sizeof(item{}); got > 24 {
+		t.Fatalf("item is %d bytes, want at most 24", got)
+	}
+	it := newItem([]byte("key"), []byte("value"), 7)
+	if it.key() != "key" || string(it.value()) != "value" || it.rev != 7 {
+		t.Fatalf("item %q = %q @%d", it.key(), it.value(), it.rev)
+	}
+	if v := it.value(); cap(v) != len(v) {
+		t.Fatalf("value cap %d > len %d: an append would write past it", cap(v), len(v))
+	}
+	empty := newItem([]byte("k"), nil, 1)
+	if empty.key() != "k" || empty.value() != nil {
+		t.Fatalf("empty value: %q = %q", empty.key(), empty.value())
+	}
+	if p := probe(""); p.key() != "" {
+		t.Fatalf("empty probe key %q", p.key())
 	}
 }

@@ -72,11 +72,11 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		return fmt.Errorf("kv: write snapshot header: %w", err)
 	}
 	st.tree.Scan(func(it item) bool {
-		s.uvarint(uint64(len(it.key)))
-		s.write(stringBytes(it.key))
+		s.uvarint(uint64(it.keyBytes))
+		s.write(stringBytes(it.key()))
 		s.uvarint(it.rev)
-		s.uvarint(uint64(len(it.value)))
-		s.write(it.value)
+		s.uvarint(uint64(it.valueBytes))
+		s.write(it.value())
 		return s.err == nil
 	})
 	st.idemBySeq.Scan(func(r *idemRecord) bool {
@@ -269,14 +269,10 @@ func readSnapshot(r io.Reader) (state, error) {
 		if err != nil {
 			return state{}, fmt.Errorf("key %d: %w", i, err)
 		}
-		// key is a fresh buffer nothing else holds: view it as the string.
-		it := item{key: unsafe.String(unsafe.SliceData(key), len(key)), rev: rev}
-		if len(value) > 0 {
-			it.value = value
-		}
+		it := newItem(key, value, rev) // one buffer: key, then value
 		st.tree.Load(it)
-		st.sizeBytes += itemSize(len(it.key), len(it.value))
-		prevKey = it.key
+		st.sizeBytes += itemSize(int(it.keyBytes), int(it.valueBytes))
+		prevKey = it.key()
 	}
 	if st.sizeBytes != h.sizeBytes {
 		return state{}, corruptf("size %d bytes, header says %d", st.sizeBytes, h.sizeBytes)

@@ -46,11 +46,11 @@ func (v *View) LastTimestampNs() int64 { return v.st.lastTsNs }
 
 // Get returns the value of key and its revision (the ETag).
 func (v *View) Get(key string) (value []byte, revision uint64, found bool) {
-	it, ok := v.st.tree.Get(item{key: key})
+	it, ok := v.st.tree.Get(probe(key))
 	if !ok {
 		return nil, 0, false
 	}
-	return it.value, it.rev, true
+	return it.value(), it.rev, true
 }
 
 // GetBytes is Get for a key held in a byte slice; it does not keep key.
@@ -73,18 +73,18 @@ func (v *View) Range(prefix, after string, limit int, dst []Item) (items []Item,
 		start = after
 	}
 	taken := 0
-	v.st.tree.Ascend(item{key: start}, func(it item) bool {
-		if !strings.HasPrefix(it.key, prefix) {
+	v.st.tree.Ascend(probe(start), func(it item) bool {
+		if !strings.HasPrefix(it.key(), prefix) {
 			return false
 		}
-		if it.key == after {
+		if it.key() == after {
 			return true // after is exclusive
 		}
 		if taken == limit {
 			more = true
 			return false
 		}
-		dst = append(dst, Item{Key: it.key, Value: it.value, Revision: it.rev})
+		dst = append(dst, Item{Key: it.key(), Value: it.value(), Revision: it.rev})
 		taken++
 		return true
 	})
