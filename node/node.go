@@ -713,6 +713,17 @@ func (n *Node) publishSoft(s consensus.SoftState) {
 	if s.Leader != n.soft.Leader && n.metrics != nil {
 		n.metrics.IncLeaderChanges()
 	}
+	if n.metrics != nil {
+		// Counted from the roles the Readys show: a pre-vote round or an
+		// election never ends within the Step that starts it (it waits for
+		// answers, or, alone, for its term to be durable).
+		if s.Role == consensus.RolePreCandidate && n.soft.Role != consensus.RolePreCandidate {
+			n.metrics.IncPreVotes()
+		}
+		if s.Term > n.soft.Term && (s.Role == consensus.RoleCandidate || s.Role == consensus.RoleLeader) {
+			n.metrics.IncElections()
+		}
+	}
 	if s.Leader != n.soft.Leader || s.Role != n.soft.Role {
 		n.log.Info("node: leadership", "role", s.Role.String(), "term", s.Term, "leader", n.memberName(s.Leader))
 	}
