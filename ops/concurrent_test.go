@@ -52,7 +52,7 @@ func TestConcurrentRecordingAndScraping(t *testing.T) {
 				m.ObserveRequest(EndpointKVPut, 200, int64(i))
 				m.AddProposals(1)
 				m.ObserveFsync(int64(i))
-				p.AddSentBytes(1)
+				p.SetInflightBytes(uint64(i + 1))
 			}
 		})
 	}
@@ -75,8 +75,8 @@ func TestConcurrentRecordingAndScraping(t *testing.T) {
 		t.Errorf("fsync count %v, want %v", v, total)
 	}
 	for w := range writers {
-		if v, _ := fams[famPeerSent].value(famPeerSent, "peer", fmt.Sprintf("writer%d", w)); v != perWriter {
-			t.Errorf("writer%d sent %v, want %v", w, v, perWriter)
+		if v, _ := fams[famPeerInflight].value(famPeerInflight, "peer", fmt.Sprintf("writer%d", w)); v != perWriter {
+			t.Errorf("writer%d in flight %v, want %v", w, v, perWriter)
 		}
 	}
 }

@@ -42,7 +42,7 @@
 //	m.ObserveSnapshot(ops.SnapshotTaken|SnapshotSent|SnapshotReceived, sizeBytes)
 //	m.SetStore(sizeBytes, quotaBytes, keys)
 //	p := m.AddPeer(name) // on membership change; m.RemovePeer(name) when it leaves
-//	p.SetLag(entries); p.SetInflightBytes(n); p.AddSentBytes(n); p.SetReachable(up)
+//	p.SetLag(entries); p.SetInflightBytes(n); p.SetReachable(up)
 //
 // Families written onto m.Set() by other packages get HELP and TYPE from a
 // table here (batch's and ebpf's) or from m.Describe(family, type, help);

@@ -96,7 +96,6 @@ type PeerMetrics struct {
 	name          string
 	lagEntries    atomic.Uint64
 	inflightBytes atomic.Uint64
-	sentBytes     atomic.Uint64
 	reachable     atomic.Uint64 // 0 or 1
 }
 
@@ -107,9 +106,6 @@ func (p *PeerMetrics) SetLag(entries uint64) { p.lagEntries.Store(entries) }
 // SetInflightBytes records the bytes sent to the peer and not yet
 // acknowledged (bounded by --max-inflight-bytes).
 func (p *PeerMetrics) SetInflightBytes(n uint64) { p.inflightBytes.Store(n) }
-
-// AddSentBytes counts bytes written to the peer's connection.
-func (p *PeerMetrics) AddSentBytes(n uint64) { p.sentBytes.Add(n) }
 
 // SetReachable records whether the peer's connection is up.
 func (p *PeerMetrics) SetReachable(up bool) { p.reachable.Store(b2u(up)) }
@@ -333,7 +329,6 @@ const (
 	famPreVotes        = "edgekv_raft_pre_votes_total"
 	famPeerLag         = "edgekv_replication_lag_entries"
 	famPeerInflight    = "edgekv_replication_inflight_bytes"
-	famPeerSent        = "edgekv_replication_sent_bytes_total"
 	famPeerReachable   = "edgekv_replication_peer_reachable"
 	famSnapshots       = "edgekv_snapshots_total"
 	famSnapshotBytes   = "edgekv_snapshot_size_bytes"
@@ -365,7 +360,6 @@ var ownFamilies = map[string]familyDesc{
 	famPreVotes:        {"counter", "Pre-vote rounds this node started (Raft thesis section 9.6)."},
 	famPeerLag:         {"gauge", "Entries the peer's match index is behind the leader's last index (exported by the leader)."},
 	famPeerInflight:    {"gauge", "Bytes sent to the peer and not yet acknowledged (bounded by --max-inflight-bytes)."},
-	famPeerSent:        {"counter", "Bytes written to the peer's connection."},
 	famPeerReachable:   {"gauge", "1 if the connection to the peer is up, else 0."},
 	famSnapshots:       {"counter", "Snapshots taken (log compaction), sent to followers or received from the leader."},
 	famSnapshotBytes:   {"histogram", "Size of snapshots taken, sent or received, in bytes."},
@@ -475,7 +469,6 @@ func (m *Metrics) writePeers(b *bytes.Buffer) {
 	}{
 		{famPeerLag, func(p *PeerMetrics) uint64 { return p.lagEntries.Load() }},
 		{famPeerInflight, func(p *PeerMetrics) uint64 { return p.inflightBytes.Load() }},
-		{famPeerSent, func(p *PeerMetrics) uint64 { return p.sentBytes.Load() }},
 		{famPeerReachable, func(p *PeerMetrics) uint64 { return p.reachable.Load() }},
 	} {
 		meta(b, f.family)

@@ -50,7 +50,7 @@ var requiredFamilies = map[string]string{
 	famCommitSeconds: "histogram", famFsyncSeconds: "histogram", famApplySeconds: "histogram",
 	famTerm: "gauge", famCommitIndex: "gauge", famAppliedIndex: "gauge", famHasLeader: "gauge", famIsLeader: "gauge",
 	famLeaderChanges: "counter", famElections: "counter", famPreVotes: "counter",
-	famPeerLag: "gauge", famPeerInflight: "gauge", famPeerSent: "counter", famPeerReachable: "gauge",
+	famPeerLag: "gauge", famPeerInflight: "gauge", famPeerReachable: "gauge",
 	famSnapshots: "counter", famSnapshotBytes: "histogram",
 	famStoreBytes: "gauge", famQuotaBytes: "gauge", famStoreKeys: "gauge",
 	// Issue 7: the batcher's distributions.
@@ -126,7 +126,6 @@ func TestFamiliesMove(t *testing.T) {
 	p := m.AddPeer("n2")
 	p.SetLag(42)
 	p.SetInflightBytes(4096)
-	p.AddSentBytes(10)
 	p.SetReachable(true)
 
 	after, _ := scrape(t, m)
@@ -178,7 +177,6 @@ func TestFamiliesMove(t *testing.T) {
 		{"keys", delta(famStoreKeys, famStoreKeys), 12},
 		{"peer lag", delta(famPeerLag, famPeerLag, "peer", "n2"), 42},
 		{"peer inflight", delta(famPeerInflight, famPeerInflight, "peer", "n2"), 4096},
-		{"peer sent", delta(famPeerSent, famPeerSent, "peer", "n2"), 10},
 		{"peer reachable", delta(famPeerReachable, famPeerReachable, "peer", "n2"), 1},
 	}
 	for _, c := range checks {
