@@ -25,34 +25,8 @@ func startCluster(t *testing.T, size int) *realCluster {
 
 // startClusterWith starts size members of the binary at bin.
 func startClusterWith(t *testing.T, bin string, size int) *realCluster {
-	c := &realCluster{t: t, bin: bin, flags: map[string][]string{}, procs: map[string]*proc{}}
-	peers := make([]string, size)
-	var initial []string
-	for i := range size {
-		name := fmt.Sprintf("n%d", i+1)
-		c.names = append(c.names, name)
-		peers[i] = freeAddr(t)
-		initial = append(initial, name+"="+peers[i])
-	}
-	for i, name := range c.names {
-		c.flags[name] = []string{
-			"--name", name, "--data-dir", t.TempDir(),
-			"--listen-client", freeAddr(t), "--listen-peer", peers[i],
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
-			"--heartbeat-interval", "20ms", "--election-timeout", "500ms", "--request-timeout", "3s",
-		}
-	}
-	// Start them together: each waits in discovery for the others.
-	for _, name := range c.names {
-		c.procs[name] = startBinary(t, bin, c.flags[name]...)
-	}
-	for _, name := range c.names {
-		c.procs[name].awaitServing()
-	}
-	for _, p := range c.procs {
-		p.waitReady()
-	}
-	return c
+	t.Helper()
+	return startClusterFlags(t, bin, size)
 }
 
 // leader returns the name of the member every running member names as
