@@ -23,6 +23,8 @@ type testProposer struct {
 	stop    chan struct{}
 	done    sync.WaitGroup
 	batches atomic.Uint64
+	// parks counts the proposer's sleeps: each allows one wake-up.
+	parks atomic.Uint64
 }
 
 type testFlight struct {
@@ -94,6 +96,7 @@ func (p *testProposer) run() {
 		if !ok {
 			continue
 		}
+		p.parks.Add(1)
 		if p.n > 0 {
 			wait = min(wait, time.Duration(p.flights[p.head].commitAt-now))
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +20,24 @@ var submitPathFrames = []string{
 	"].Acquire", // Registry
 }
 
-// wakeFrames mark the one lock a submitter may meet: the scheduler's, when
-// it readies the proposer goroutine that was asleep on an empty queue
-// (runtime.ready). That happens once per idle-to-busy transition, not per
-// request, and no user-level mutex is involved.
-var wakeFrames = []string{"runtime.ready", "runtime.wakep"}
+// Two locks a submitter may meet, both once per sleep of the proposer
+// (an idle-to-busy transition), never per request, and neither a
+// user-level mutex:
+//   - the scheduler's, when it readies the proposer goroutine that was
+//     asleep on an empty queue (runtime.ready, runtime.wakep);
+//   - the wake channel's own runtime lock, when the one producer that won
+//     the wake (Queue.maybeWake's compare-and-swap) sends the token while
+//     the proposer is still entering its select on that channel.
+var (
+	schedulerWakeFrames = []string{"runtime.ready", "runtime.wakep"}
+	wakeTokenFrames     = []string{"].maybeWake"}
+)
 
 // TestSubmitPathHasNoContendedMutex runs many producers through Acquire,
 // Submit and Wait with the mutex profiler sampling every contention event,
 // then fails on any contended lock whose stack is on the submit path,
-// except the scheduler wake described above.
+// except the wake-ups described above, which must number no more than the
+// proposer's sleeps.
 func TestSubmitPathHasNoContendedMutex(t *testing.T) {
 	prev := runtime.SetMutexProfileFraction(1)
 	defer runtime.SetMutexProfileFraction(prev)
@@ -41,26 +50,46 @@ func TestSubmitPathHasNoContendedMutex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startTestProposer(t, b, reg, 50*time.Microsecond)
+	p := startTestProposer(t, b, reg, 50*time.Microsecond)
 	runClosedLoop(t, b, reg, 128, 100_000, func() {})
 
 	var buf bytes.Buffer
 	if err := pprof.Lookup("mutex").WriteTo(&buf, 1); err != nil {
 		t.Fatal(err)
 	}
-	var onPath, wakes int
+	var onPath int
+	var wakeEvents uint64
 	for _, rec := range strings.Split(buf.String(), "\n\n") {
 		if !containsAny(rec, submitPathFrames) {
 			continue
 		}
-		if containsAny(rec, wakeFrames) {
-			wakes++
+		if containsAny(rec, schedulerWakeFrames) || containsAny(rec, wakeTokenFrames) {
+			wakeEvents += contentionCount(t, rec)
 			continue
 		}
 		onPath++
 		t.Errorf("contended lock on the submit path:\n%s", rec)
 	}
-	t.Logf("submit-path contention records: %d (scheduler wake-ups of the proposer, allowed: %d)", onPath, wakes)
+	parks := p.parks.Load()
+	if wakeEvents > parks {
+		t.Errorf("%d contended wake-ups for %d sleeps of the proposer: a wake lock is taken per request", wakeEvents, parks)
+	}
+	t.Logf("submit-path contention records: %d; wake-up contention events: %d for %d proposer sleeps", onPath, wakeEvents, parks)
+}
+
+// contentionCount is the event count of one mutex-profile record, whose
+// first line reads "<cycles> <count> @ <pcs>".
+func contentionCount(t *testing.T, rec string) uint64 {
+	t.Helper()
+	fields := strings.Fields(rec)
+	if len(fields) < 3 || fields[2] != "@" {
+		t.Fatalf("unexpected mutex profile record:\n%s", rec)
+	}
+	n, err := strconv.ParseUint(fields[1], 10, 64)
+	if err != nil {
+		t.Fatalf("mutex profile record count %q: %v", fields[1], err)
+	}
+	return n
 }
 
 func containsAny(s string, subs []string) bool {

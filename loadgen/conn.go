@@ -71,8 +71,11 @@ func (c *conn) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadlin
 			return class, err
 		}
 	}
-	if err := c.nc.SetDeadline(deadline); err != nil {
+	if err := c.arm(deadline); err != nil {
 		c.close()
+		if errors.Is(err, errCancelled) {
+			return errOther, err
+		}
 		return classifyError(err), err
 	}
 	if err := req.Write(c.bw); err != nil {
@@ -133,7 +136,20 @@ func (c *conn) close() {
 	}
 }
 
-// errCancelled: the run was cancelled while dialing.
+// arm sets the exchange's deadline, unless the run was cancelled. It
+// holds mu so that it cannot land after interrupt's past deadline and
+// undo it: that would leave the worker blocked until deadline (an hour,
+// with --timeout 1h) after the run was cancelled.
+func (c *conn) arm(deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancelled {
+		return errCancelled
+	}
+	return c.nc.SetDeadline(deadline)
+}
+
+// errCancelled: the run was cancelled before the exchange began.
 var errCancelled = errors.New("run cancelled")
 
 // interrupt makes a blocked roundTrip return at once, and every later one

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // testConfig is a small closed-loop run of n requests against addrs.
@@ -537,5 +540,38 @@ func TestMalformedResponseIsBadResponse(t *testing.T) {
 	res := mustRun(t, testConfig(6, ln.Addr().String()))
 	if res.TransportErrors["bad_response"] != 6 || res.OK != 0 || res.Errors != 6 {
 		t.Fatalf("ok %d errors %d transport %v", res.OK, res.Errors, res.TransportErrors)
+	}
+}
+
+// TestInterruptBeforeExchangeIsNotUndone covers the window between a
+// worker's check of the context and its exchange: an interrupt that lands
+// there must fail the exchange at once, not be overwritten by the
+// exchange's own (here one hour) deadline.
+func TestInterruptBeforeExchangeIsNotUndone(t *testing.T) {
+	block := make(chan struct{})
+	f := startFake(t, fakeOptions{block: block})
+	t.Cleanup(func() { close(block) })
+	c := newConn(f.addr, 1<<20)
+	defer c.close()
+	if _, err := c.dial(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c.interrupt()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://" + f.addr + "/v1/kv/k")
+	var resp fasthttp.Response
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.roundTrip(req, &resp, time.Now().Add(time.Hour))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errCancelled) {
+			t.Fatalf("roundTrip after interrupt: %v, want errCancelled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("roundTrip after interrupt blocked: its deadline replaced the interrupt's")
 	}
 }
