@@ -565,6 +565,33 @@ func (c *Cluster) nodeByName(name string) *Node {
 	return nil
 }
 
+// Diagnostics fetches what explains a stuck node, for an evidence
+// folder: its /readyz answer, its /v1/cluster status and a dump of its
+// goroutines. Each part reports its own failure in place of its body.
+func (c *Cluster) Diagnostics(ctx context.Context, i int) string {
+	var b strings.Builder
+	for _, path := range []string{"/readyz", "/v1/cluster", "/debug/pprof/goroutine?debug=2"} {
+		fmt.Fprintf(&b, "==== GET %s\n", path)
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+c.nodes[i].Client+path, nil)
+		if err != nil {
+			fmt.Fprintf(&b, "%v\n", err)
+			continue
+		}
+		resp, err := c.probe.Do(req)
+		if err != nil {
+			fmt.Fprintf(&b, "%v\n", err)
+			continue
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		resp.Body.Close()
+		fmt.Fprintf(&b, "%d\n%s\n", resp.StatusCode, body)
+		if err != nil {
+			fmt.Fprintf(&b, "(body cut: %v)\n", err)
+		}
+	}
+	return b.String()
+}
+
 // Status is the part of GET /v1/cluster the runner uses.
 type Status struct {
 	Name   string `json:"name"`

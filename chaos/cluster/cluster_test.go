@@ -99,6 +99,13 @@ func TestFaultsReachTheCluster(t *testing.T) {
 	if code := put(t, c.Node(0).Client, "k", "v"); code != 200 {
 		t.Fatalf("put: %d", code)
 	}
+	// The evidence of a stuck node: its readiness, status and goroutines.
+	diag := c.Diagnostics(ctx, 0)
+	for _, want := range []string{"==== GET /readyz\n200\n", "==== GET /v1/cluster\n200\n", "goroutine ", "node.(*Node).runRaft"} {
+		if !strings.Contains(diag, want) {
+			t.Fatalf("diagnostics lack %q:\n%.2000s", want, diag)
+		}
+	}
 	for from := range 3 {
 		for to := range 3 {
 			if from == to {

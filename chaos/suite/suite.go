@@ -247,6 +247,15 @@ func (r *Result) writeEvidence(outDir, name string, c *cluster.Cluster) error {
 		}
 		files["node-"+n.Name+".log"] = string(b)
 	}
+	// A live node's state explains a stuck heal (a member that never
+	// becomes ready) better than its log does.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, n := range c.Nodes() {
+		if n.Running() && !n.Paused() {
+			files["node-"+n.Name+".diag"] = c.Diagnostics(ctx, i)
+		}
+	}
 	for f, content := range files {
 		if err := os.WriteFile(filepath.Join(r.Dir, f), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("suite: evidence: %w", err)
