@@ -212,8 +212,18 @@ type state struct {
 	idemSeq  uint64 // last seq given to an idempotency record
 }
 
+// treeDegree sets the B-tree node size: nodes hold up to 2*treeDegree-1
+// items. Every apply publishes a view, and the first write after a publish
+// copies each node on its path (copy on write), so a write costs a node
+// copy per level: smaller nodes copy less, at one more level to search.
+// 16 (31 items of 24 bytes in a leaf) put random writes in batches of 16
+// at 1.65 µs against 2.2 µs with the library's default of 32, and lookups
+// at 230 ns against 214 (BenchmarkApplyPutRandomSmallBatches,
+// BenchmarkViewGet).
+const treeDegree = 16
+
 func newState() state {
-	opts := btree.Options{NoLocks: true} // single writer; views are frozen
+	opts := btree.Options{NoLocks: true, Degree: treeDegree} // single writer; views are frozen
 	return state{
 		tree:      btree.NewBTreeGOptions(itemLess, opts),
 		idemByKey: btree.NewBTreeGOptions(idemKeyLess, opts),
