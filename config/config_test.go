@@ -33,7 +33,7 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		Compression: "auto", SnapshotKeep: 2, SnapshotEntries: 100000,
 		MaxBatchBytes: 1 << 20, MaxBatchDelay: 2 * time.Millisecond, MaxPending: 10000, MaxInflightBytes: 8 << 20,
 		IdempotencyTTL: 10 * time.Minute, IdempotencyMaxKeys: 1000000,
-		LogFormat: "text",
+		LogFormat: "text", MutexProfileFraction: 100,
 	}
 	if len(cfg.InitialCluster) != 1 || cfg.InitialCluster[0] != (Member{"node1", "127.0.0.1:7380"}) {
 		t.Fatalf("default initial cluster = %+v, want node1=127.0.0.1:7380", cfg.InitialCluster)

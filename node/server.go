@@ -211,7 +211,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, err
 	}
 	s.api = api
-	ops.SetProfilingRates(ops.DefaultProfilingRates)
+	ops.SetProfilingRates(ops.ProfilingRates{MutexFraction: cfg.MutexProfileFraction, BlockRateNanos: int(cfg.BlockProfileRate)})
 	api.Handle("/metrics", s.metrics.MetricsHandler)
 	api.HandleSnapshot(n.BackupSource(cfg.Name))
 	api.Handle("/v1/cluster", ops.ClusterHandler(s.fillClusterStatus))

@@ -19,7 +19,7 @@
 //
 // At start, once per process:
 //
-//	ops.SetProfilingRates(ops.DefaultProfilingRates) // mutex 1/100, block 10µs
+//	ops.SetProfilingRates(ops.ProfilingRates{MutexFraction: 100}) // --mutex-profile-fraction, --block-profile-rate
 //	m := ops.NewMetrics()
 //	b, err := batch.New(batch.Config{..., Metrics: m.Set(), Observer: m}) // and every other package's metrics
 //	api.Handle("/metrics", m.MetricsHandler)

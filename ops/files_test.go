@@ -30,6 +30,8 @@ var specFlags = map[string]bool{ // flag -> pending in config
 	"max-value-bytes": false, "max-request-bytes": false, "max-txn-ops": false,
 	"log-level": false, "log-format": false, "trace": false,
 	"shutdown-timeout": false, // beyond SPEC: bounds the graceful stop (node/shutdown.go)
+	// Beyond SPEC: the contention profiles' sampling (ops/pprof.go).
+	"mutex-profile-fraction": false, "block-profile-rate": false,
 }
 
 func envVar(flag string) string {

@@ -45,9 +45,6 @@ type ProfilingRates struct {
 	BlockRateNanos int
 }
 
-// DefaultProfilingRates are what a production node runs with.
-var DefaultProfilingRates = ProfilingRates{MutexFraction: 100, BlockRateNanos: 10_000}
-
 // SetProfilingRates applies r to the process and returns the mutex
 // fraction that was in effect before (the runtime does not report the
 // previous block rate). These are process-wide runtime settings: the
