@@ -167,37 +167,11 @@ func TestOverloadRefusesFastAndRecovers(t *testing.T) {
 	}
 }
 
-// startClusterExtra is startClusterWith for the default binary, with
-// extra flags for every member.
+// startClusterExtra is startClusterFlags for the default binary with the
+// default --request-timeout (5s), and extra flags for every member.
 func startClusterExtra(t *testing.T, size int, extra ...string) *realCluster {
-	bin := binary(t)
-	c := &realCluster{t: t, bin: bin, flags: map[string][]string{}, procs: map[string]*proc{}}
-	peers := make([]string, size)
-	var initial []string
-	for i := range size {
-		name := fmt.Sprintf("n%d", i+1)
-		c.names = append(c.names, name)
-		peers[i] = freeAddr(t)
-		initial = append(initial, name+"="+peers[i])
-	}
-	for i, name := range c.names {
-		c.flags[name] = append([]string{
-			"--name", name, "--data-dir", t.TempDir(),
-			"--listen-client", freeAddr(t), "--listen-peer", peers[i],
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
-			"--heartbeat-interval", "20ms", "--election-timeout", "500ms",
-		}, extra...)
-	}
-	for _, name := range c.names {
-		c.procs[name] = startBinary(t, bin, c.flags[name]...)
-	}
-	for _, name := range c.names {
-		c.procs[name].awaitServing()
-	}
-	for _, p := range c.procs {
-		p.waitReady()
-	}
-	return c
+	t.Helper()
+	return startClusterFlags(t, binary(t), size, append([]string{"--request-timeout", "5s"}, extra...)...)
 }
 
 // raiseFileLimit makes room for want open files in this process and the

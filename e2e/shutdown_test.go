@@ -177,3 +177,27 @@ func TestDrainingAnswers503(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, p.stderr.String())
 	}
 }
+
+// TestSilentConnectionDoesNotHoldTheStop: a client connection that never
+// sends a request (an HTTP client's spare connection, dialed and parked in
+// its pool) must not keep a graceful stop waiting: nothing is being
+// served on it. Found in CI: such a connection held SIGTERM for the HTTP
+// server's whole shutdown bound and the member exited 1.
+func TestSilentConnectionDoesNotHoldTheStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	p := startSingle(t, "20s")
+	silent, err := net.Dial("tcp", p.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	began := time.Now()
+	code := p.stop(syscall.SIGTERM)
+	took := time.Since(began)
+	if code != 0 || took > 5*time.Second {
+		t.Fatalf("exit %d after %v with a silent client connection open, want 0 at once: %s", code, took, p.stderr.String())
+	}
+	t.Logf("SIGTERM to exit: %v", took)
+}

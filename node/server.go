@@ -35,7 +35,7 @@ type Server struct {
 	node      *Node
 	transport *wire.Transport
 	api       *httpapi.API
-	clientLn  net.Listener
+	clientLn  *clientListener
 	serveErr  chan error
 	done      chan struct{}
 	errMu     sync.Mutex
@@ -229,11 +229,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, fmt.Errorf("--listen-client %s: %w", cfg.ListenClient, err)
 	}
-	s.clientLn = ln
+	s.clientLn = newClientListener(ln)
 	s.ClientAddr = ln.Addr().String()
 	n.Start(tr)
 	go func() {
-		if err := api.Server().Serve(ln); err != nil {
+		if err := api.Server().Serve(s.clientLn); err != nil {
 			s.serveErr <- err
 		}
 	}()
@@ -339,11 +339,9 @@ func (s *Server) Close() error {
 func (s *Server) shutdown() error {
 	var errs []error
 	if s.api != nil && s.clientLn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.api.Server().ShutdownWithContext(ctx); err != nil {
+		if err := s.shutdownHTTP(10 * time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
-		cancel()
 	} else if s.clientLn != nil {
 		s.clientLn.Close()
 	}
@@ -366,6 +364,28 @@ func (s *Server) shutdown() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// shutdownHTTP stops the HTTP server within timeout: it stops accepting,
+// closes keep-alive connections as they go idle (fasthttp) and silent ones
+// as they are found (clientListener), and waits for the rest.
+func (s *Server) shutdownHTTP(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.api.Server().ShutdownWithContext(ctx) }()
+	// As often as fasthttp looks for idle connections: one accepted just
+	// before the listener closed is found at the next tick.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.clientLn.closeSilent()
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+	}
 }
 
 // fillClusterStatus answers GET /v1/cluster from the member table (names,
