@@ -264,13 +264,17 @@ func (n *Node) handleSnapshot(m *raftmsg.Message) {
 
 // compact drops the entries up to index (of term), which must be in the
 // log and applied. The kept suffix moves to a fresh array, so the memory
-// of the dropped prefix is freed while slices handed out stay valid.
+// of the dropped prefix is freed while slices handed out stay valid. The
+// fresh array holds as many entries as the log did: it grows back to
+// about that length before the next compaction, and growing it by appends
+// would copy every entry several times over (the runtime grows large
+// slices by a quarter at a time).
 func (l *raftLog) compact(index, term uint64) {
 	if index <= l.snapIndex || index > l.applied {
 		panic(fmt.Sprintf("consensus: compact to %d outside (%d, applied %d]", index, l.snapIndex, l.applied))
 	}
 	keep := l.ents[index-l.snapIndex:]
-	fresh := make([]raftmsg.Entry, len(keep), len(keep)+64)
+	fresh := make([]raftmsg.Entry, len(keep), max(len(l.ents), len(keep)+64))
 	copy(fresh, keep)
 	l.ents = fresh
 	l.snapIndex, l.snapTerm = index, term
