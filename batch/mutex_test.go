@@ -16,8 +16,8 @@ import (
 // is not listed.)
 var submitPathFrames = []string{
 	"edgekv/batch.(*Batcher).Submit",
-	"].TryPush", // Queue and Ring
-	"].Acquire", // Registry
+	"]).TryPush", // Queue and Ring: (*Queue[...]).TryPush
+	"]).Acquire", // Registry
 }
 
 // Two locks a submitter may meet, both once per sleep of the proposer
@@ -30,7 +30,7 @@ var submitPathFrames = []string{
 //     the proposer is still entering its select on that channel.
 var (
 	schedulerWakeFrames = []string{"runtime.ready", "runtime.wakep"}
-	wakeTokenFrames     = []string{"].maybeWake"}
+	wakeTokenFrames     = []string{"]).maybeWake"}
 )
 
 // TestSubmitPathHasNoContendedMutex runs many producers through Acquire,
@@ -99,4 +99,28 @@ func containsAny(s string, subs []string) bool {
 		}
 	}
 	return false
+}
+
+// TestMutexRecordFrames: the frame patterns match the profile's own
+// spelling of generic methods, "(*Queue[...]).maybeWake" (a record taken
+// from a CI run), so the test above classifies what it claims to.
+func TestMutexRecordFrames(t *testing.T) {
+	rec := `25137 1 @ 0x44f233 0x44f232 0x45081a 0x6bc58f 0x6bc9a8 0x6ae3c6 0x6ae323 0x4c8e41
+#	0x44f232	runtime.unlock+0x532						/usr/local/go/src/runtime/lock_spinbit.go:261
+#	0x44f231	runtime.chansend+0x531						/usr/local/go/src/runtime/chan.go:248
+#	0x450819	runtime.selectnbsend+0x19					/usr/local/go/src/runtime/chan.go:785
+#	0x6bc58e	github.com/edgekv/edgekv/batch.(*Queue[...]).maybeWake+0xce	batch/queue.go:216
+#	0x6bc9a7	github.com/edgekv/edgekv/batch.(*Queue[...]).TryPush+0x2c7	batch/queue.go:157`
+	if !containsAny(rec, wakeTokenFrames) {
+		t.Error("the wake-token pattern misses (*Queue[...]).maybeWake")
+	}
+	if !containsAny(rec, submitPathFrames[1:2]) {
+		t.Error("the submit-path pattern misses (*Queue[...]).TryPush")
+	}
+	if containsAny(rec, schedulerWakeFrames) {
+		t.Error("a channel lock taken for a scheduler wake-up")
+	}
+	if got := contentionCount(t, rec); got != 1 {
+		t.Errorf("contention count %d, want 1", got)
+	}
 }
