@@ -253,3 +253,36 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendCommandAllocatesOnce: the encoded size bound holds for every
+// kind of command (so AppendCommand never regrows its buffer), with the
+// longest varints and conditions.
+func TestAppendCommandAllocatesOnce(t *testing.T) {
+	big := bytes.Repeat([]byte("v"), 1<<17) // a three-byte length varint
+	ops := []Op{
+		{Kind: KindPut, Cond: CondIfMatch, IfMatch: ^uint64(0), Key: []byte("a"), Value: big},
+		{Kind: KindDelete, Cond: CondIfMatch, IfMatch: 1, Key: []byte("b")},
+		{Kind: KindPut, Cond: CondIfAbsent, Key: []byte("c"), Value: []byte("x")},
+	}
+	many := make([]Op, 100) // per-op overhead adds up past the header's slack
+	for i := range many {
+		many[i] = Op{Kind: KindPut, Cond: CondIfMatch, IfMatch: 1 << 60, Key: []byte{byte(i)}, Value: big[:200]}
+	}
+	cmds := []Command{
+		{Kind: KindBatch, Ops: many},
+		NewPut([]byte("k"), big, CondIfMatch, ^uint64(0)),
+		NewDelete([]byte("k"), CondNone, 0),
+		NewDeletePrefix([]byte("pre/")),
+		{Kind: KindBatch, Ops: ops},
+		{Kind: KindBatch, Ops: ops, IdempotencyKey: []byte("idem-key"), Fingerprint: Fingerprint{7}, TimestampNs: -1},
+	}
+	for _, c := range cmds {
+		out, err := AppendCommand(nil, &c, Limits{})
+		if err != nil {
+			t.Fatalf("%v: %v", c.Kind, err)
+		}
+		if bound := c.encodedBytesBound(); len(out) > bound {
+			t.Errorf("%v: encoded %d bytes, bound %d", c.Kind, len(out), bound)
+		}
+	}
+}
