@@ -147,6 +147,16 @@ func parseBatch(dst []BatchOp, body []byte, lim batchLimits) ([]BatchOp, *Error)
 	if !utf8.Valid(body) {
 		return ops, &Error{Kind: KindBadRequest, Message: "batch body is not valid UTF-8"}
 	}
+	if fast, ok := parseBatchFast(dst, body, lim); ok {
+		return fast, nil
+	}
+	return parseBatchSlow(dst, body, lim)
+}
+
+// parseBatchSlow is parseBatch with encoding/json: any JSON, and the
+// wording of every refusal.
+func parseBatchSlow(dst []BatchOp, body []byte, lim batchLimits) ([]BatchOp, *Error) {
+	ops := dst[:0]
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	bad := func(format string, args ...any) *Error { return Errorf(KindBadRequest, "batch: "+format, args...) }
