@@ -474,15 +474,10 @@ func (m *Machine) put(op *Op) outcome {
 	if op.Cond == CondNone && m.quotaAllows(int64(itemSize(len(op.Key), len(op.Value)))) {
 		// Neither the condition nor the quota depends on what the key
 		// holds (the quota passes even for a new key), so one search
-		// does: the insert returns the item it replaced. Comparing keys
-		// is most of a put's cost (BenchmarkApplyPutRandomSmallBatches).
+		// does. Comparing keys is most of a put's cost
+		// (BenchmarkApplyPutRandomSmallBatches).
 		m.st.revision++
-		m.dataDirty = true
-		it := newItem(op.Key, op.Value, m.st.revision)
-		if prev, replaced := m.st.tree.SetHint(it, &m.hint); replaced {
-			m.st.sizeBytes -= itemSize(int(prev.keyBytes), int(prev.valueBytes))
-		}
-		m.st.sizeBytes += itemSize(int(it.keyBytes), int(it.valueBytes))
+		m.insert(op, m.st.revision)
 		return outcome{status: StatusOK, revision: m.st.revision}
 	}
 	cur, found := m.lookup(op.Key)
@@ -546,7 +541,39 @@ func (m *Machine) deletePrefix(prefix []byte) outcome {
 // batch applies ops all-or-nothing at one revision. Keys are distinct
 // (Validate), so every condition and the size growth are computed against
 // the state before the batch.
+// insert writes an unconditional put in one search of the tree: the
+// insert returns the item it replaced.
+func (m *Machine) insert(op *Op, rev uint64) {
+	m.dataDirty = true
+	it := newItem(op.Key, op.Value, rev)
+	if prev, replaced := m.st.tree.SetHint(it, &m.hint); replaced {
+		m.st.sizeBytes -= itemSize(int(prev.keyBytes), int(prev.valueBytes))
+	}
+	m.st.sizeBytes += itemSize(int(it.keyBytes), int(it.valueBytes))
+}
+
+// unconditionalPuts reports whether every op is a put without condition,
+// and how much they grow the store at most (every key new).
+func unconditionalPuts(ops []Op) (maxGrowthBytes int64, ok bool) {
+	for i := range ops {
+		if ops[i].Kind != KindPut || ops[i].Cond != CondNone {
+			return 0, false
+		}
+		maxGrowthBytes += int64(itemSize(len(ops[i].Key), len(ops[i].Value)))
+	}
+	return maxGrowthBytes, true
+}
+
 func (m *Machine) batch(ops []Op) outcome {
+	if maxGrowth, ok := unconditionalPuts(ops); ok && len(ops) > 0 && m.quotaAllows(maxGrowth) {
+		// Nothing to check against the keys' current items (the common
+		// PutAll): one search per op instead of three.
+		m.st.revision++
+		for i := range ops {
+			m.insert(&ops[i], m.st.revision)
+		}
+		return outcome{status: StatusOK, revision: m.st.revision}
+	}
 	var failed []uint32
 	var growthBytes int64
 	changes := false
