@@ -78,18 +78,23 @@ func TestSubmitPathHasNoContendedMutex(t *testing.T) {
 }
 
 // contentionCount is the event count of one mutex-profile record, whose
-// first line reads "<cycles> <count> @ <pcs>".
+// stack header line reads "<cycles> <count> @ <pcs>" (the profile's own
+// header lines may precede the first record).
 func contentionCount(t *testing.T, rec string) uint64 {
 	t.Helper()
-	fields := strings.Fields(rec)
-	if len(fields) < 3 || fields[2] != "@" {
-		t.Fatalf("unexpected mutex profile record:\n%s", rec)
+	for _, line := range strings.Split(rec, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[2] != "@" {
+			continue
+		}
+		n, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			t.Fatalf("mutex profile record count %q: %v", fields[1], err)
+		}
+		return n
 	}
-	n, err := strconv.ParseUint(fields[1], 10, 64)
-	if err != nil {
-		t.Fatalf("mutex profile record count %q: %v", fields[1], err)
-	}
-	return n
+	t.Fatalf("mutex profile record without a stack header:\n%s", rec)
+	return 0
 }
 
 func containsAny(s string, subs []string) bool {
@@ -105,7 +110,10 @@ func containsAny(s string, subs []string) bool {
 // spelling of generic methods, "(*Queue[...]).maybeWake" (a record taken
 // from a CI run), so the test above classifies what it claims to.
 func TestMutexRecordFrames(t *testing.T) {
-	rec := `25137 1 @ 0x44f233 0x44f232 0x45081a 0x6bc58f 0x6bc9a8 0x6ae3c6 0x6ae323 0x4c8e41
+	rec := `--- mutex:
+cycles/second=2096022018
+sampling period=1
+25137 1 @ 0x44f233 0x44f232 0x45081a 0x6bc58f 0x6bc9a8 0x6ae3c6 0x6ae323 0x4c8e41
 #	0x44f232	runtime.unlock+0x532						/usr/local/go/src/runtime/lock_spinbit.go:261
 #	0x44f231	runtime.chansend+0x531						/usr/local/go/src/runtime/chan.go:248
 #	0x450819	runtime.selectnbsend+0x19					/usr/local/go/src/runtime/chan.go:785
