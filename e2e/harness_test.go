@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgekv/edgekv/internal/freeport"
 )
 
 // builds holds one binary per set of build tags, built once per run.
@@ -71,15 +73,15 @@ func binaryWithTags(t *testing.T, tags string) string {
 	return path
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// freeAddr returns a loopback address with a port nobody listens on now,
+// outside the ephemeral port range (freeport's doc says why).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // proc is one running edgekv process.

@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,6 +51,7 @@ import (
 	"time"
 
 	"github.com/edgekv/edgekv/faultproxy"
+	"github.com/edgekv/edgekv/internal/freeport"
 )
 
 // Build compiles edgekv with the given build tags (for example
@@ -256,14 +256,14 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// freeAddr returns a loopback address nobody listens on now.
+// freeAddr returns a loopback address nobody listens on now, outside the
+// ephemeral port range (freeport's doc says why).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		return "", fmt.Errorf("cluster: free port: %w", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return addr, nil
 }
 
 // Nodes returns the members in index order.
