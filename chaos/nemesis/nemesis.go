@@ -365,26 +365,70 @@ var (
 		n.ExpectExit(true)
 		status, body, err := c.RemoveMember(ctx, l, v)
 		what := fmt.Sprintf("remove %s via %s: %d %s", n.Name, c.Node(l).Name, status, short(body))
+		if err != nil {
+			what += " (" + err.Error() + ")"
+		}
+		// Once the removal may have been proposed, the replacement is
+		// finished even if the faulty phase ends meanwhile: a removed
+		// member left running, or wiped and not restarted, is a state no
+		// operator would leave behind.
+		finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), replaceTimeout)
+		defer cancel()
 		switch {
 		case status == 404:
 			n.ExpectExit(false)
 			return what, errors.New("this build has no DELETE /v1/cluster/members/<name>")
-		case err != nil || status/100 != 2:
-			n.ExpectExit(false)
-			if err != nil {
-				what += " (" + err.Error() + ")"
+		case err != nil || status == 504:
+			// No answer, or "proposed but not applied in time; it may
+			// still be": the outcome is unknown. Ask the other members.
+			if !removalApplied(finish, c, v) {
+				n.ExpectExit(false)
+				return what + "; still a member, not replaced", nil
 			}
+			what += "; the other members no longer list it: removed"
+		case status/100 != 2:
+			n.ExpectExit(false)
 			return what + "; not replaced", nil
 		}
 		if !n.AwaitExit(10 * time.Second) {
 			what += "; did not exit within 10s, killed"
 		}
-		if err := c.Rejoin(ctx, v, l); err != nil {
+		if err := c.Rejoin(finish, v, l); err != nil {
 			return what, err
 		}
 		return what + "; wiped and rejoined with --join", nil
 	}, Stop: restartAll}
 )
+
+// replaceTimeout bounds the end of a replacement (confirming an unknown
+// removal, waiting for the exit, rejoining) once the removal was sent.
+const replaceTimeout = 90 * time.Second
+
+// removalConfirmTimeout bounds how long an unknown removal is waited for:
+// a removal that was appended commits within a few election timeouts
+// once the leader has a quorum, or is lost with its leader.
+const removalConfirmTimeout = 10 * time.Second
+
+// removalApplied reports whether the removal of member v whose outcome is
+// unknown took effect: true once a running member other than v no longer
+// lists it; false when they all still do at the end of
+// removalConfirmTimeout (or none answers).
+func removalApplied(ctx context.Context, c *cluster.Cluster, v int) bool {
+	ctx, cancel := context.WithTimeout(ctx, removalConfirmTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, removed, _ := c.Membership(ctx, v); removed {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
 
 // short cuts an answer body for the event log.
 func short(s string) string {
