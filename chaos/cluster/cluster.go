@@ -531,26 +531,39 @@ func (c *Cluster) Ready(ctx context.Context, i int) bool {
 }
 
 // WaitReady waits until every running, unpaused node answers /readyz with
-// 200, or ctx ends.
+// 200, or ctx ends. The error names every node that was not ready in the
+// last pass whose probes all ran before the deadline: a probe cut short by
+// the deadline says nothing about its node (naming it sent a hunt for a
+// stuck member after one that was ready all along).
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	var notReady []string
 	for {
-		notReady := ""
+		var pass []string
 		for i, n := range c.nodes {
 			if n.Running() && !n.Paused() && !c.Ready(ctx, i) {
-				notReady = n.Name
-				break
+				pass = append(pass, n.Name)
 			}
 		}
-		if notReady == "" {
-			return nil
+		if ctx.Err() == nil {
+			if len(pass) == 0 {
+				return nil
+			}
+			notReady = pass
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: %s not ready: %w; log %s:\n%s", notReady, ctx.Err(), c.nodeByName(notReady).LogPath, tail(c.nodeByName(notReady).LogPath))
+			if len(notReady) == 0 {
+				return fmt.Errorf("cluster: no readiness pass finished: %w", ctx.Err())
+			}
+			var b strings.Builder
+			for _, name := range notReady {
+				fmt.Fprintf(&b, "\n%s log %s:\n%s", name, c.nodeByName(name).LogPath, tail(c.nodeByName(name).LogPath))
+			}
+			return fmt.Errorf("cluster: %s not ready: %w%s", strings.Join(notReady, ", "), ctx.Err(), b.String())
 		case <-tick.C:
 		}
 	}
@@ -597,6 +610,20 @@ type Status struct {
 	Name   string `json:"name"`
 	Leader string `json:"leader"`
 	Term   uint64 `json:"term"`
+	// Members is the member table as this node applied it.
+	Members []struct {
+		Name string `json:"name"`
+	} `json:"members"`
+}
+
+// Lists reports whether the status's member table names name.
+func (st Status) Lists(name string) bool {
+	for _, m := range st.Members {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Status asks node i for /v1/cluster.

@@ -110,3 +110,27 @@ func (c *Cluster) Rejoin(ctx context.Context, i, via int) error {
 	}
 	return n.awaitServing(ctx)
 }
+
+// Membership is what the running, unpaused members other than member i
+// say about it: listed, when one of them still lists i in its applied
+// member table; removed, when one of them no longer does (a removal is
+// applied on the leader before it answers, and on followers soon after);
+// answered, when any of them answered at all.
+func (c *Cluster) Membership(ctx context.Context, i int) (listed, removed, answered bool) {
+	for j, n := range c.nodes {
+		if j == i || !n.Running() || n.Paused() {
+			continue
+		}
+		st, err := c.Status(ctx, j)
+		if err != nil {
+			continue
+		}
+		answered = true
+		if st.Lists(c.nodes[i].Name) {
+			listed = true
+		} else {
+			removed = true
+		}
+	}
+	return listed, removed, answered
+}

@@ -29,10 +29,6 @@ type Env struct {
 	Cluster *cluster.Cluster
 	Rng     *rand.Rand // the schedule's seeded source
 	Acks    *Acks      // nil when the workload does not report acks
-	// Finish is the context (Run's stop) for a step that must complete
-	// once begun even if the faulty phase ends meanwhile: a member that
-	// was removed and wiped must be started again.
-	Finish context.Context
 }
 
 // Acks lets a fault act the instant a client's write is acknowledged: the
@@ -367,35 +363,74 @@ var (
 			return "replace " + n.Name + ": not running, skipped", nil
 		}
 		n.ExpectExit(true)
-		// Once asked, the removal's answer is awaited even past the
-		// faulty phase: cut short, a removal that happened would look
-		// refused.
-		status, body, err := c.RemoveMember(e.Finish, l, v)
+		// Once the removal is asked for, the replacement is finished even
+		// if the faulty phase ends meanwhile: a removed member left
+		// running, or wiped and not restarted, is a state no operator
+		// would leave behind (found in CI: a replacement begun 5 ms before
+		// the phase ended failed the run with "did not report serving:
+		// context deadline exceeded").
+		finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), replaceTimeout)
+		defer cancel()
+		status, body, err := c.RemoveMember(finish, l, v)
 		what := fmt.Sprintf("remove %s via %s: %d %s", n.Name, c.Node(l).Name, status, short(body))
+		if err != nil {
+			what += " (" + err.Error() + ")"
+		}
 		switch {
 		case status == 404:
 			n.ExpectExit(false)
 			return what, errors.New("this build has no DELETE /v1/cluster/members/<name>")
-		case err != nil || status/100 != 2:
-			n.ExpectExit(false)
-			if err != nil {
-				what += " (" + err.Error() + ")"
+		case err != nil || status == 504:
+			// No answer, or "proposed but not applied in time; it may
+			// still be": the outcome is unknown. Ask the other members.
+			if !removalApplied(finish, c, v) {
+				n.ExpectExit(false)
+				return what + "; still a member, not replaced", nil
 			}
+			what += "; the other members no longer list it: removed"
+		case status/100 != 2:
+			n.ExpectExit(false)
 			return what + "; not replaced", nil
 		}
 		if !n.AwaitExit(10 * time.Second) {
 			what += "; did not exit within 10s, killed"
 		}
-		// The removal is done: the replacement must finish, however
-		// little of the faulty phase is left (found in CI: a replacement
-		// begun at its last moment failed the run with "did not report
-		// serving: context deadline exceeded").
-		if err := c.Rejoin(e.Finish, v, l); err != nil {
+		if err := c.Rejoin(finish, v, l); err != nil {
 			return what, err
 		}
 		return what + "; wiped and rejoined with --join", nil
 	}, Stop: restartAll}
 )
+
+// replaceTimeout bounds the end of a replacement (confirming an unknown
+// removal, waiting for the exit, rejoining) once the removal was sent.
+const replaceTimeout = 90 * time.Second
+
+// removalConfirmTimeout bounds how long an unknown removal is waited for:
+// a removal that was appended commits within a few election timeouts
+// once the leader has a quorum, or is lost with its leader.
+const removalConfirmTimeout = 10 * time.Second
+
+// removalApplied reports whether the removal of member v whose outcome is
+// unknown took effect: true once a running member other than v no longer
+// lists it; false when they all still do at the end of
+// removalConfirmTimeout (or none answers).
+func removalApplied(ctx context.Context, c *cluster.Cluster, v int) bool {
+	ctx, cancel := context.WithTimeout(ctx, removalConfirmTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, removed, _ := c.Membership(ctx, v); removed {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
 
 // short cuts an answer body for the event log.
 func short(s string) string {
@@ -526,7 +561,7 @@ func wait(ctx context.Context, d time.Duration) bool {
 // context for undoing (it should outlive ctx).
 func Run(ctx, stop context.Context, c *cluster.Cluster, acks *Acks, s Scenario, sched Schedule, seed uint64) (*Log, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x6e656d65736973))
-	env := &Env{Cluster: c, Rng: rng, Acks: acks, Finish: stop}
+	env := &Env{Cluster: c, Rng: rng, Acks: acks}
 	log := &Log{Counts: map[string]int{}}
 	start := time.Now()
 	note := func(fault, what string, err error) {
