@@ -434,18 +434,14 @@ func growth(op *Op, cur item, found bool) int64 {
 // write performs a put or delete whose condition and quota were checked.
 func (m *Machine) write(op *Op, cur item, found bool, rev uint64) {
 	m.dataDirty = true
-	if found {
-		m.st.sizeBytes -= itemSize(int(cur.keyBytes), int(cur.valueBytes))
-	}
-	if op.Kind == KindDelete {
-		if found {
-			m.st.tree.DeleteHint(cur, &m.hint)
-		}
+	if op.Kind != KindDelete {
+		m.insert(op, rev) // replaces cur, if found
 		return
 	}
-	it := newItem(op.Key, op.Value, rev)
-	m.st.tree.SetHint(it, &m.hint)
-	m.st.sizeBytes += itemSize(int(it.keyBytes), int(it.valueBytes))
+	if found {
+		m.st.sizeBytes -= itemSize(int(cur.keyBytes), int(cur.valueBytes))
+		m.st.tree.DeleteHint(cur, &m.hint)
+	}
 }
 
 // newItem copies key and value out of the entry's buffer in one
@@ -538,9 +534,6 @@ func (m *Machine) deletePrefix(prefix []byte) outcome {
 	return outcome{status: StatusOK, revision: m.st.revision, deleted: uint64(len(keys))}
 }
 
-// batch applies ops all-or-nothing at one revision. Keys are distinct
-// (Validate), so every condition and the size growth are computed against
-// the state before the batch.
 // insert writes an unconditional put in one search of the tree: the
 // insert returns the item it replaced.
 func (m *Machine) insert(op *Op, rev uint64) {
@@ -564,6 +557,9 @@ func unconditionalPuts(ops []Op) (maxGrowthBytes int64, ok bool) {
 	return maxGrowthBytes, true
 }
 
+// batch applies ops all-or-nothing at one revision. Keys are distinct
+// (Validate), so every condition and the size growth are computed against
+// the state before the batch.
 func (m *Machine) batch(ops []Op) outcome {
 	if maxGrowth, ok := unconditionalPuts(ops); ok && len(ops) > 0 && m.quotaAllows(maxGrowth) {
 		// Nothing to check against the keys' current items (the common
