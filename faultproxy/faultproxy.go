@@ -20,7 +20,9 @@
 //     once the stall is lifted (a short partition TCP retransmits across).
 //   - Latency and jitter: each chunk is delivered at read time plus
 //     Latency plus a uniform [0, Jitter) extra, never before the chunk read
-//     before it.
+//     before it. The last stretch before a chunk is due is waited on a
+//     high-resolution timer (dueTimer), since Go's timers fire up to 1 ms
+//     late; how late chunks were written anyway is counted in Stats.
 package faultproxy
 
 import (
@@ -39,6 +41,14 @@ const (
 	maxQueuedChunks = 64
 	readChunkBytes  = 32 << 10
 )
+
+// dueWindow is the last stretch before a delayed chunk is due that is
+// waited out on the precise dueTimer rather than on Go's timer (late by up
+// to 1 ms). A fault set during that stretch takes effect after the chunk.
+const dueWindow = 2 * time.Millisecond
+
+// usable reports whether t exists and has not failed (due_*.go).
+func (t *dueTimer) usable() bool { return t != nil && !t.failed }
 
 // Direction names one half of a proxied connection.
 type Direction int
@@ -76,6 +86,12 @@ type Stats struct {
 	Cut            int64    // connections cut by a block or DropConnections
 	BytesQueued    [2]int64 // read from one side, not necessarily delivered
 	BytesForwarded [2]int64 // written to the other side
+	// DelayedChunks counts chunks written under a latency, per direction,
+	// and Lateness sums how long after their due time (read time plus
+	// latency and jitter) they were written: the proxy's own error, which
+	// the system under test is charged with.
+	DelayedChunks [2]int64
+	Lateness      [2]time.Duration
 }
 
 // Proxy forwards one listening address to one target address.
@@ -317,18 +333,31 @@ func (p *Proxy) pipe(l *link, dir Direction, from, to net.Conn) {
 		}
 	}()
 
+	due, err := newDueTimer()
+	if err != nil {
+		// Go's timer alone still delays correctly, up to 1 ms late.
+		p.log.Warn("delays fall back to Go's timer", "err", err)
+		due = nil
+	} else {
+		defer due.close()
+	}
 	var lastDeliver time.Time
 	for c := range queue {
-		deliverAt, ok := p.waitDeliverable(dir, c, lastDeliver)
+		deliverAt, ok := p.waitDeliverable(dir, c, lastDeliver, due)
 		if !ok {
 			return
 		}
 		lastDeliver = deliverAt
+		late := time.Since(deliverAt)
 		if _, err := to.Write(c.data); err != nil {
 			return
 		}
 		p.mu.Lock()
 		p.stats.BytesForwarded[dir] += int64(len(c.data))
+		if deliverAt.After(c.readAt) {
+			p.stats.DelayedChunks[dir]++
+			p.stats.Lateness[dir] += late
+		}
 		p.mu.Unlock()
 		c.release()
 	}
@@ -337,8 +366,9 @@ func (p *Proxy) pipe(l *link, dir Direction, from, to net.Conn) {
 // waitDeliverable blocks until chunk c may be written in direction dir, or
 // reports false when the direction is blocked or the proxy closed. It
 // re-reads the faults whenever they change, so lifting a stall or a delay
-// takes effect at once.
-func (p *Proxy) waitDeliverable(dir Direction, c chunk, notBefore time.Time) (time.Time, bool) {
+// takes effect at once, except within the last dueWindow before the chunk
+// is due, which is waited out on due when there is one.
+func (p *Proxy) waitDeliverable(dir Direction, c chunk, notBefore time.Time, due *dueTimer) (time.Time, bool) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -356,8 +386,18 @@ func (p *Proxy) waitDeliverable(dir Direction, c chunk, notBefore time.Time) (ti
 		if !f.Stalled[dir] && wait <= 0 {
 			return deliverAt, true
 		}
-		if f.Stalled[dir] {
+		if !f.Stalled[dir] && due.usable() && wait <= dueWindow {
+			if err := due.sleep(wait); err != nil {
+				p.log.Warn("precise wait failed; delays fall back to Go's timer", "err", err)
+				due.failed = true
+			}
+			continue
+		}
+		switch {
+		case f.Stalled[dir]:
 			wait = time.Hour
+		case due.usable():
+			wait -= dueWindow // wake early; due waits out the rest
 		}
 		timer.Reset(wait)
 		select {

@@ -14,7 +14,7 @@ import (
 )
 
 // echoServer answers every byte it reads with the same byte.
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,7 +37,7 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startProxy(t *testing.T, target string) *Proxy {
+func startProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p, err := Start("127.0.0.1:0", target, 1, nil)
 	if err != nil {
@@ -47,7 +47,7 @@ func startProxy(t *testing.T, target string) *Proxy {
 	return p
 }
 
-func dial(t *testing.T, addr string) net.Conn {
+func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {

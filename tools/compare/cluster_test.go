@@ -182,6 +182,10 @@ func TestRunRTTModeWithFake(t *testing.T) {
 	if r.Leader != "n1" || r.LeaderClients != 2 || r.IdealOpsSec != 2/0.05+4/0.1 || len(r.Samples) != 1 || r.Median.OK == 0 {
 		t.Fatalf("rtt row %+v", r)
 	}
+	// The fakes ping each other through the proxies all along.
+	if r.ProxyLateUs <= 0 || !strings.Contains(stdout.String(), "the delaying proxies wrote chunks") {
+		t.Fatalf("proxy lateness %v µs not measured or not printed:\n%s", r.ProxyLateUs, stdout.String())
+	}
 	if !strings.Contains(stdout.String(), "50ms round trip added") {
 		t.Fatalf("table:\n%s", stdout.String())
 	}

@@ -382,7 +382,7 @@ func TestRTTIdeal(t *testing.T) {
 	var b bytes.Buffer
 	rows := []rttRow{
 		{Clients: 256, Leader: "n1", IdealOpsSec: 3420, TargetOpsSec: 2736, Samples: []sample{{}}, Median: sample{OKPerSec: 3000, P50Us: 60000, P99Us: 90000, ServerCPUUsPerOp: 40}},
-		{Clients: 1024, IdealOpsSec: 13653, TargetOpsSec: 10923, Samples: []sample{{}}, Median: sample{OKPerSec: 9000}},
+		{Clients: 1024, IdealOpsSec: 13653, TargetOpsSec: 10923, Samples: []sample{{}}, Median: sample{OKPerSec: 9000}, ProxyLateUs: 612.4},
 		{Clients: 4, Note: "boom"},
 	}
 	if err := writeRTTTable(&b, rows, 1, 50*time.Millisecond); err != nil {
@@ -394,6 +394,12 @@ func TestRTTIdeal(t *testing.T) {
 	}
 	if f := strings.Fields(lines[4]); f[len(f)-1] != "no" || f[1] != "?" {
 		t.Errorf("1024 clients under target: %q", lines[4])
+	}
+	if !strings.Contains(lines[5], "note: 1024 clients: the delaying proxies wrote chunks 612 µs after their due time") {
+		t.Errorf("proxy lateness note: %q", lines[5])
+	}
+	if strings.Count(b.String(), "delaying proxies") != 1 {
+		t.Errorf("a lateness note for a row without one:\n%s", b.String())
 	}
 	if !strings.Contains(b.String(), "note: 4 clients: boom") {
 		t.Errorf("missing note:\n%s", b.String())

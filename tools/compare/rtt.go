@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgekv/edgekv/faultproxy"
 	"github.com/edgekv/edgekv/loadgen"
 )
 
@@ -53,6 +54,23 @@ type rttRow struct {
 	Median        sample   `json:"median"`
 	Samples       []sample `json:"samples"`
 	Note          string   `json:"note,omitempty"`
+	// ProxyLateUs is how late, on average, the delaying proxies wrote a
+	// chunk after its due time during the row's repetitions: the
+	// emulation's own error, which every round trip of the row carries
+	// twice (faultproxy.Stats.Lateness).
+	ProxyLateUs float64 `json:"proxy_late_us"`
+}
+
+// proxyLateness sums the delayed chunks and their lateness over proxies.
+func proxyLateness(proxies []*faultproxy.Proxy) (chunks int64, late time.Duration) {
+	for _, p := range proxies {
+		st := p.Stats()
+		for d := range st.DelayedChunks {
+			chunks += st.DelayedChunks[d]
+			late += st.Lateness[d]
+		}
+	}
+	return chunks, late
 }
 
 // idealRTTThroughput is the throughput of clients that each wait one
@@ -103,6 +121,7 @@ func runRTT(ctx context.Context, o *options, work string, log *slog.Logger) ([]r
 		row.IdealOpsSec = idealRTTThroughput(row.LeaderClients, c-row.LeaderClients, o.RTT)
 		row.TargetOpsSec = rttTargetFraction * row.IdealOpsSec
 		spec := rowSpec{ID: fmt.Sprintf("rtt-put-c%d", c), Workload: loadgen.WorkloadPut, Clients: c}
+		chunks0, late0 := proxyLateness(s.cl.proxies)
 		for range o.Repeat {
 			if ctx.Err() != nil {
 				break
@@ -116,6 +135,10 @@ func runRTT(ctx context.Context, o *options, work string, log *slog.Logger) ([]r
 			log.Info("measured", "row", spec.ID, "ok/s", fmt.Sprintf("%.0f", smp.OKPerSec), "p50_ms", smp.P50Us/1e3, "p99_ms", smp.P99Us/1e3)
 			row.Samples = append(row.Samples, smp)
 			row.Median = medianSample(row.Samples)
+		}
+		// Warm-ups included: the proxies cannot tell them apart.
+		if chunks, late := proxyLateness(s.cl.proxies); chunks > chunks0 {
+			row.ProxyLateUs = float64((late - late0).Microseconds()) / float64(chunks-chunks0)
 		}
 		rows = append(rows, row)
 	}
@@ -169,6 +192,9 @@ func writeRTTTable(w io.Writer, rows []rttRow, repeats int, rtt time.Duration) e
 			formatFigure(r.IdealOpsSec), formatFigure(r.TargetOpsSec), formatFigure(cpu), met)
 		if r.Note != "" {
 			fmt.Fprintf(&b, "note: %d clients: %s\n", r.Clients, r.Note)
+		}
+		if r.ProxyLateUs > 0 {
+			fmt.Fprintf(&b, "note: %d clients: the delaying proxies wrote chunks %.0f µs after their due time on average (the emulation's error; a round trip carries it twice)\n", r.Clients, r.ProxyLateUs)
 		}
 		if r.Median.Errors > 0 {
 			fmt.Fprintf(&b, "note: %d clients: %d failed requests over all repetitions (see the JSON)\n", r.Clients, r.Median.Errors)
