@@ -206,6 +206,7 @@ type Batcher struct {
 	waitNanos       atomic.Uint64 // sum over proposals of time in the batcher
 	committed       atomic.Uint64
 	failed          atomic.Uint64
+	forwarded       atomic.Uint64
 	expired         atomic.Uint64
 	lateFinishes    atomic.Uint64
 
@@ -352,6 +353,28 @@ func (b *Batcher) Next(nowNanos int64) (Batch, bool) {
 // Proposer goroutine only; each id at most once. Finishing an id the
 // batcher already expired (InflightTimeout) is counted and ignored.
 func (b *Batcher) Finish(id uint64, nowNanos int64, committed bool) {
+	outcome := outcomeFailed
+	if committed {
+		outcome = outcomeCommitted
+	}
+	b.finish(id, nowNanos, outcome)
+}
+
+// Forwarded reports that batch id left this member's pipeline for another
+// one's (a follower hands its proposals to the leader): its commit is seen
+// there, so it yields no latency sample and is neither committed nor
+// failed here. Same rules as Finish.
+func (b *Batcher) Forwarded(id uint64, nowNanos int64) { b.finish(id, nowNanos, outcomeForwarded) }
+
+type outcome uint8
+
+const (
+	outcomeCommitted outcome = iota
+	outcomeFailed
+	outcomeForwarded
+)
+
+func (b *Batcher) finish(id uint64, nowNanos int64, o outcome) {
 	if id == 0 || id >= b.nextID {
 		panic(fmt.Sprintf("batch: Finish(%d) of a batch never handed out (next id %d)", id, b.nextID))
 	}
@@ -364,11 +387,14 @@ func (b *Batcher) Finish(id uint64, nowNanos int64, committed bool) {
 		panic(fmt.Sprintf("batch: Finish(%d) twice", id))
 	}
 	rec.done = true
-	if committed {
+	switch o {
+	case outcomeCommitted:
 		b.committed.Add(1)
 		b.sampleLatency(max(nowNanos-rec.emittedAtNanos, 0))
-	} else {
+	case outcomeFailed:
 		b.failed.Add(1)
+	case outcomeForwarded:
+		b.forwarded.Add(1)
 	}
 	b.popDone()
 }

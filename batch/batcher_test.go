@@ -226,6 +226,34 @@ func TestHoldFollowsLatencyUpAndDownCapped(t *testing.T) {
 	}
 }
 
+// A forwarded batch frees its place in the window at once, is counted as
+// forwarded (not failed, not committed) and is no latency sample: its
+// commit happens on the leader.
+func TestForwardedBatchIsNeitherCommittedNorFailed(t *testing.T) {
+	set := metrics.NewSet()
+	b, clk := newTestBatcher(t, Config{MaxInflightBatches: 1, Metrics: set})
+	mustSubmit(t, b, prop(1, 64))
+	bt := mustNext(t, b, clk.Now())
+	mustSubmit(t, b, prop(2, 64))
+	if _, ok := b.Next(clk.Now()); ok {
+		t.Fatal("a second batch left with the window of one full")
+	}
+	b.Forwarded(bt.ID, clk.Advance(time.Second))
+	st := b.Stats()
+	if st.Forwarded != 1 || st.Failed != 0 || st.Committed != 0 || b.CommitLatency() != 0 {
+		t.Fatalf("after Forwarded: %+v, latency %v", st, b.CommitLatency())
+	}
+	if _, ok := b.Next(clk.Now()); !ok {
+		t.Fatal("the window stayed full after Forwarded")
+	}
+	var out bytes.Buffer
+	set.WritePrometheus(&out)
+	if !strings.Contains(out.String(), `edgekv_batch_finished_total{outcome="forwarded"} 1`) ||
+		!strings.Contains(out.String(), `edgekv_batch_finished_total{outcome="failed"} 0`) {
+		t.Fatalf("metrics:\n%s", out.String())
+	}
+}
+
 // No batch passes MaxBatchBytes, except a lone oversized proposal, and a
 // full batch leaves without waiting for the hold.
 func TestByteBoundAndFullTrigger(t *testing.T) {

@@ -26,10 +26,12 @@ type Stats struct {
 	Bytes   uint64
 	// WaitNanos sums, over batched proposals, the time from Submit to Next.
 	WaitNanos uint64
-	// Committed, Failed and Expired count how batches left the pipeline;
-	// LateFinishes counts Finish calls for already expired batches.
+	// Committed, Failed, Forwarded and Expired count how batches left the
+	// pipeline; LateFinishes counts Finish calls for already expired
+	// batches.
 	Committed    uint64
 	Failed       uint64
+	Forwarded    uint64
 	Expired      uint64
 	LateFinishes uint64
 	// CommitLatencyNanos is the smoothed commit latency driving the hold.
@@ -74,6 +76,7 @@ func (b *Batcher) Stats() Stats {
 		WaitNanos:          b.waitNanos.Load(),
 		Committed:          b.committed.Load(),
 		Failed:             b.failed.Load(),
+		Forwarded:          b.forwarded.Load(),
 		Expired:            b.expired.Load(),
 		LateFinishes:       b.lateFinishes.Load(),
 		CommitLatencyNanos: b.ewmaNanos.Load(),
@@ -100,7 +103,7 @@ func (b *Batcher) Stats() Stats {
 //	edgekv_batch_entries_total                  proposals batched
 //	edgekv_batch_bytes_total                    bytes batched
 //	edgekv_batch_wait_seconds_total             sum of time proposals spent in the batcher
-//	edgekv_batch_finished_total{outcome="..."}  committed, failed, expired, late
+//	edgekv_batch_finished_total{outcome="..."}  committed, failed, forwarded, expired, late
 //	edgekv_batch_commit_latency_seconds         smoothed commit latency (the hold)
 //
 // The distributions (batch sizes in proposals and bytes, the oldest wait
@@ -132,6 +135,7 @@ func (b *Batcher) registerMetrics(set *metrics.Set) {
 		metrics.WriteCounterFloat64(w, "edgekv_batch_wait_seconds_total", float64(s.WaitNanos)/1e9)
 		metrics.WriteCounterUint64(w, `edgekv_batch_finished_total{outcome="committed"}`, s.Committed)
 		metrics.WriteCounterUint64(w, `edgekv_batch_finished_total{outcome="failed"}`, s.Failed)
+		metrics.WriteCounterUint64(w, `edgekv_batch_finished_total{outcome="forwarded"}`, s.Forwarded)
 		metrics.WriteCounterUint64(w, `edgekv_batch_finished_total{outcome="expired"}`, s.Expired)
 		metrics.WriteCounterUint64(w, `edgekv_batch_finished_total{outcome="late"}`, s.LateFinishes)
 		metrics.WriteGaugeFloat64(w, "edgekv_batch_commit_latency_seconds", float64(s.CommitLatencyNanos)/1e9)

@@ -252,6 +252,11 @@ func TestClusterWritesOnLeaderAndFollowerReadEverywhere(t *testing.T) {
 	if _, err := f.Backend().Delete(ctx, httpapi.DeleteRequest{Key: []byte("a")}); kindOf(err) != httpapi.KindNotFound {
 		t.Fatalf("delete of absent key: %v, want not found", err)
 	}
+	// The follower's batches went to the leader: counted as forwarded, not
+	// as failed (edgekv_batch_finished_total on a follower).
+	if st := f.batcher.Stats(); st.Forwarded != 3 || st.Failed != 0 || st.Committed != 0 {
+		t.Fatalf("follower batches %+v: want 3 forwarded, none failed or committed", st)
+	}
 }
 
 func TestClusterCompareAndSwap(t *testing.T) {

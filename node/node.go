@@ -620,7 +620,7 @@ func (n *Node) proposeBatches() {
 			// Forwarded: its commit is seen only by the leader, so it does
 			// not hold this member's batching window (the leader's
 			// uncommitted-bytes bound limits forwarded load instead).
-			n.batcher.Finish(bt.ID, now, false)
+			n.batcher.Forwarded(bt.ID, now)
 			continue
 		}
 		if len(n.inflight) >= maxInflightRecords {

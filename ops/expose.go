@@ -21,7 +21,7 @@ var foreignFamilies = func() map[string]familyDesc {
 		"edgekv_batch_entries_total":          {"counter", "Proposals put into batches."},
 		"edgekv_batch_bytes_total":            {"counter", "Bytes put into batches."},
 		"edgekv_batch_wait_seconds_total":     {"counter", "Total time proposals spent waiting in the batcher."},
-		"edgekv_batch_finished_total":         {"counter", "Batches finished, by outcome (committed, failed, expired, late)."},
+		"edgekv_batch_finished_total":         {"counter", "Batches finished, by outcome (committed, failed, forwarded to the leader, expired, late)."},
 		"edgekv_batch_commit_latency_seconds": {"gauge", "Smoothed commit latency the adaptive batcher holds batches for."},
 		// Names under the prefixes batch's doc gives the runtime:
 		// Registry.RegisterMetrics(set, "edgekv_batch_waiters") and
